@@ -1,0 +1,169 @@
+/**
+ * Raw connections as the pool holds them, and the factory generic-pool calls to open and close
+ * them. The factory is where generic-pool's traps are defused: a failing connect is always
+ * asynchronous and backed off, waiting callers hear about it at once, a late connect is closed.
+ */
+import type { Factory } from 'generic-pool';
+import type { Adapter } from './adapter';
+import { ConnectError } from './errors';
+import type { CloseReason } from './metrics';
+import { redact, redactError } from './redact';
+import { sleep } from './time';
+
+let nextConnectionId = 1;
+
+/** A raw driver connection plus what the pool knows about it. */
+export class PooledConnection<C extends object = object> {
+  readonly id = nextConnectionId++;
+  uses = 0;
+  /** Set when the connection must never be reused (fatal error, user end(), failed rollback). */
+  broken = false;
+  brokenBy: unknown = undefined;
+  /** Why it is being closed; read by the factory's destroy for the metric. */
+  closeReason: CloseReason | undefined = undefined;
+  leased = false;
+
+  constructor(
+    readonly raw: C,
+    readonly createdAt: number,
+    /** performance.now() after which the connection is retired at release. */
+    readonly expiresAt: number,
+  ) {}
+
+  markBroken(cause: unknown): void {
+    if (!this.broken) {
+      this.broken = true;
+      this.brokenBy = cause;
+    }
+  }
+}
+
+/** What the factory tells the pool. */
+export interface FactoryEvents<C extends object> {
+  created(conn: PooledConnection<C>): void;
+  /** A connect failed; waiting callers should get `error` now. */
+  connectFailed(error: ConnectError): void;
+  /** The driver reported an error on a connection (idle or leased). */
+  connectionError(conn: PooledConnection<C>, err: unknown): void;
+  closed(conn: PooledConnection<C>, reason: CloseReason): void;
+  closeFailed(conn: PooledConnection<C>, err: unknown): void;
+}
+
+export interface FactoryOptions {
+  readonly connectTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  /** Bound on one close; a dead socket never holds shutdown. */
+  readonly closeTimeoutMs: number;
+}
+
+const BACKOFF_FIRST_MS = 50;
+const BACKOFF_MAX_MS = 2_000;
+
+/**
+ * The generic-pool factory. `create` never rejects synchronously or before a real wait
+ * (generic-pool would spin), and sleeps a growing backoff after a failure before reporting
+ * it to generic-pool, which otherwise retries ~200 times a second.
+ */
+export function createFactory<C extends object>(
+  adapter: Adapter<C>,
+  options: FactoryOptions,
+  events: FactoryEvents<C>,
+): Factory<PooledConnection<C>> & { readonly consecutiveFailures: number; liveCount: number } {
+  let consecutiveFailures = 0;
+  const state = {
+    get consecutiveFailures() {
+      return consecutiveFailures;
+    },
+    liveCount: 0,
+    async create(): Promise<PooledConnection<C>> {
+      let pooled: PooledConnection<C> | undefined;
+      let earlyError: unknown;
+      const controller = new AbortController();
+      const timer = setTimeout(() => {
+        controller.abort(new ConnectError(`Connecting to ${adapter.name} at ${adapter.target} timed out after ${options.connectTimeoutMs} ms`));
+      }, options.connectTimeoutMs);
+      const connecting = adapter.connect(controller.signal, {
+        onError(err: unknown) {
+          if (pooled === undefined) earlyError ??= err;
+          else events.connectionError(pooled, err);
+        },
+      });
+      try {
+        const raw = await raceAbort(connecting, controller.signal);
+        if (earlyError !== undefined) throw earlyError;
+        const now = performance.now();
+        // Up to 2.5% jitter so connections opened together do not all retire together.
+        const lifetime = options.maxLifetimeMs === Infinity ? Infinity : options.maxLifetimeMs * (1 - Math.random() * 0.025);
+        pooled = new PooledConnection(raw, now, now + lifetime);
+        consecutiveFailures = 0;
+        state.liveCount++;
+        events.created(pooled);
+        return pooled;
+      } catch (err) {
+        // A connection that completes after its deadline is closed, not kept.
+        connecting.then((late) => adapter.close(late).catch(() => undefined), () => undefined);
+        const error = toConnectError(adapter, err);
+        consecutiveFailures++;
+        events.connectFailed(error);
+        await sleep(Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1)));
+        throw error;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    async destroy(conn: PooledConnection<C>): Promise<void> {
+      const reason = conn.closeReason ?? 'idle';
+      state.liveCount--;
+      try {
+        await withTimeout(adapter.close(conn.raw), options.closeTimeoutMs);
+      } catch (err) {
+        events.closeFailed(conn, err);
+      }
+      events.closed(conn, reason);
+    },
+  };
+  return state;
+}
+
+function toConnectError(adapter: Adapter<object>, err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const cause = redactError(err);
+  return new ConnectError(`Could not connect to ${adapter.name} at ${redact(adapter.target)}: ${cause.message}`, { cause });
+}
+
+/** Resolve/reject with `promise`, or reject with the signal's reason when it aborts first. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Bound a promise in time; the timer never keeps the process alive. */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    timer.unref();
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}

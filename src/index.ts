@@ -1,0 +1,47 @@
+/**
+ * leasepool: a transactional connection pool whose leases release themselves.
+ * @packageDocumentation
+ */
+import { captureSite } from './leaks';
+import type { Pool } from './pool';
+import { runTransaction, type Transaction, type TxOptions } from './transaction';
+
+export { createPool, Pool } from './pool';
+export type { AcquireOptions, CloseSummary, LeaseScopeOptions, LeakEvent, LeakReturnedEvent, PoolEvents, PoolStats, ReclaimEvent } from './pool';
+export { Lease } from './lease';
+export type { ActiveLeaseInfo, LeaseState } from './lease';
+export type { Transaction, TxOptions } from './transaction';
+export type { PoolOptions } from './options';
+export type { Logger } from './logger';
+export type { MetricsOptions, AcquireOutcome, TxOutcome, CloseReason, RecoveryKind } from './metrics';
+export type { Adapter, BeginOptions, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from './adapter';
+export type { Cleanup } from './defer';
+export { shutdownOnSignals } from './shutdown';
+export type { ShutdownOptions } from './shutdown';
+export {
+  LeasepoolError,
+  ConfigError,
+  ConnectError,
+  PoolClosedError,
+  AcquireTimeoutError,
+  PoolQueueFullError,
+  LeaseReleasedError,
+  LeaseRevokedError,
+  LeaseTimeoutError,
+  NestedAcquireError,
+  TxOutcomeUnknownError,
+  LeaseMisuseError,
+  CleanupError,
+  suppressedErrors,
+} from './errors';
+export { redact } from './redact';
+
+/** `withTx(pool, fn, options)`: the same as `pool.withTx(fn, options)`. */
+export function withTx<C extends object, R>(
+  pool: Pool<C>,
+  fn: (conn: C, tx: Transaction<C>) => R | PromiseLike<R>,
+  options?: TxOptions,
+): Promise<R> {
+  const site = pool.options.leakDetectionMs > 0 ? captureSite(withTx) : undefined;
+  return runTransaction(pool, fn, options, site);
+}

@@ -1,0 +1,67 @@
+/**
+ * Leak detection by lease age, and leases found by the garbage collector.
+ *
+ * One unref'd timer walks the active leases oldest first (the registry keeps acquire order)
+ * and stops at the first one younger than the threshold, so a scan costs O(leaks + 1).
+ * With `leakDetectionMs: 0` there is no timer and no acquire stack: zero cost per lease.
+ */
+import type { CallSite, LeaseRecord } from './lease';
+import { now } from './time';
+
+/** Frames kept in an acquire stack: enough to show the caller and its callers. */
+const SITE_FRAMES = 8;
+
+/** Capture the caller of `entry` (a public pool method) without formatting it. */
+export function captureSite(entry: Function): CallSite {
+  const site: { stack?: string } = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = SITE_FRAMES;
+  Error.captureStackTrace(site, entry);
+  Error.stackTraceLimit = limit;
+  return site;
+}
+
+/** The acquire stack as users read it: "    at file:line" frames, no header line. */
+export function formatSite(site: CallSite | undefined): string | undefined {
+  const stack = site?.stack;
+  if (stack === undefined) return undefined;
+  const firstFrame = stack.indexOf('\n');
+  return firstFrame === -1 ? '' : stack.slice(firstFrame + 1);
+}
+
+/** Periodic scan of `active` (acquire order) for leases older than `thresholdMs`. */
+export class LeakDetector<C extends object> {
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly active: ReadonlySet<LeaseRecord<C>>,
+    private readonly thresholdMs: number,
+    private readonly onLeak: (record: LeaseRecord<C>) => void,
+  ) {}
+
+  start(): void {
+    if (this.thresholdMs <= 0 || this.#timer !== undefined) return;
+    const periodMs = Math.min(1_000, Math.max(10, Math.floor(this.thresholdMs / 4)));
+    this.#timer = setInterval(() => this.scan(), periodMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Report every lease past the threshold not reported yet; returns how many were reported. */
+  scan(): number {
+    const cutoff = now() - this.thresholdMs;
+    let reported = 0;
+    for (const record of this.active) {
+      if (record.acquiredAt > cutoff) break;
+      if (record.leakReported) continue;
+      record.leakReported = true;
+      reported++;
+      this.onLeak(record);
+    }
+    return reported;
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * A lease: one borrowed connection. The public `Lease` is a thin handle; its state lives in a
+ * `LeaseRecord` that the pool tracks (leak detector, active list). The pool never holds the
+ * handle itself, so a handle the user drops can be found by the garbage collector.
+ */
+import type { Cleanup } from './defer';
+import { LeaseReleasedError, LeaseRevokedError } from './errors';
+import { guardConnection } from './guard';
+import type { PooledConnection } from './connections';
+import type { LeaseOwner } from './release';
+
+export type LeaseState = 'active' | 'released' | 'revoked';
+
+/** What `pool.activeLeases()` reports for each active lease. */
+export interface ActiveLeaseInfo {
+  readonly id: number;
+  readonly ageMs: number;
+  readonly inTransaction: boolean;
+  /** The acquire call site, when leak detection is on (`leakDetectionMs > 0`). */
+  readonly stack: string | undefined;
+}
+
+/** A captured call site; `.stack` is formatted by V8 only when read. */
+export interface CallSite {
+  readonly stack?: string;
+}
+
+let nextLeaseId = 1;
+
+/** Internal state of one lease. */
+export class LeaseRecord<C extends object = object> {
+  readonly id = nextLeaseId++;
+  state: LeaseState = 'active';
+  /** Set when release starts: a second release joins it. */
+  releasing: Promise<unknown[]> | undefined = undefined;
+  cleanups: Cleanup[] | undefined = undefined;
+  /** Open withTx frames on this lease (0 = none). */
+  txDepth = 0;
+  /** Statements sent through `lease.conn` that have not settled. */
+  inflight = 0;
+  controller: AbortController | undefined = undefined;
+  deadlineTimer: NodeJS.Timeout | undefined = undefined;
+  revokedBy: Error | undefined = undefined;
+  leakReported = false;
+  /** Serialises transaction scopes opened directly on this lease (see transaction.ts). */
+  tail: Promise<void> | undefined = undefined;
+  savepointSeq = 0;
+
+  constructor(
+    readonly owner: LeaseOwner<C>,
+    readonly connection: PooledConnection<C>,
+    readonly acquiredAt: number,
+    readonly site: CallSite | undefined,
+  ) {}
+
+  /** The error any use of the connection throws once the lease has ended. */
+  useError(): Error {
+    return this.state === 'revoked'
+      ? new LeaseRevokedError(this.id, this.revokedBy?.message ?? 'revoked')
+      : new LeaseReleasedError(this.id);
+  }
+
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+}
+
+/**
+ * One borrowed connection. Release it with `release()` or `await using`; scoped helpers
+ * (`withLease`, `withTx`) release it for you.
+ */
+export class Lease<C extends object = object> {
+  /** @internal */
+  readonly record: LeaseRecord<C>;
+  #conn: C | undefined;
+
+  /** @internal */
+  constructor(record: LeaseRecord<C>) {
+    this.record = record;
+  }
+
+  /** Lease number, unique in the process; appears in leak reports. */
+  get id(): number {
+    return this.record.id;
+  }
+
+  /** `'active'`, then `'released'` (given back) or `'revoked'` (taken back by the pool). */
+  get state(): LeaseState {
+    return this.record.state;
+  }
+
+  /**
+   * The driver's own connection behind a guard: same API, but every use after release throws
+   * `LeaseReleasedError` (or `LeaseRevokedError`), and `release/end/destroy` end the lease instead
+   * of corrupting the pool.
+   */
+  get conn(): C {
+    if (this.#conn === undefined) {
+      const record = this.record;
+      if (record.state !== 'active') throw record.useError();
+      this.#conn = guardConnection(record, this);
+    }
+    return this.#conn;
+  }
+
+  /** Aborted when the pool revokes the lease (deadline, shutdown, reclaim). */
+  get signal(): AbortSignal {
+    return this.record.signal;
+  }
+
+  /** True while a `withTx` scope is open on this lease. */
+  get inTransaction(): boolean {
+    return this.record.txDepth > 0;
+  }
+
+  /** Register a cleanup to run at release, last-in-first-out. */
+  defer(cleanup: Cleanup): void {
+    const record = this.record;
+    if (record.state !== 'active' || record.releasing !== undefined) throw record.useError();
+    if (typeof cleanup !== 'function') throw new TypeError('lease.defer() takes a function');
+    (record.cleanups ??= []).push(cleanup);
+  }
+
+  /**
+   * Give the connection back. Idempotent: later calls resolve when the first has finished.
+   * Rejects with `CleanupError` if deferred cleanups threw (the connection is returned anyway).
+   */
+  release(): Promise<void> {
+    return this.record.owner.releaseFromHandle(this.record);
+  }
+
+  /** `await using lease = await pool.acquire()` releases at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Pool options: their defaults, their documentation, and the validation that turns every bad
+ * field into one `ConfigError`. Every option takes effect; none is accepted and ignored.
+ */
+import { ConfigError } from './errors';
+import type { Logger } from './logger';
+import type { MetricsOptions } from './metrics';
+
+/** Options of `createPool`. Durations are milliseconds, as the names say. */
+export interface PoolOptions {
+  /** Pool name: the `pool` label of every metric and the prefix of log lines. Default `'default'`. */
+  name?: string;
+  /** Most connections open at once (idle + leased). Integer >= 1. Default 10. */
+  max?: number;
+  /** Connections kept open even when idle. Integer, 0 <= min <= max. Default 0. */
+  min?: number;
+  /** Longest wait for a lease before `AcquireTimeoutError`. > 0 or `Infinity`. Default 10 000. */
+  acquireTimeoutMs?: number;
+  /** Longest time to open one connection (DNS, TCP, TLS, handshake). > 0. Default 5 000. */
+  connectTimeoutMs?: number;
+  /** Most callers allowed to wait; one more gets `PoolQueueFullError` at once. Integer >= 0 or `Infinity`. Default `Infinity`. */
+  maxWaiting?: number;
+  /** An idle connection above `min` is closed after this long. > 0 or `Infinity` (never). Default 30 000. */
+  idleTimeoutMs?: number;
+  /** A connection is closed at its first release after this age (with up to 2.5% jitter). > 0 or `Infinity`. Default 1 800 000. */
+  maxLifetimeMs?: number;
+  /** A connection is closed after this many leases. Integer >= 1 or `Infinity`. Default `Infinity`. */
+  maxUses?: number;
+  /** A lease held longer than this is reported as a leak (once). >= 0; 0 disables at no per-lease cost. Default 30 000. */
+  leakDetectionMs?: number;
+  /** A lease held longer than this is revoked and its connection reclaimed. > 0, or `undefined` (never). Default `undefined`. */
+  leaseTimeoutMs?: number | undefined;
+  /** Reset session state (`DISCARD ALL`, `COM_RESET_CONNECTION`) at every release. Default `false`. */
+  resetOnRelease?: boolean;
+  /** Prometheus metrics into the given prom-client registry; `false` or omitted disables them. */
+  metrics?: MetricsOptions | false | undefined;
+  /** Where warnings (leaks, background errors) go: `{ warn, error, info?, debug? }`, pino-compatible. Default: console for warn/error. */
+  logger?: Logger;
+}
+
+/** Options after defaults, as the pool uses them. */
+export interface ResolvedPoolOptions {
+  readonly name: string;
+  readonly max: number;
+  readonly min: number;
+  readonly acquireTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxWaiting: number;
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  readonly maxUses: number;
+  readonly leakDetectionMs: number;
+  readonly leaseTimeoutMs: number | undefined;
+  readonly resetOnRelease: boolean;
+  readonly metrics: MetricsOptions | false;
+  readonly logger: Logger | undefined;
+}
+
+export const DEFAULT_POOL_OPTIONS = {
+  name: 'default',
+  max: 10,
+  min: 0,
+  acquireTimeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  maxWaiting: Infinity,
+  idleTimeoutMs: 30_000,
+  maxLifetimeMs: 1_800_000,
+  maxUses: Infinity,
+  leakDetectionMs: 30_000,
+  leaseTimeoutMs: undefined,
+  resetOnRelease: false,
+} as const;
+
+const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger']);
+const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+type Problem = { field: string; problem: string };
+
+/** Checks shared by pool and transaction options. */
+export const check = {
+  integer(problems: Problem[], field: string, value: unknown, min: number, allowInfinity: boolean): void {
+    if (allowInfinity && value === Infinity) return;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+      problems.push({ field, problem: `must be an integer >= ${min}${allowInfinity ? ' or Infinity' : ''} (got ${show(value)})` });
+    }
+  },
+  duration(problems: Problem[], field: string, value: unknown, opts: { allowZero: boolean; allowInfinity: boolean }): void {
+    if (opts.allowInfinity && value === Infinity) return;
+    const ok = typeof value === 'number' && Number.isFinite(value) && (opts.allowZero ? value >= 0 : value > 0);
+    if (!ok) {
+      problems.push({
+        field,
+        problem: `must be a number of milliseconds ${opts.allowZero ? '>= 0' : '> 0'}${opts.allowInfinity ? ' or Infinity' : ''} (got ${show(value)})`,
+      });
+    }
+  },
+  boolean(problems: Problem[], field: string, value: unknown): void {
+    if (typeof value !== 'boolean') problems.push({ field, problem: `must be a boolean (got ${show(value)})` });
+  },
+};
+
+/** Apply defaults and validate; throws one `ConfigError` naming every bad field. */
+export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPoolOptions {
+  const problems: Problem[] = [];
+  if (input !== undefined && (input === null || typeof input !== 'object')) {
+    throw new ConfigError([{ field: 'options', problem: `must be an object (got ${show(input)})` }]);
+  }
+  const opts: Record<string, unknown> = { ...(input ?? {}) };
+  for (const key of Object.keys(opts)) {
+    if (!KNOWN_KEYS.has(key)) problems.push({ field: key, problem: 'is not a known option' });
+  }
+  const pick = <K extends keyof typeof DEFAULT_POOL_OPTIONS>(key: K): unknown =>
+    opts[key] === undefined ? DEFAULT_POOL_OPTIONS[key] : opts[key];
+
+  const name = pick('name');
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    problems.push({ field: 'name', problem: `must be 1-64 characters of [A-Za-z0-9_.:-] (got ${show(name)})` });
+  }
+  const max = pick('max');
+  const min = pick('min');
+  check.integer(problems, 'max', max, 1, false);
+  check.integer(problems, 'min', min, 0, false);
+  if (typeof max === 'number' && typeof min === 'number' && Number.isInteger(max) && Number.isInteger(min) && min > max) {
+    problems.push({ field: 'min', problem: `must not exceed max (min=${min}, max=${max})` });
+  }
+  check.duration(problems, 'acquireTimeoutMs', pick('acquireTimeoutMs'), { allowZero: false, allowInfinity: true });
+  check.duration(problems, 'connectTimeoutMs', pick('connectTimeoutMs'), { allowZero: false, allowInfinity: false });
+  check.integer(problems, 'maxWaiting', pick('maxWaiting'), 0, true);
+  check.duration(problems, 'idleTimeoutMs', pick('idleTimeoutMs'), { allowZero: false, allowInfinity: true });
+  check.duration(problems, 'maxLifetimeMs', pick('maxLifetimeMs'), { allowZero: false, allowInfinity: true });
+  check.integer(problems, 'maxUses', pick('maxUses'), 1, true);
+  check.duration(problems, 'leakDetectionMs', pick('leakDetectionMs'), { allowZero: true, allowInfinity: false });
+  if (opts['leaseTimeoutMs'] !== undefined) {
+    check.duration(problems, 'leaseTimeoutMs', opts['leaseTimeoutMs'], { allowZero: false, allowInfinity: false });
+  }
+  check.boolean(problems, 'resetOnRelease', pick('resetOnRelease'));
+
+  const metrics = opts['metrics'];
+  if (metrics !== undefined && metrics !== false) {
+    const registry = (metrics as { registry?: unknown } | null)?.registry;
+    if (typeof metrics !== 'object' || metrics === null || typeof (registry as { registerMetric?: unknown } | undefined)?.registerMetric !== 'function') {
+      problems.push({ field: 'metrics', problem: 'must be false or { registry } with a prom-client Registry' });
+    }
+  }
+  const logger = opts['logger'];
+  if (logger !== undefined) {
+    const l = logger as Partial<Record<'warn' | 'error', unknown>> | null;
+    if (typeof logger !== 'object' || logger === null || typeof l?.warn !== 'function' || typeof l?.error !== 'function') {
+      problems.push({ field: 'logger', problem: 'must be an object with warn() and error() functions' });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    name: name as string,
+    max: max as number,
+    min: min as number,
+    acquireTimeoutMs: pick('acquireTimeoutMs') as number,
+    connectTimeoutMs: pick('connectTimeoutMs') as number,
+    maxWaiting: pick('maxWaiting') as number,
+    idleTimeoutMs: pick('idleTimeoutMs') as number,
+    maxLifetimeMs: pick('maxLifetimeMs') as number,
+    maxUses: pick('maxUses') as number,
+    leakDetectionMs: pick('leakDetectionMs') as number,
+    leaseTimeoutMs: opts['leaseTimeoutMs'] as number | undefined,
+    resetOnRelease: pick('resetOnRelease') as boolean,
+    metrics: (metrics as MetricsOptions | undefined) ?? false,
+    logger: logger as Logger | undefined,
+  };
+}
+
+/** Render a bad value for a message without dumping objects (which may hold secrets). */
+export function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
+  return typeof value;
+}

@@ -1,0 +1,651 @@
+/**
+ * The pool: generic-pool underneath for the raw connections; leases, the ambient context,
+ * deadlines, leak detection, metrics and shutdown on top. The release path itself lives in
+ * `release.ts`; transactions in `transaction.ts`.
+ */
+import { EventEmitter } from 'node:events';
+import * as genericPool from 'generic-pool';
+import type { Pool as GenericPool } from 'generic-pool';
+import type { Adapter } from './adapter';
+import { createFactory, PooledConnection } from './connections';
+import { findAmbient, runInScope } from './context';
+import {
+  AcquireTimeoutError,
+  attachSuppressed,
+  CleanupError,
+  ConnectError,
+  LeaseTimeoutError,
+  NestedAcquireError,
+  PoolClosedError,
+  PoolQueueFullError,
+} from './errors';
+import { newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
+import type { GuardConfig } from './guard';
+import { Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
+import { captureSite, formatSite, LeakDetector } from './leaks';
+import { consoleLogger, type Logger } from './logger';
+import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
+import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
+import { reclaimLease, releaseLease, type LeaseOwner } from './release';
+import { runTransaction, type Transaction, type TxOptions } from './transaction';
+import { now } from './time';
+import { check } from './options';
+import { ConfigError } from './errors';
+
+/** Options of `pool.acquire()`. */
+export interface AcquireOptions {
+  /** Abort the wait; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Longest wait for this acquire, overriding the pool's `acquireTimeoutMs`. */
+  timeoutMs?: number;
+}
+
+/** Options of `pool.withLease()`. */
+export interface LeaseScopeOptions {
+  /** Abort the wait for a connection. */
+  signal?: AbortSignal;
+  /** Deadline for holding the lease: at expiry it is revoked and the call rejects with `LeaseTimeoutError`. */
+  timeoutMs?: number;
+  /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
+  acquireTimeoutMs?: number;
+}
+
+/** `pool.stats()`. */
+export interface PoolStats {
+  /** Open connections (idle + leased). */
+  readonly size: number;
+  readonly idle: number;
+  /** Leased connections. */
+  readonly active: number;
+  /** Callers waiting for a connection. */
+  readonly pending: number;
+  readonly max: number;
+  readonly min: number;
+  readonly closed: boolean;
+}
+
+/** What `close()` resolves to. */
+export interface CloseSummary {
+  /** Leases given back by their holders while the pool waited. */
+  readonly released: number;
+  /** Leases the pool took back at the deadline. */
+  readonly reclaimed: number;
+}
+
+/** Payload of the `'leak'` event. */
+export interface LeakEvent extends ActiveLeaseInfo {}
+
+/** Payload of the `'leakReturned'` event: a lease reported as leaked came back. */
+export interface LeakReturnedEvent {
+  readonly id: number;
+  readonly heldMs: number;
+}
+
+/** Payload of the `'reclaim'` event. */
+export interface ReclaimEvent extends ActiveLeaseInfo {
+  readonly kind: RecoveryKind;
+  readonly reason: Error;
+}
+
+export interface PoolEvents {
+  leak: [LeakEvent];
+  leakReturned: [LeakReturnedEvent];
+  reclaim: [ReclaimEvent];
+  error: [Error];
+}
+
+type Waiter = { fail(err: Error): void };
+
+/** Bound on each statement the pool sends on its own behalf (rollback, reset, cancel). */
+const CONTROL_TIMEOUT_MS = 2_000;
+
+/**
+ * A connection pool whose leases release themselves. Create with `createPool(adapter, options)`.
+ * @typeParam C - the driver's connection type (`pg.Client`, a mysql2 promise connection, …).
+ */
+export class Pool<C extends object = object> extends EventEmitter<PoolEvents> implements LeaseOwner<C>, GaugeSource {
+  readonly name: string;
+  readonly adapter: Adapter<C>;
+  /** @internal */ readonly options: ResolvedPoolOptions;
+  /** @internal */ readonly guardConfig: GuardConfig;
+  /** @internal */ readonly metrics: MetricsSink;
+  /** @internal */ readonly logger: Logger;
+  /** @internal */ readonly resetOnRelease: boolean;
+  /** @internal */ readonly maxUses: number;
+  /** @internal */ readonly controlTimeoutMs = CONTROL_TIMEOUT_MS;
+  /** Active leases in acquire order (the leak detector relies on the order). */
+  readonly #active = new Set<LeaseRecord<C>>();
+  readonly #gp: GenericPool<PooledConnection<C>>;
+  readonly #factory: ReturnType<typeof createFactory<C>>;
+  readonly #waiters = new Set<Waiter>();
+  readonly #leaks: LeakDetector<C>;
+  readonly #dropped: FinalizationRegistry<LeaseRecord<C>>;
+  readonly #max: number;
+  #closing: Promise<CloseSummary> | undefined;
+  #closed = false;
+  #onDrained: (() => void) | undefined;
+
+  /** @internal use `createPool` */
+  constructor(adapter: Adapter<C>, input?: PoolOptions) {
+    super();
+    const options = resolvePoolOptions(input);
+    validateAdapter(adapter);
+    this.options = options;
+    this.name = options.name;
+    this.adapter = adapter;
+    this.logger = options.logger ?? consoleLogger(options.name);
+    this.resetOnRelease = options.resetOnRelease;
+    this.maxUses = options.maxUses;
+    this.#max = options.max;
+    if (adapter.maxConnections !== undefined && options.max > adapter.maxConnections) {
+      this.#max = adapter.maxConnections;
+      this.logger.warn(
+        { pool: this.name, max: options.max, adapterMax: adapter.maxConnections },
+        `pool "${this.name}": max ${options.max} clamped to ${adapter.maxConnections}: the ${adapter.name} adapter allows only ${adapter.maxConnections} connection(s)`,
+      );
+    }
+    const lifecycle = adapter.lifecycleMethods;
+    this.guardConfig = {
+      releaseMethods: new Set(lifecycle?.release ?? []),
+      destroyMethods: new Set(lifecycle?.destroy ?? []),
+      statementMethods: new Set(adapter.statementMethods ?? ['query', 'execute']),
+    };
+    this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
+
+    this.#factory = createFactory(
+      adapter,
+      { connectTimeoutMs: options.connectTimeoutMs, maxLifetimeMs: options.maxLifetimeMs, closeTimeoutMs: CONTROL_TIMEOUT_MS },
+      {
+        created: () => this.metrics.connectionCreated(),
+        connectFailed: (error) => this.#failWaiters(error),
+        connectionError: (conn, err) => this.#onConnectionError(conn, err),
+        closed: (conn, reason) => {
+          this.metrics.connectionClosed(reason);
+          if (reason === 'broken') this.metrics.recovery('broken_connection');
+        },
+        closeFailed: (_conn, err) => this.logger.debug?.({ pool: this.name, err }, 'closing a connection failed'),
+      },
+    );
+    const min = Math.min(options.min, this.#max);
+    const evictionPeriodMs = Math.min(5_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
+    const gpModule = genericPool as unknown as GenericPoolModule;
+    this.#gp = new gpModule.Pool(evictorFor(gpModule.DefaultEvictor), gpModule.Deque, gpModule.PriorityQueue, this.#factory, {
+      max: this.#max,
+      min,
+      // Idle connections above `min` close after idleTimeoutMs (generic-pool's "soft" idle timeout
+      // respects min); broken and expired idle connections go at the next run (see evictorFor).
+      softIdleTimeoutMillis: options.idleTimeoutMs === Infinity ? -1 : options.idleTimeoutMs,
+      idleTimeoutMillis: Infinity,
+      evictionRunIntervalMillis: evictionPeriodMs,
+      numTestsPerEvictionRun: this.#max,
+      autostart: true,
+    });
+    this.#gp.on('factoryCreateError', () => undefined); // reported through the factory's connectFailed
+    this.#gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
+
+    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => this.#reportLeak(record));
+    this.#leaks.start();
+    this.#dropped = new FinalizationRegistry((record) => this.#onDropped(record));
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /**
+   * Borrow a connection. Release it with `lease.release()` or `await using`.
+   * Inside a scope of this pool (withLease/withTx) that already holds a lease, an acquire that
+   * would wait on an exhausted pool fails with `NestedAcquireError` instead of deadlocking.
+   */
+  acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    const site = this.options.leakDetectionMs > 0 ? captureSite(this.acquire) : undefined;
+    const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
+    return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
+  }
+
+  /**
+   * Run `fn` with a leased connection; the lease is released however `fn` ends (return, throw,
+   * deadline). Inside a scope of this pool it joins the ambient lease (same connection).
+   */
+  withLease<R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, options?: LeaseScopeOptions): Promise<R> {
+    const ambient = findAmbient(this);
+    if (ambient !== undefined) return joinScope(fn, ambient.lease);
+    const site = this.options.leakDetectionMs > 0 ? captureSite(this.withLease) : undefined;
+    return this.scoped(fn, options, site);
+  }
+
+  /**
+   * Run `fn` in a transaction: COMMIT on success, ROLLBACK on throw (the original error is
+   * rethrown). Nested in a transaction of this pool it becomes a savepoint.
+   */
+  withTx<R>(fn: (conn: C, tx: Transaction<C>) => R | PromiseLike<R>, options?: TxOptions): Promise<R> {
+    const site = this.options.leakDetectionMs > 0 ? captureSite(this.withTx) : undefined;
+    return runTransaction(this, fn, options, site);
+  }
+
+  /** Counts for dashboards and debugging. */
+  stats(): PoolStats {
+    const gp = this.#gp;
+    return {
+      size: this.#factory.liveCount,
+      idle: gp.available,
+      active: gp.borrowed,
+      pending: this.#waiters.size,
+      max: this.#max,
+      min: gp.min,
+      closed: this.#closed,
+    };
+  }
+
+  /** Every active lease, oldest first: what is holding the pool. */
+  activeLeases(): ActiveLeaseInfo[] {
+    const out: ActiveLeaseInfo[] = [];
+    for (const record of this.#active) out.push(this.#describe(record));
+    return out;
+  }
+
+  /**
+   * Stop new acquires (`PoolClosedError`), wait for active leases until `timeoutMs`, reclaim the
+   * rest, close idle connections. Never hangs; a second call returns the same promise.
+   */
+  close(options?: { timeoutMs?: number }): Promise<CloseSummary> {
+    if (this.#closing !== undefined) return this.#closing;
+    const timeoutMs = options?.timeoutMs ?? 10_000;
+    const problems: { field: string; problem: string }[] = [];
+    check.duration(problems, 'timeoutMs', timeoutMs, { allowZero: true, allowInfinity: false });
+    if (problems.length > 0) return Promise.reject(new ConfigError(problems));
+    this.#closing = this.#runClose(timeoutMs);
+    return this.#closing;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** @internal Acquire a lease; `site` is captured by the public entry point before any await. */
+  async acquireLease(
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    site: CallSite | undefined,
+    holdTimeoutMs: number | undefined,
+    trackDrop: boolean,
+  ): Promise<Lease<C>> {
+    if (this.#closed) {
+      this.metrics.acquireFailed('rejected');
+      throw new PoolClosedError(this.name);
+    }
+    const gp = this.#gp;
+    if (gp.available === 0 && gp.spareResourceCapacity <= 0) {
+      if (findAmbient(this) !== undefined) {
+        this.metrics.acquireFailed('rejected');
+        throw new NestedAcquireError(this.name);
+      }
+      if (this.#waiters.size >= this.options.maxWaiting) {
+        this.metrics.acquireFailed('rejected');
+        throw new PoolQueueFullError(this.name, this.options.maxWaiting);
+      }
+    }
+    const startedAt = now();
+    let conn: PooledConnection<C>;
+    for (;;) {
+      conn =
+        gp.available > 0 && signal === undefined
+          ? await gp.acquire()
+          : await this.#waitForConnection(startedAt, timeoutMs, signal);
+      if (!conn.broken && now() < conn.expiresAt) break;
+      this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
+    }
+    if (this.#closed) {
+      this.returnToPool(conn);
+      this.metrics.acquireFailed('rejected');
+      throw new PoolClosedError(this.name);
+    }
+    const acquiredAt = now();
+    this.metrics.acquired((acquiredAt - startedAt) / 1000);
+    conn.leased = true;
+    const record = new LeaseRecord(this, conn, acquiredAt, site);
+    this.#active.add(record);
+    const deadlineMs = holdTimeoutMs ?? this.options.leaseTimeoutMs;
+    if (deadlineMs !== undefined) {
+      void record.signal; // create the controller before the timer can fire
+      record.deadlineTimer = setTimeout(
+        () => void reclaimLease(record, 'leak_reclaimed', new LeaseTimeoutError(record.id, deadlineMs)),
+        deadlineMs,
+      );
+    }
+    const lease = new Lease(record);
+    if (trackDrop) this.#dropped.register(lease, record, record);
+    return lease;
+  }
+
+  /** @internal Acquire, run `fn` in the lease's scope, release however it ends. */
+  async scoped<R>(
+    fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>,
+    options: LeaseScopeOptions | undefined,
+    site: CallSite | undefined,
+  ): Promise<R> {
+    const lease = await this.acquireLease(
+      options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
+      options?.signal,
+      site,
+      options?.timeoutMs,
+      false,
+    );
+    return this.runAndRelease(lease, (l) => runInScope(this, l, undefined, fn, l.conn, l));
+  }
+
+  /**
+   * @internal The scope protocol: run `body`, then release; the body's error wins and cleanup
+   * errors are attached to it; if the pool revokes the lease, the caller gets the revoke reason
+   * at once even if the body ignores it.
+   */
+  async runAndRelease<R>(lease: Lease<C>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
+    const record = lease.record;
+    let result: R | undefined;
+    let failure: { error: unknown } | undefined;
+    try {
+      result = await untilRevoked(record, body(lease));
+    } catch (error) {
+      failure = { error };
+    }
+    const cleanupErrors = await releaseLease(record);
+    if (failure !== undefined) {
+      attachSuppressed(failure.error, cleanupErrors);
+      throw failure.error;
+    }
+    if (cleanupErrors.length > 0) throw new CleanupError(cleanupErrors);
+    return result as R;
+  }
+
+  /** @internal */
+  releaseFromHandle(record: LeaseRecord<C>): Promise<void> {
+    if (record.releasing !== undefined) return record.releasing.then(ignore, ignore);
+    this.#dropped.unregister(record);
+    return releaseLease(record).then((errors) => {
+      if (errors.length > 0) throw new CleanupError(errors);
+    });
+  }
+
+  /** @internal */
+  noteError(record: LeaseRecord<C>, err: unknown): void {
+    if (this.adapter.isFatal(err)) record.connection.markBroken(err);
+  }
+
+  /** @internal */
+  forget(record: LeaseRecord<C>, outcome: 'released' | 'reclaimed'): void {
+    this.#active.delete(record);
+    record.connection.leased = false;
+    if (record.leakReported && outcome === 'released') {
+      const heldMs = Math.round(now() - record.acquiredAt);
+      this.logger.warn({ pool: this.name, leaseId: record.id, heldMs }, `pool "${this.name}": previously reported leaked lease #${record.id} was returned after ${heldMs} ms`);
+      this.emit('leakReturned', { id: record.id, heldMs });
+    }
+    if (this.#active.size === 0) this.#onDrained?.();
+  }
+
+  /** @internal */
+  returnToPool(conn: PooledConnection<C>): void {
+    if (this.#gp.isBorrowedResource(conn)) void this.#gp.release(conn);
+  }
+
+  /** @internal */
+  destroyConnection(conn: PooledConnection<C>, reason: CloseReason): void {
+    conn.closeReason = reason;
+    if (this.#gp.isBorrowedResource(conn)) void this.#gp.destroy(conn);
+  }
+
+  /** @internal */
+  reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void {
+    for (let i = 0; i < errors.length; i++) this.metrics.recovery('cleanup_error');
+    this.logger.debug?.({ pool: this.name, leaseId: record.id, errors }, 'deferred cleanup(s) failed');
+  }
+
+  /** @internal */
+  reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void {
+    this.metrics.recovery(kind);
+    const info = this.#describe(record);
+    this.logger.warn(
+      { pool: this.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
+      `pool "${this.name}": lease #${record.id} reclaimed (${kind}) after ${info.ageMs} ms: ${reason.message}` +
+        (info.stack !== undefined ? `\nacquired at:\n${info.stack}` : ''),
+    );
+    if (this.listenerCount('reclaim') > 0) this.emit('reclaim', { ...info, kind, reason });
+  }
+
+  /** @internal GaugeSource */
+  gaugeSnapshot(): ReturnType<GaugeSource['gaugeSnapshot']> {
+    const gp = this.#gp;
+    let oldest = 0;
+    for (const record of this.#active) {
+      oldest = (now() - record.acquiredAt) / 1000;
+      break;
+    }
+    return {
+      idle: gp.available,
+      active: gp.borrowed,
+      pendingCreate: Math.max(0, gp.size - this.#factory.liveCount),
+      max: this.#max,
+      pending: this.#waiters.size,
+      oldestLeaseSeconds: oldest,
+    };
+  }
+
+  #describe(record: LeaseRecord<C>): ActiveLeaseInfo {
+    const status = record.txDepth > 0 ? 'in_tx' : record.state === 'active' ? (this.adapter.txStatus?.(record.connection.raw) ?? 'idle') : 'idle';
+    return {
+      id: record.id,
+      ageMs: Math.round(now() - record.acquiredAt),
+      inTransaction: status === 'in_tx' || status === 'failed',
+      stack: formatSite(record.site),
+    };
+  }
+
+  #waitForConnection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<PooledConnection<C>> {
+    if (signal?.aborted) {
+      this.metrics.acquireFailed('aborted');
+      return Promise.reject(abortReason(signal));
+    }
+    const gp = this.#gp;
+    const granted = gp.acquire();
+    const request = newestRequest(gp, granted);
+    return new Promise<PooledConnection<C>>((resolve, reject) => {
+      let settled = false;
+      const finish = (err: Error | undefined, conn?: PooledConnection<C>): boolean => {
+        if (settled) return false;
+        settled = true;
+        this.#waiters.delete(waiter);
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (err === undefined) resolve(conn as PooledConnection<C>);
+        else {
+          withdrawRequest(request);
+          reject(err);
+        }
+        return true;
+      };
+      const waiter: Waiter = {
+        fail: (err) => {
+          if (finish(err)) this.metrics.acquireFailed(err instanceof ConnectError ? 'error' : 'rejected');
+        },
+      };
+      const onAbort = (): void => {
+        if (finish(abortReason(signal as AbortSignal))) this.metrics.acquireFailed('aborted');
+      };
+      const remainingMs = timeoutMs - (now() - startedAt);
+      const timer =
+        timeoutMs === Infinity
+          ? undefined
+          : setTimeout(() => {
+              if (finish(new AcquireTimeoutError(this.name, timeoutMs, { ...this.stats() }))) this.metrics.acquireFailed('timeout');
+            }, Math.max(0, remainingMs));
+      this.#waiters.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      granted.then(
+        (conn) => {
+          // A connection that arrives after its caller gave up goes back to the pool.
+          if (!finish(undefined, conn)) this.returnToPool(conn);
+        },
+        (err: unknown) => {
+          if (finish(err instanceof Error ? err : new Error(String(err)))) this.metrics.acquireFailed('error');
+        },
+      );
+    });
+  }
+
+  #failWaiters(error: ConnectError): void {
+    // Every caller waiting now needed that connection (generic-pool creates one per waiter):
+    // give each the real error at once rather than a timeout later.
+    for (const waiter of [...this.#waiters]) waiter.fail(error);
+    this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
+  }
+
+  #onConnectionError(conn: PooledConnection<C>, err: unknown): void {
+    const first = !conn.broken;
+    conn.markBroken(err);
+    if (!first) return;
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else this.logger.error({ pool: this.name, err: error }, `pool "${this.name}": connection #${conn.id} failed${conn.leased ? ' while leased' : ' while idle'}: ${error.message}`);
+  }
+
+  #reportLeak(record: LeaseRecord<C>): void {
+    this.metrics.leakDetected();
+    const info = this.#describe(record);
+    this.logger.warn(
+      { pool: this.name, leaseId: info.id, ageMs: info.ageMs, inTransaction: info.inTransaction },
+      `pool "${this.name}": lease #${info.id} held for ${info.ageMs} ms (leakDetectionMs=${this.options.leakDetectionMs}), possible leak; acquired at:\n${info.stack ?? '(stack not captured)'}`,
+    );
+    if (this.listenerCount('leak') > 0) this.emit('leak', info);
+  }
+
+  #onDropped(record: LeaseRecord<C>): void {
+    if (record.state !== 'active') return;
+    void reclaimLease(record, 'gc_reclaimed', new Error(`lease #${record.id} was garbage-collected without release()`));
+  }
+
+  async #runClose(timeoutMs: number): Promise<CloseSummary> {
+    this.#closed = true;
+    const deadline = now() + timeoutMs;
+    this.#leaks.stop();
+    const closedError = new PoolClosedError(this.name);
+    for (const waiter of [...this.#waiters]) waiter.fail(closedError);
+    rejectAllRequests(this.#gp as GenericPool<unknown>, closedError);
+
+    const activeAtStart = this.#active.size;
+    if (activeAtStart > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - now()));
+        this.#onDrained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#onDrained = undefined;
+    }
+    const leftovers = [...this.#active];
+    await Promise.all(leftovers.map((record) => reclaimLease(record, 'shutdown_reclaimed', closedError)));
+
+    const gp = this.#gp;
+    const closeIdle = gp.drain().then(() => gp.clear());
+    await withDeadline(closeIdle, Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
+      this.logger.warn({ pool: this.name, err }, `pool "${this.name}": closing idle connections did not finish in time`),
+    );
+    this.metrics.detach();
+    return { released: activeAtStart - leftovers.length, reclaimed: leftovers.length };
+  }
+}
+
+/** Join the ambient lease: same connection, no release at the end (the outer scope owns it). */
+async function joinScope<C extends object, R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, lease: Lease<C>): Promise<R> {
+  return fn(lease.conn, lease);
+}
+
+/** Settle with `value`, or reject with the revoke reason as soon as the pool revokes the lease. */
+function untilRevoked<C extends object, R>(record: LeaseRecord<C>, value: R | PromiseLike<R>): R | PromiseLike<R> {
+  const controller = record.controller;
+  if (controller === undefined || !isThenable(value)) return value;
+  const signal = controller.signal;
+  return new Promise<R>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    value.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<R>).then === 'function';
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new DOMException('The acquire was aborted', 'AbortError');
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not finish within ${ms} ms`)), ms);
+    timer.unref();
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+const ignore = (): void => undefined;
+
+/**
+ * generic-pool's default evictor closes idle connections past the soft idle timeout (keeping
+ * `min`); ours also closes idle connections that broke or outlived `maxLifetimeMs`.
+ */
+interface Evictor {
+  evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean;
+}
+interface GenericPoolModule {
+  Pool: new (evictor: new () => Evictor, deque: unknown, queue: unknown, factory: unknown, options: genericPool.Options) => GenericPool<never>;
+  DefaultEvictor: new () => Evictor;
+  Deque: unknown;
+  PriorityQueue: unknown;
+}
+
+function evictorFor(DefaultEvictor: new () => Evictor): new () => Evictor {
+  const idle = new DefaultEvictor();
+  return class Evictor {
+    evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean {
+      const conn = resource.obj;
+      if (conn.broken) conn.closeReason = 'broken';
+      else if (now() >= conn.expiresAt) conn.closeReason = 'lifetime';
+      else if (idle.evict(config, resource, available)) conn.closeReason = 'idle';
+      else return false;
+      return true;
+    }
+  };
+}
+
+function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
+  const a = adapter as Partial<Adapter<object>> | null;
+  const missing: string[] = [];
+  if (a === null || typeof a !== 'object') throw new ConfigError([{ field: 'adapter', problem: 'must be an adapter object (pgAdapter(), mysqlAdapter(), pgliteAdapter())' }]);
+  for (const key of ['connect', 'close', 'validate', 'exec', 'isFatal', 'isRetryable'] as const) {
+    if (typeof a[key] !== 'function') missing.push(key);
+  }
+  if (a.sql === undefined) missing.push('sql');
+  if (missing.length > 0) throw new ConfigError([{ field: 'adapter', problem: `is missing ${missing.join(', ')}` }]);
+}
+
+/** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
+export function createPool<C extends object>(adapter: Adapter<C>, options?: PoolOptions): Pool<C> {
+  return new Pool(adapter, options);
+}

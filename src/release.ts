@@ -1,0 +1,151 @@
+/**
+ * The release path, top to bottom: how a lease ends and its connection goes back clean.
+ *
+ *   release:  1. deferred cleanups, LIFO, every one runs
+ *             2. transaction open or failed → ROLLBACK (counted); a failed rollback → destroy
+ *             3. broken / mid-query / past maxLifetimeMs / past maxUses → destroy
+ *             4. resetOnRelease → reset; a failed reset → destroy
+ *             5. back to the pool; lease duration observed; dropped from the leak registry
+ *   reclaim:  the pool takes a lease back (deadline, dropped handle, shutdown): revoke, cancel
+ *             the running statement, roll back, destroy the connection, report it.
+ *
+ * A connection is never returned to the pool in a transaction, broken, or mid-query.
+ */
+import type { Adapter, TxStatus } from './adapter';
+import type { PooledConnection } from './connections';
+import { withTimeout } from './connections';
+import { runCleanups } from './defer';
+import type { GuardConfig } from './guard';
+import type { LeaseRecord } from './lease';
+import type { CloseReason, MetricsSink, RecoveryKind } from './metrics';
+import { now } from './time';
+
+/** What the release path needs from the pool. */
+export interface LeaseOwner<C extends object> {
+  readonly adapter: Adapter<C>;
+  readonly guardConfig: GuardConfig;
+  readonly resetOnRelease: boolean;
+  readonly maxUses: number;
+  readonly metrics: MetricsSink;
+  /** Bound on each control statement the pool sends on its own (rollback, reset, cancel). */
+  readonly controlTimeoutMs: number;
+  /** A call through `lease.conn` failed: a fatal error marks the connection broken. */
+  noteError(record: LeaseRecord<C>, err: unknown): void;
+  releaseFromHandle(record: LeaseRecord<C>): Promise<void>;
+  /** Drop from the active registry; report the return of a lease reported as leaked. */
+  forget(record: LeaseRecord<C>, outcome: 'released' | 'reclaimed'): void;
+  returnToPool(conn: PooledConnection<C>): void;
+  destroyConnection(conn: PooledConnection<C>, reason: CloseReason): void;
+  reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void;
+  reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void;
+}
+
+/** Release a lease (idempotent: a second call gets the first call's promise). Resolves to cleanup errors. */
+export function releaseLease<C extends object>(record: LeaseRecord<C>): Promise<unknown[]> {
+  return (record.releasing ??= runRelease(record));
+}
+
+async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unknown[]> {
+  const owner = record.owner;
+  const conn = record.connection;
+  if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
+
+  // 1. Deferred cleanups, LIFO. They may still use the connection.
+  const cleanupErrors = record.cleanups === undefined ? NO_ERRORS : await runCleanups(record.cleanups);
+  if (cleanupErrors.length > 0) owner.reportCleanupErrors(record, cleanupErrors);
+  if (record.state !== 'active') return cleanupErrors; // reclaimed while cleanups ran: the reclaim owns the connection
+
+  record.state = 'released';
+  owner.forget(record, 'released');
+
+  // A statement still running means the connection is mid-protocol: it cannot be handed on.
+  if (record.inflight > 0) conn.markBroken(new Error('released with a statement still running'));
+
+  // 2. Never hand on a connection inside a transaction.
+  if (!conn.broken) {
+    const status = transactionStatus(owner.adapter, record);
+    if (status !== 'idle') {
+      try {
+        await withTimeout(owner.adapter.exec(conn.raw, owner.adapter.sql.rollback), owner.controlTimeoutMs);
+        owner.metrics.recovery('rollback_on_release');
+      } catch (err) {
+        conn.markBroken(err);
+      }
+    }
+  }
+
+  // 3. Retire what must not be reused.
+  conn.uses++;
+  let retire: CloseReason | undefined = conn.broken
+    ? 'broken'
+    : conn.uses >= owner.maxUses
+      ? 'max_uses'
+      : now() >= conn.expiresAt
+        ? 'lifetime'
+        : undefined;
+
+  // 4. Optional session reset.
+  if (retire === undefined && owner.resetOnRelease && owner.adapter.reset !== undefined) {
+    try {
+      await withTimeout(owner.adapter.reset(conn.raw), owner.controlTimeoutMs);
+    } catch (err) {
+      conn.markBroken(err);
+      retire = 'reset';
+    }
+  }
+
+  // 5. Back to the pool, or closed.
+  if (retire === undefined) owner.returnToPool(conn);
+  else owner.destroyConnection(conn, retire);
+  owner.metrics.released((now() - record.acquiredAt) / 1000);
+  return cleanupErrors;
+}
+
+/**
+ * Take a lease back: further use of its connection throws `LeaseRevokedError`, its signal aborts,
+ * the running statement is cancelled, the transaction rolled back, the connection destroyed.
+ */
+export function reclaimLease<C extends object>(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): Promise<void> {
+  if (record.state !== 'active') return Promise.resolve();
+  record.state = 'revoked';
+  record.revokedBy = reason;
+  if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
+  record.controller?.abort(reason);
+  const owner = record.owner;
+  owner.forget(record, 'reclaimed');
+  owner.reportReclaim(record, kind, reason);
+  const done = runReclaim(record);
+  // A later release() joins the reclaim; cleanups already running under a release are not rerun.
+  if (record.releasing === undefined) {
+    record.releasing = done.then(() => runCleanups(record.cleanups)).then((errors) => {
+      if (errors.length > 0) owner.reportCleanupErrors(record, errors);
+      return errors;
+    });
+  }
+  return done;
+}
+
+async function runReclaim<C extends object>(record: LeaseRecord<C>): Promise<void> {
+  const owner = record.owner;
+  const { adapter } = owner;
+  const conn = record.connection;
+  if (record.inflight > 0 && adapter.cancel !== undefined && !conn.broken) {
+    await withTimeout(adapter.cancel(conn.raw), owner.controlTimeoutMs).catch(() => undefined);
+  }
+  if (!conn.broken && transactionStatus(adapter, record) !== 'idle') {
+    // The server would roll back when the connection closes; saying so explicitly is cheaper
+    // to reason about and releases locks before the close handshake.
+    await withTimeout(adapter.exec(conn.raw, adapter.sql.rollback), owner.controlTimeoutMs).catch(() => undefined);
+  }
+  owner.destroyConnection(conn, 'reclaimed');
+  owner.metrics.released((now() - record.acquiredAt) / 1000);
+}
+
+/** The lease's own bookkeeping first (it knows of open withTx scopes), then what the driver reports. */
+function transactionStatus<C extends object>(adapter: Adapter<C>, record: LeaseRecord<C>): TxStatus {
+  if (record.txDepth > 0) return 'in_tx';
+  return adapter.txStatus?.(record.connection.raw) ?? 'idle';
+}
+
+const NO_ERRORS: unknown[] = [];
+Object.freeze(NO_ERRORS);
