@@ -17,6 +17,7 @@ const base = {
 /** @type {import('jest').Config} */
 module.exports = {
   maxWorkers: 2,
+  reporters: ['default', '<rootDir>/test/helpers/summary-reporter.js'],
   testTimeout: 30_000,
   projects: ['unit', 'pg', 'mysql', 'pglite', 'chaos', 'dashboard'].map((name) => ({
     ...base,

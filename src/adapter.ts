@@ -63,6 +63,13 @@ export interface Adapter<C extends object = object> {
   isFatal(err: unknown): boolean;
   /** True for serialization failures and deadlocks: a transaction may be retried. */
   isRetryable(err: unknown): boolean;
+  /**
+   * Wait until `txStatus` is current again. Called at release only when it answered `'unknown'`
+   * (pg: a failed statement has rejected but its ReadyForQuery has not arrived yet).
+   */
+  settle?(conn: C): Promise<void>;
+  /** Called once by `pool.close()` after every connection is closed (PGlite closes the instance it made). */
+  dispose?(): Promise<void>;
   /** Cancel the statement running on `conn` (out of band); resolves when the request is sent. */
   cancel?(conn: C): Promise<void>;
   /** Reset session state (`DISCARD ALL`, `COM_RESET_CONNECTION`) for `resetOnRelease`. */

@@ -61,6 +61,16 @@ export const NOOP_METRICS: MetricsSink = {
   detach: noop,
 };
 
+const CLOSE_REASONS: readonly CloseReason[] = ['idle', 'lifetime', 'max_uses', 'broken', 'validation', 'reset', 'reclaimed', 'shutdown'];
+const RECOVERY_KINDS: readonly RecoveryKind[] = [
+  'rollback_on_release',
+  'broken_connection',
+  'leak_reclaimed',
+  'gc_reclaimed',
+  'shutdown_reclaimed',
+  'cleanup_error',
+];
+
 const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 interface MetricSet {
@@ -195,6 +205,8 @@ export function createPromMetrics(options: MetricsOptions, source: GaugeSource):
   // Touch every series once so dashboards show zeros rather than "no data".
   for (const outcome of ['success', 'timeout', 'aborted', 'rejected', 'error']) m.acquires.labels({ pool, outcome }).inc(0);
   for (const outcome of ['commit', 'rollback', 'retry', 'unknown']) m.transactions.labels({ pool, outcome }).inc(0);
+  for (const reason of CLOSE_REASONS) m.closed.labels({ pool, reason }).inc(0);
+  for (const kind of RECOVERY_KINDS) m.recoveries.labels({ pool, kind }).inc(0);
   m.leaks.labels({ pool }).inc(0);
   created.inc(0);
 

@@ -160,6 +160,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         connectFailed: (error) => this.#failWaiters(error),
         connectionError: (conn, err) => this.#onConnectionError(conn, err),
         closed: (conn, reason) => {
+          // Idle connections closed by close() are closed for shutdown, not for idleness.
+          if (conn.closeReason === undefined && this.#closed) reason = 'shutdown';
           this.metrics.connectionClosed(reason);
           if (reason === 'broken') this.metrics.recovery('broken_connection');
         },
@@ -546,6 +548,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     await withDeadline(closeIdle, Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
       this.logger.warn({ pool: this.name, err }, `pool "${this.name}": closing idle connections did not finish in time`),
     );
+    if (this.adapter.dispose !== undefined) {
+      await withDeadline(this.adapter.dispose(), Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
+        this.logger.warn({ pool: this.name, err }, `pool "${this.name}": disposing the ${this.adapter.name} adapter failed`),
+      );
+    }
     this.metrics.detach();
     return { released: activeAtStart - leftovers.length, reclaimed: leftovers.length };
   }

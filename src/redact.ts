@@ -20,7 +20,8 @@ export function redact(text: string, secrets: readonly string[] = []): string {
  * secret, message and stack redacted. The original is not kept (it may hold the config).
  */
 export function redactError(err: unknown, secrets: readonly string[] = []): Error {
-  if (!(err instanceof Error)) return new Error(redact(String(err), secrets));
+  // Duck-typed: errors from another realm (Node's own, seen from a vm context) fail instanceof.
+  if (!isErrorLike(err)) return new Error(redact(String(err), secrets));
   const copy = new Error(redact(err.message, secrets));
   copy.name = err.name;
   if (err.stack !== undefined) copy.stack = redact(err.stack, secrets);
@@ -32,4 +33,8 @@ export function redactError(err: unknown, secrets: readonly string[] = []): Erro
     else if (typeof value === 'number') dst[key] = value;
   }
   return copy;
+}
+
+function isErrorLike(err: unknown): err is Error {
+  return err instanceof Error || (typeof err === 'object' && err !== null && typeof (err as { message?: unknown }).message === 'string');
 }

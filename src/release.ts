@@ -63,7 +63,11 @@ async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unk
 
   // 2. Never hand on a connection inside a transaction.
   if (!conn.broken) {
-    const status = transactionStatus(owner.adapter, record);
+    let status = transactionStatus(owner.adapter, record);
+    if (status === 'unknown' && owner.adapter.settle !== undefined) {
+      await withTimeout(owner.adapter.settle(conn.raw), owner.controlTimeoutMs).catch(() => undefined);
+      status = transactionStatus(owner.adapter, record);
+    }
     if (status !== 'idle') {
       try {
         await withTimeout(owner.adapter.exec(conn.raw, owner.adapter.sql.rollback), owner.controlTimeoutMs);

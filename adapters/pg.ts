@@ -1,0 +1,455 @@
+/**
+ * leasepool adapter for node-postgres (`pg` >= 8.21).
+ *
+ * ```ts
+ * import { createPool } from 'leasepool';
+ * import { pgAdapter } from 'leasepool/adapters/pg';
+ * const pool = createPool(pgAdapter(process.env.DATABASE_URL!, { statementTimeoutMs: 30_000 }), { max: 10 });
+ * ```
+ *
+ * The pooled connection (`lease.conn`) is a plain `pg.Client`.
+ */
+import * as net from 'node:net';
+import { Client } from 'pg';
+import type { ClientConfig } from 'pg';
+import type { Adapter, ConnectionEvents, TxStatus } from '../src/adapter';
+import { ConfigError, ConnectError } from '../src/errors';
+import { redact, redactError } from '../src/redact';
+import {
+  checkNonNegativeInt,
+  errorMessage,
+  isFatalServerError,
+  isRetryableServerError,
+  postgresDialect,
+  sameRealmError,
+} from '../src/dialects/postgres';
+
+/** Options of {@link pgAdapter}. Every field is optional; bad values throw `ConfigError` naming the field. */
+export interface PgAdapterOptions {
+  /**
+   * Server-side `statement_timeout` in milliseconds, sent in the startup packet (never as a `SET`
+   * after connect, so it also holds behind PgBouncer's session reuse and survives `DISCARD ALL`).
+   * `0` disables the timeout explicitly (overriding a role or database default). Must not also be
+   * set as `statement_timeout` in the pg config or the connection string.
+   */
+  statementTimeoutMs?: number | undefined;
+  /**
+   * Server-side `idle_in_transaction_session_timeout` in milliseconds (startup parameter): the
+   * server ends a session left idle inside a transaction for longer. `0` disables it explicitly.
+   */
+  idleInTransactionSessionTimeoutMs?: number | undefined;
+  /**
+   * Server-side `lock_timeout` in milliseconds (startup parameter): a statement waiting longer for
+   * a lock fails with SQLSTATE 55P03. `0` disables it explicitly.
+   */
+  lockTimeoutMs?: number | undefined;
+  /**
+   * How long `close` waits for a graceful `end()` before destroying the socket. Default 1000.
+   * A dead peer never makes `close` hang longer than this.
+   */
+  closeTimeoutMs?: number | undefined;
+  /**
+   * Upper bound on sending a cancel request (TCP connect + write + server ack). Default 2000.
+   */
+  cancelTimeoutMs?: number | undefined;
+}
+
+/** The largest value PostgreSQL accepts for its integer millisecond settings. */
+const PG_INT_MAX = 2_147_483_647;
+
+const OPTION_KEYS: ReadonlySet<string> = new Set([
+  'statementTimeoutMs',
+  'idleInTransactionSessionTimeoutMs',
+  'lockTimeoutMs',
+  'closeTimeoutMs',
+  'cancelTimeoutMs',
+]);
+
+/** Adapter option → startup parameter (also the pg `ClientConfig` key and the URL query key). */
+const STARTUP_PARAMS = [
+  ['statementTimeoutMs', 'statement_timeout'],
+  ['idleInTransactionSessionTimeoutMs', 'idle_in_transaction_session_timeout'],
+  ['lockTimeoutMs', 'lock_timeout'],
+] as const;
+
+/** Socket-level error codes after which the connection is gone. */
+const FATAL_SOCKET_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTCONN',
+]);
+
+/**
+ * Messages pg uses for a dead or closed client. `Query read timeout` (pg's `query_timeout`) is
+ * included: the statement keeps running on the server, so the connection is busy and must not be reused.
+ */
+const FATAL_MESSAGE_PREFIXES = [
+  'Connection terminated',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+  'Query read timeout',
+];
+
+/** PostgreSQL's CancelRequest code (1234 << 16 | 5678). */
+const CANCEL_REQUEST_CODE = 80877102;
+
+/** pg's typings (8.23) lack the backend key data; a typed view of the fields pg sets at connect. */
+interface BackendKey {
+  readonly processID?: number | null;
+  readonly secretKey?: number | null;
+}
+
+/** pg sets `readyForQuery` false while a statement is on the wire, true on ReadyForQuery (not in its typings). */
+interface WireState {
+  readonly readyForQuery?: boolean;
+}
+
+/** Per-client bookkeeping: suppress our own end, report the first unexpected error once. */
+interface ConnState {
+  phase: 'connecting' | 'open' | 'closing' | 'closed';
+  reported: boolean;
+}
+
+/**
+ * Create a leasepool adapter for node-postgres.
+ *
+ * - `connect` honours the core's `AbortSignal` over DNS, TCP, TLS and the startup handshake: on
+ *   abort the socket is destroyed at once and the promise rejects with `ConnectError`; a
+ *   connection that completes after the abort is closed, never returned.
+ * - An `'error'` and an `'end'` listener are attached before connecting, so an idle socket error
+ *   never crashes the process; the first error after connect is reported once to `events.onError`.
+ * - Errors never carry the password: `ConnectError` names only `host:port/database` and keeps a
+ *   redacted copy of the driver error as `cause`.
+ * - `txStatus` reads `client.getTransactionStatus()`: `'I'` idle, `'T'` in_tx, `'E'` failed.
+ *   It answers `'unknown'` while a statement is still awaiting its ReadyForQuery — including the
+ *   short window right after a failed query has rejected (pg rejects on ErrorResponse; the
+ *   ReadyForQuery with the new status follows in a later packet) — and for `null` (nothing received
+ *   yet, impossible on a connection `connect` returned, or a pg older than 8.21). On `'unknown'` a
+ *   `ROLLBACK` is the safe move: it queues behind the pending exchange and is harmless when idle.
+ * - `cancel` sends a real protocol CancelRequest (pid + secret key) on a new short-lived socket to
+ *   the same host/port (or Unix socket). Like every PostgreSQL cancel, it is best effort: if the
+ *   statement has just finished it may hit the next one on that connection. Clients built with a
+ *   custom `stream` factory are cancelled through plain TCP to `host:port` all the same.
+ *
+ * @param config pg `ClientConfig` or a connection string.
+ * @param options see {@link PgAdapterOptions}.
+ * @throws ConfigError for bad options, options that conflict with the pg config, or a config pg rejects.
+ */
+export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client> {
+  const opts = validateOptions(config, options);
+  const closeTimeoutMs = opts.closeTimeoutMs ?? 1000;
+  const cancelTimeoutMs = opts.cancelTimeoutMs ?? 2000;
+
+  const base: ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
+  // Startup parameters are passed as strings: pg forwards truthy values verbatim (after parseInt), so
+  // the string '0' is sent while the number 0 would be silently dropped. A typed local widening:
+  const startup: Record<string, string> = {};
+  for (const [option, param] of STARTUP_PARAMS) {
+    const value = opts[option];
+    if (value !== undefined) startup[param] = String(value);
+  }
+  const clientConfig = { ...base, ...startup } as ClientConfig;
+
+  // A client that never connects resolves host, port, database and password the way pg will
+  // (connection string, environment, defaults) and opens no socket.
+  let probe: Client;
+  try {
+    probe = new Client(clientConfig);
+  } catch (err) {
+    throw new ConfigError([{ field: 'config', problem: `rejected by pg: ${redact(errorMessage(err))}` }]);
+  }
+  const secrets: string[] = [];
+  if (typeof probe.password === 'string' && probe.password.length > 0) {
+    secrets.push(probe.password, encodeURIComponent(probe.password));
+  }
+  const host = probe.host;
+  const port = probe.port;
+  const target = `${formatHost(host)}:${port}/${probe.database ?? ''}`;
+
+  const states = new WeakMap<Client, ConnState>();
+
+  const connectError = (err: unknown): ConnectError => {
+    const code = (err as { code?: unknown } | null)?.code;
+    const suffix = typeof code === 'string' ? ` [${code}]` : '';
+    return new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
+      cause: redactError(sameRealmError(err), secrets),
+    });
+  };
+  const abortError = (signal: AbortSignal): ConnectError =>
+    new ConnectError(`pg: connecting to ${target} was aborted (${redact(errorMessage(signal.reason), secrets)})`, {
+      cause: redactError(sameRealmError(signal.reason), secrets),
+    });
+
+  async function close(client: Client): Promise<void> {
+    const state = states.get(client);
+    if (state !== undefined) {
+      if (state.phase === 'closed') return;
+      state.phase = 'closing';
+    }
+    let ended: Promise<unknown>;
+    try {
+      ended = client.end();
+    } catch {
+      ended = Promise.resolve();
+    }
+    const graceful = await settledWithin(ended, closeTimeoutMs);
+    if (!graceful) {
+      destroySocket(client);
+      await settledWithin(ended, 100);
+    }
+    if (state !== undefined) state.phase = 'closed';
+  }
+
+  function connect(signal: AbortSignal, events: ConnectionEvents): Promise<Client> {
+    if (signal.aborted) return Promise.reject(abortError(signal));
+    const client = new Client(clientConfig);
+    const state: ConnState = { phase: 'connecting', reported: false };
+    states.set(client, state);
+    const report = (err: unknown): void => {
+      // While connecting, pg routes errors to the connect callback; after our own close they are expected.
+      if (state.phase !== 'open' || state.reported) return;
+      state.reported = true;
+      try {
+        events.onError(err);
+      } catch {
+        // A throwing listener must not turn into an uncaught exception inside pg's socket handler.
+      }
+    };
+    client.on('error', report);
+    client.on('end', () => report(new Error('Connection terminated unexpectedly')));
+
+    return new Promise<Client>((resolve, reject) => {
+      let settled = false;
+      const onAbort = (): void => {
+        if (settled) return;
+        settled = true;
+        state.phase = 'closed';
+        destroySocket(client);
+        reject(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const done = (err: Error | null): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (settled) {
+          // Aborted earlier (the socket is already destroyed): whatever pg reports now, the client
+          // is not wanted. Destroy again in case a connect slipped through.
+          destroySocket(client);
+          return;
+        }
+        settled = true;
+        if (err !== null) {
+          state.phase = 'closed';
+          destroySocket(client);
+          reject(connectError(err));
+          return;
+        }
+        if (signal.aborted) {
+          void close(client);
+          reject(abortError(signal));
+          return;
+        }
+        state.phase = 'open';
+        resolve(client);
+      };
+      try {
+        client.connect(done);
+      } catch (err) {
+        // e.g. an invalid port makes net.Socket#connect throw synchronously.
+        done(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  return {
+    name: 'pg',
+    target,
+    sql: postgresDialect,
+    connect,
+    close,
+    async validate(client: Client): Promise<void> {
+      await client.query('SELECT 1');
+    },
+    async exec(client: Client, sql: string): Promise<void> {
+      await client.query(sql);
+    },
+    txStatus(client: Client): TxStatus {
+      // pg rejects a failed query on ErrorResponse, before the ReadyForQuery that carries the new
+      // status (the server flushes them separately): until it arrives the last status is stale.
+      if ((client as unknown as WireState).readyForQuery === false) return 'unknown';
+      const status = typeof client.getTransactionStatus === 'function' ? client.getTransactionStatus() : null;
+      switch (status) {
+        case 'I':
+          return 'idle';
+        case 'T':
+          return 'in_tx';
+        case 'E':
+          return 'failed';
+        default:
+          return 'unknown';
+      }
+    },
+    settle(client: Client): Promise<void> {
+      return untilReadyForQuery(client, closeTimeoutMs);
+    },
+    isFatal,
+    isRetryable: isRetryableServerError,
+    cancel(client: Client): Promise<void> {
+      const key = client as unknown as BackendKey;
+      const pid = key.processID;
+      const secret = key.secretKey;
+      if (typeof pid !== 'number' || typeof secret !== 'number') return Promise.resolve();
+      return sendCancelRequest(client.host || host, client.port || port, pid, secret, cancelTimeoutMs);
+    },
+    async reset(client: Client): Promise<void> {
+      await client.query('DISCARD ALL');
+    },
+    statementMethods: ['query'],
+    lifecycleMethods: { release: ['release'], destroy: ['end'] },
+  };
+}
+
+/** True when `err` means this pg connection is unusable. */
+/** Resolve at the next ReadyForQuery (when a statement's status is still on the wire), or after `ms`. */
+function untilReadyForQuery(client: Client, ms: number): Promise<void> {
+  const connection = (client as unknown as { connection?: NodeJS.EventEmitter }).connection;
+  if ((client as unknown as WireState).readyForQuery !== false || connection === undefined) return Promise.resolve();
+  return new Promise((resolve) => {
+    const finish = (): void => {
+      clearTimeout(timer);
+      connection.off('readyForQuery', finish);
+      connection.off('end', finish);
+      resolve();
+    };
+    const timer = setTimeout(finish, ms);
+    timer.unref();
+    connection.once('readyForQuery', finish);
+    connection.once('end', finish);
+  });
+}
+
+function isFatal(err: unknown): boolean {
+  if (isFatalServerError(err)) return true;
+  if (err === null || typeof err !== 'object') return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && FATAL_SOCKET_CODES.has(code)) return true;
+  const message = (err as { message?: unknown }).message;
+  return typeof message === 'string' && FATAL_MESSAGE_PREFIXES.some((prefix) => message.startsWith(prefix));
+}
+
+function validateOptions(config: ClientConfig | string, options: PgAdapterOptions): PgAdapterOptions {
+  const problems: { field: string; problem: string }[] = [];
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError([{ field: 'options', problem: 'must be an object' }]);
+  }
+  if (config === null || (typeof config !== 'string' && typeof config !== 'object')) {
+    throw new ConfigError([{ field: 'config', problem: 'must be a pg ClientConfig or a connection string' }]);
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not a pgAdapter option' });
+  }
+  checkNonNegativeInt(problems, 'statementTimeoutMs', options.statementTimeoutMs, PG_INT_MAX);
+  checkNonNegativeInt(problems, 'idleInTransactionSessionTimeoutMs', options.idleInTransactionSessionTimeoutMs, PG_INT_MAX);
+  checkNonNegativeInt(problems, 'lockTimeoutMs', options.lockTimeoutMs, PG_INT_MAX);
+  checkNonNegativeInt(problems, 'closeTimeoutMs', options.closeTimeoutMs, PG_INT_MAX, 1);
+  checkNonNegativeInt(problems, 'cancelTimeoutMs', options.cancelTimeoutMs, PG_INT_MAX, 1);
+
+  // Every option takes effect or says why not: a startup parameter set twice would have one copy
+  // silently win (pg lets connection-string parameters override the config object).
+  const connectionString = typeof config === 'string' ? config : config.connectionString;
+  const urlParams = queryParams(connectionString);
+  for (const [option, param] of STARTUP_PARAMS) {
+    if (options[option] === undefined) continue;
+    const inConfig = typeof config === 'object' && config[param] !== undefined && config[param] !== null && config[param] !== false;
+    if (inConfig || urlParams.has(param)) {
+      problems.push({ field: option, problem: `conflicts with ${param} already set in the pg config or connection string` });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return options;
+}
+
+/** Query parameter names of a URL-style connection string (empty for socket paths or non-URLs). */
+function queryParams(connectionString: string | undefined): ReadonlySet<string> {
+  if (connectionString === undefined) return new Set();
+  try {
+    return new Set(new URL(connectionString).searchParams.keys());
+  } catch {
+    return new Set();
+  }
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** pg's `Connection#stream` (net or TLS socket): destroying it is the only way to stop a handshake. */
+function destroySocket(client: Client): void {
+  try {
+    client.connection.stream.destroy();
+  } catch {
+    // Already gone.
+  }
+}
+
+/** Resolves true if `promise` settles within `ms`, false otherwise; never rejects. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+    promise.then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+    );
+  });
+}
+
+/**
+ * Send a PostgreSQL CancelRequest (length 16, code 80877102, pid, secret key) on a new socket and
+ * wait until the server closes it (it has then signalled the backend) or `timeoutMs` passes.
+ * Never rejects.
+ */
+function sendCancelRequest(host: string, port: number, pid: number, secret: number, timeoutMs: number): Promise<void> {
+  const packet = Buffer.alloc(16);
+  packet.writeInt32BE(16, 0);
+  packet.writeInt32BE(CANCEL_REQUEST_CODE, 4);
+  packet.writeInt32BE(pid, 8);
+  packet.writeInt32BE(secret, 12);
+  return new Promise<void>((resolve) => {
+    let socket: net.Socket | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      if (timer !== undefined) clearTimeout(timer);
+      socket?.destroy();
+      resolve();
+    };
+    try {
+      socket = host.startsWith('/') ? net.connect({ path: `${host}/.s.PGSQL.${port}` }) : net.connect({ host, port });
+    } catch {
+      finish();
+      return;
+    }
+    timer = setTimeout(finish, timeoutMs);
+    socket.on('error', finish);
+    socket.on('close', finish);
+    socket.on('connect', () => socket?.end(packet));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// `Pool` — the pg.Pool-compatible facade (`import { Pool } from 'leasepool/adapters/pg'`) is a
+// later task and is deliberately not exported yet.
+// ---------------------------------------------------------------------------------------------

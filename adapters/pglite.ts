@@ -1,0 +1,302 @@
+/**
+ * leasepool adapter for PGlite (`@electric-sql/pglite` >= 0.5): PostgreSQL in WASM, in process.
+ *
+ * ```ts
+ * import { createPool } from 'leasepool';
+ * import { pgliteAdapter } from 'leasepool/adapters/pglite';
+ * const pool = createPool(pgliteAdapter({ dataDir: './data' }), { max: 1 });
+ * await pool.withTx(async (conn) => conn.query('INSERT INTO t VALUES ($1)', [1]));
+ * ```
+ *
+ * PGlite is ONE database session: two callers on it share one transaction. The adapter therefore
+ * declares `maxConnections: 1`; each pooled "connection" is a {@link PgliteConnection} wrapping
+ * that single instance.
+ *
+ * Under jest, PGlite's CommonJS build needs `node --experimental-vm-modules` (it uses dynamic
+ * `import()`). The first instance takes about 3 s and 700 MiB to start: share one per process.
+ */
+import { PGlite } from '@electric-sql/pglite';
+import type { PGliteOptions, QueryOptions, Results } from '@electric-sql/pglite';
+import type { Adapter, ConnectionEvents, TxStatus } from '../src/adapter';
+import { ConfigError, ConnectError } from '../src/errors';
+import { redactError } from '../src/redact';
+import { errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
+
+/**
+ * Options for a PGlite instance the adapter creates itself: PGlite's own options (`dataDir` is the
+ * one most need: a directory, or `memory://` / omitted for an in-memory database).
+ */
+export type PgliteAdapterOptions = PGliteOptions;
+
+const CLOSED_MESSAGE = 'leasepool: this PGlite connection was closed';
+
+/** Messages PGlite (or its Emscripten runtime) uses when the instance is gone. */
+const FATAL_MESSAGES = ['PGlite is closed', 'PGlite is closing', CLOSED_MESSAGE];
+
+let markClosed: (conn: PgliteConnection) => boolean;
+let lastCallFailed: (conn: PgliteConnection) => boolean;
+
+/**
+ * One pooled "connection": a handle on the shared PGlite instance. `query` and `exec` behave as
+ * PGlite's own (`{ rows, fields, affectedRows, … }`); once the pool closed this handle they throw.
+ */
+export class PgliteConnection {
+  readonly #db: PGlite;
+  #closed = false;
+  #lastFailed = false;
+
+  static {
+    markClosed = (conn) => {
+      const wasOpen = !conn.#closed;
+      conn.#closed = true;
+      return wasOpen;
+    };
+    lastCallFailed = (conn) => conn.#lastFailed;
+  }
+
+  /** @internal Created by the adapter's `connect`. */
+  constructor(db: PGlite) {
+    this.#db = db;
+  }
+
+  /**
+   * The underlying PGlite instance, for APIs the handle does not wrap (`listen`, `describeQuery`,
+   * `dumpDataDir` …). It is shared by every handle: never `close()` it, and do not run
+   * `transaction()` on it inside a leasepool transaction.
+   */
+  get pglite(): PGlite {
+    return this.#db;
+  }
+
+  /** True once the pool closed this handle. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** One statement, extended protocol, `$1`-style parameters: PGlite's `query`. */
+  async query<T = Record<string, unknown>>(text: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
+    if (this.#closed) throw new Error(CLOSED_MESSAGE);
+    try {
+      const result = await this.#db.query<T>(text, params, options);
+      this.#lastFailed = false;
+      return result;
+    } catch (err) {
+      this.#lastFailed = true;
+      throw err;
+    }
+  }
+
+  /** Any number of statements, simple protocol, no parameters: PGlite's `exec`. */
+  async exec(text: string, options?: QueryOptions): Promise<Results[]> {
+    if (this.#closed) throw new Error(CLOSED_MESSAGE);
+    try {
+      const result = await this.#db.exec(text, options);
+      this.#lastFailed = false;
+      return result;
+    } catch (err) {
+      this.#lastFailed = true;
+      throw err;
+    }
+  }
+}
+
+/** The WASM export PGlite uses for `isInTransaction`'s sibling: true in an aborted transaction block. */
+interface AbortedStateExport {
+  _IsAbortedTransactionBlockState?: () => number;
+}
+
+/**
+ * Create a leasepool adapter for PGlite.
+ *
+ * - Given a `PGlite` instance: every connection wraps it; closing connections never closes it
+ *   (you own it, you close it).
+ * - Given options (or nothing: in-memory): the instance is created lazily by the first `connect`,
+ *   shared by later ones, and kept open while the pool lives, even when the pool closes its only
+ *   connection (idle timeout, `maxLifetimeMs`), so an in-memory database keeps its data. It is
+ *   closed by `pool.close()` (the adapter's `dispose`).
+ * - `connect` honours its signal while the instance starts: the caller gets `ConnectError` at once;
+ *   the start-up goes on in the background for a later `connect`, and the instance is closed if
+ *   nobody is waiting for it when it is ready.
+ * - `txStatus`: `idle` outside a transaction block, `failed` in an aborted one, else `in_tx`.
+ * - No `cancel`: PGlite runs each statement synchronously on the JavaScript thread.
+ *
+ * @throws ConfigError when `source` is neither a PGlite instance nor an options object.
+ */
+export function pgliteAdapter(source?: PgliteAdapterOptions | PGlite): Adapter<PgliteConnection> {
+  const userDb = isPglite(source) ? source : undefined;
+  const options: PgliteAdapterOptions = userDb === undefined ? validateOptions(source) : {};
+  const dataDir = userDb !== undefined ? userDb.dataDir : options.dataDir;
+  const target = `pglite:${dataDir === undefined || dataDir === '' ? 'memory://' : dataDir}`;
+
+  // Owned-instance bookkeeping (unused when the user passed an instance).
+  let instance: PGlite | undefined;
+  let creating: Promise<PGlite> | undefined;
+  let closing: Promise<void> = Promise.resolve();
+  let open = 0;
+  let waiting = 0;
+
+  const retire = (db: PGlite): Promise<void> => {
+    closing = closing.then(() => db.close()).catch(() => undefined);
+    return closing;
+  };
+
+  const ownedInstance = (signal: AbortSignal): Promise<PGlite> => {
+    if (instance !== undefined && !instance.closed) return Promise.resolve(instance);
+    instance = undefined;
+    if (creating === undefined) {
+      creating = (async () => {
+        await closing;
+        const db = new PGlite(options);
+        await db.waitReady;
+        return db;
+      })().then(
+        (db) => {
+          creating = undefined;
+          if (waiting === 0 && open === 0) void retire(db);
+          else instance = db;
+          return db;
+        },
+        (err: unknown) => {
+          creating = undefined;
+          throw err;
+        },
+      );
+    }
+    waiting++;
+    return raceAbort(creating, signal).finally(() => {
+      waiting--;
+    });
+  };
+
+  const userInstance = async (signal: AbortSignal): Promise<PGlite> => {
+    const db = userDb as PGlite;
+    if (db.closed) throw new Error('PGlite is closed');
+    await raceAbort(db.waitReady, signal);
+    return db;
+  };
+
+  const abortError = (signal: AbortSignal): ConnectError =>
+    new ConnectError(`pglite: opening ${target} was aborted (${errorMessage(signal.reason)})`, { cause: redactError(sameRealmError(signal.reason)) });
+
+  async function close(conn: PgliteConnection): Promise<void> {
+    if (!markClosed(conn)) return;
+    if (userDb !== undefined) return;
+    open--;
+  }
+
+  async function dispose(): Promise<void> {
+    if (userDb !== undefined) return;
+    const pending = creating;
+    if (pending !== undefined) await pending.catch(() => undefined);
+    const db = instance;
+    instance = undefined;
+    if (db !== undefined) await retire(db);
+  }
+
+  async function connect(signal: AbortSignal, _events: ConnectionEvents): Promise<PgliteConnection> {
+    if (signal.aborted) throw abortError(signal);
+    let db: PGlite;
+    try {
+      db = userDb !== undefined ? await userInstance(signal) : await ownedInstance(signal);
+    } catch (err) {
+      if (signal.aborted) throw abortError(signal);
+      throw new ConnectError(`pglite: cannot open ${target}: ${errorMessage(err)}`, { cause: redactError(sameRealmError(err)) });
+    }
+    const conn = new PgliteConnection(db);
+    if (userDb === undefined) open++;
+    if (signal.aborted) {
+      await close(conn);
+      throw abortError(signal);
+    }
+    return conn;
+  }
+
+  return {
+    name: 'pglite',
+    target,
+    maxConnections: 1,
+    sql: postgresDialect,
+    connect,
+    close,
+    dispose,
+    async validate(conn: PgliteConnection): Promise<void> {
+      await conn.query('SELECT 1');
+    },
+    async exec(conn: PgliteConnection, sql: string): Promise<void> {
+      await conn.exec(sql);
+    },
+    txStatus(conn: PgliteConnection): TxStatus {
+      const db = conn.pglite;
+      if (conn.closed || db.closed) return 'unknown';
+      try {
+        if (!db.isInTransaction()) return 'idle';
+        const aborted = (db.Module as unknown as AbortedStateExport)._IsAbortedTransactionBlockState;
+        if (typeof aborted === 'function') return aborted() !== 0 ? 'failed' : 'in_tx';
+        // Older builds without the export: infer from the last statement run through this handle.
+        return lastCallFailed(conn) ? 'failed' : 'in_tx';
+      } catch {
+        return 'unknown';
+      }
+    },
+    isFatal,
+    isRetryable: isRetryableServerError,
+    async reset(conn: PgliteConnection): Promise<void> {
+      await conn.exec('DISCARD ALL');
+    },
+    statementMethods: ['query', 'exec'],
+  };
+}
+
+/** True when `err` means the PGlite instance (or this handle) is unusable. */
+function isFatal(err: unknown): boolean {
+  if (isFatalServerError(err)) return true;
+  if (err === null || typeof err !== 'object') return false;
+  const { name, message } = err as { name?: unknown; message?: unknown };
+  // WebAssembly.RuntimeError (trap) or Emscripten's exit: the WASM instance is dead.
+  if (name === 'RuntimeError' || name === 'ExitStatus') return true;
+  return typeof message === 'string' && (FATAL_MESSAGES.includes(message) || message.startsWith('Aborted('));
+}
+
+function isPglite(value: unknown): value is PGlite {
+  if (value instanceof PGlite) return true;
+  if (value === null || typeof value !== 'object') return false;
+  const v = value as Partial<Record<'query' | 'exec' | 'isInTransaction' | 'close', unknown>>;
+  return (
+    typeof v.query === 'function' &&
+    typeof v.exec === 'function' &&
+    typeof v.isInTransaction === 'function' &&
+    typeof v.close === 'function' &&
+    'waitReady' in value
+  );
+}
+
+function validateOptions(source: unknown): PgliteAdapterOptions {
+  if (source === undefined) return {};
+  if (source === null || typeof source !== 'object') {
+    throw new ConfigError([{ field: 'pglite', problem: 'must be a PGlite instance or PGlite options' }]);
+  }
+  const dataDir = (source as { dataDir?: unknown }).dataDir;
+  if (dataDir !== undefined && typeof dataDir !== 'string') {
+    throw new ConfigError([{ field: 'dataDir', problem: 'must be a string' }]);
+  }
+  return { ...(source as PgliteAdapterOptions) };
+}
+
+/** `promise`, or a rejection as soon as `signal` aborts (the underlying work is not cancelled). */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}

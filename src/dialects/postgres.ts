@@ -1,0 +1,136 @@
+/**
+ * PostgreSQL knowledge shared by the `pg` and PGlite adapters: the transaction dialect and
+ * error classification by SQLSTATE. It imports no driver, so loading one PostgreSQL adapter
+ * never requires the other's driver to be installed.
+ *
+ * @internal Not a public entry point.
+ */
+import type { BeginOptions, IsolationLevel, TxDialect } from '../adapter';
+import { ConfigError } from '../errors';
+
+/** Fixed keyword table: the only text `begin()` can emit for an isolation level. */
+const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = Object.freeze({
+  'read uncommitted': 'ISOLATION LEVEL READ UNCOMMITTED',
+  'read committed': 'ISOLATION LEVEL READ COMMITTED',
+  'repeatable read': 'ISOLATION LEVEL REPEATABLE READ',
+  serializable: 'ISOLATION LEVEL SERIALIZABLE',
+});
+
+/** Savepoint names come from the core (`lp_sp_<n>`); anything else is a bug, never SQL. */
+const SAVEPOINT_NAME = /^[a-z_][a-z0-9_]*$/;
+/** PostgreSQL truncates identifiers at NAMEDATALEN - 1 bytes. */
+const MAX_IDENTIFIER_LENGTH = 63;
+
+function savepointName(name: string): string {
+  if (typeof name !== 'string' || !SAVEPOINT_NAME.test(name) || name.length > MAX_IDENTIFIER_LENGTH) {
+    throw new ConfigError([{ field: 'savepoint', problem: `name must match ${String(SAVEPOINT_NAME)} and be at most 63 characters` }]);
+  }
+  return name;
+}
+
+/**
+ * Build the single `BEGIN …` statement from allow-listed keywords only. The core validates the
+ * options already; this maps them again through a fixed table and rejects anything unknown, so no
+ * caller-supplied text can ever reach the SQL.
+ */
+function begin(opts: BeginOptions): readonly string[] {
+  const parts = ['BEGIN'];
+  const problems: { field: string; problem: string }[] = [];
+  const isolation: unknown = opts.isolation;
+  if (isolation !== undefined) {
+    const sql = typeof isolation === 'string' && Object.hasOwn(ISOLATION_SQL, isolation) ? ISOLATION_SQL[isolation as IsolationLevel] : undefined;
+    if (sql === undefined) problems.push({ field: 'isolation', problem: `must be one of ${Object.keys(ISOLATION_SQL).join(', ')}` });
+    else parts.push(sql);
+  }
+  const readOnly: unknown = opts.readOnly;
+  if (readOnly === true) parts.push('READ ONLY');
+  else if (readOnly === false) parts.push('READ WRITE');
+  else if (readOnly !== undefined) problems.push({ field: 'readOnly', problem: 'must be a boolean' });
+  const deferrable: unknown = opts.deferrable;
+  if (deferrable === true) parts.push('DEFERRABLE');
+  else if (deferrable === false) parts.push('NOT DEFERRABLE');
+  else if (deferrable !== undefined) problems.push({ field: 'deferrable', problem: 'must be a boolean' });
+  if (problems.length > 0) throw new ConfigError(problems);
+  return [parts.join(' ')];
+}
+
+/** The PostgreSQL transaction dialect (identical for `pg` and PGlite). */
+export const postgresDialect: TxDialect = Object.freeze({
+  begin,
+  commit: 'COMMIT',
+  rollback: 'ROLLBACK',
+  savepoint: (name: string) => `SAVEPOINT ${savepointName(name)}`,
+  releaseSavepoint: (name: string) => `RELEASE SAVEPOINT ${savepointName(name)}`,
+  rollbackToSavepoint: (name: string) => `ROLLBACK TO SAVEPOINT ${savepointName(name)}`,
+});
+
+/** SQLSTATE (five characters) carried by a driver error as `code`, if any. */
+export function sqlState(err: unknown): string | undefined {
+  if (err === null || typeof err !== 'object') return undefined;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * SQLSTATEs after which the server has closed (or is closing) the session:
+ * admin_shutdown, crash_shutdown, cannot_connect_now, database_dropped, idle_session_timeout,
+ * idle_in_transaction_session_timeout, transaction_timeout. Class `08` is checked separately.
+ */
+const FATAL_SQLSTATES: ReadonlySet<string> = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '25P03', '25P04']);
+
+/** True when a PostgreSQL server error means the session is gone (class 08, 57P0x, severity FATAL/PANIC). */
+export function isFatalServerError(err: unknown): boolean {
+  const state = sqlState(err);
+  if (state !== undefined && (state.startsWith('08') || FATAL_SQLSTATES.has(state))) return true;
+  if (err === null || typeof err !== 'object') return false;
+  const severity = (err as { severity?: unknown }).severity;
+  return state !== undefined && (severity === 'FATAL' || severity === 'PANIC');
+}
+
+/** serialization_failure (40001) and deadlock_detected (40P01): the transaction may be rerun. */
+export function isRetryableServerError(err: unknown): boolean {
+  const state = sqlState(err);
+  return state === '40001' || state === '40P01';
+}
+
+/** Validation helper: `undefined` or a non-negative integer of at most `max`. */
+export function checkNonNegativeInt(
+  problems: { field: string; problem: string }[],
+  field: string,
+  value: unknown,
+  max: number,
+  min = 0,
+): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    problems.push({ field, problem: `must be an integer between ${min} and ${max}` });
+  }
+}
+
+/**
+ * Message of anything thrown. Duck-typed: errors from another realm (Node core errors seen from a
+ * jest sandbox, worker errors) are not `instanceof Error` here.
+ */
+export function errorMessage(err: unknown): string {
+  if (err !== null && typeof err === 'object' && typeof (err as { message?: unknown }).message === 'string') {
+    return (err as { message: string }).message;
+  }
+  return String(err);
+}
+
+/**
+ * An `Error` of this realm for an error-like value of another realm, so `redactError` (which
+ * checks `instanceof Error`) keeps its name, stack and fields such as `code`. Other values pass through.
+ */
+export function sameRealmError(err: unknown): unknown {
+  if (err instanceof Error || err === null || typeof err !== 'object') return err;
+  const src = err as Record<string, unknown>;
+  if (typeof src.message !== 'string') return err;
+  const copy = new Error(src.message);
+  if (typeof src.name === 'string') copy.name = src.name;
+  copy.stack = typeof src.stack === 'string' ? src.stack : `${copy.name}: ${src.message}`;
+  for (const key of Object.keys(src)) {
+    if (key !== 'message' && key !== 'stack' && key !== 'name') (copy as unknown as Record<string, unknown>)[key] = src[key];
+  }
+  return copy;
+}
