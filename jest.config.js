@@ -9,7 +9,8 @@ const swc = ['@swc/jest', {
 
 const base = {
   transform: { '^.+\\.ts$': swc },
-  testEnvironment: 'node',
+  // jest's node environment + unhandled rejections after a file finished fail the run (see the file).
+  testEnvironment: '<rootDir>/test/helpers/environment.js',
   moduleFileExtensions: ['ts', 'js', 'json'],
   setupFilesAfterEnv: ['<rootDir>/test/helpers/jest-setup.ts'],
 };

@@ -93,5 +93,28 @@ export interface Adapter<C extends object = object> {
   readonly lifecycleMethods?: {
     readonly release?: readonly string[];
     readonly destroy?: readonly string[];
+    /**
+     * When set, a release method called a second time (or after its lease ended) throws
+     * `LeaseReleasedError` with this message — the driver pool's own wording, so code that
+     * matches on it keeps working. When unset, a second call is ignored (release is idempotent).
+     */
+    readonly doubleReleaseMessage?: string;
   };
+  /**
+   * Called when user code calls one of `lifecycleMethods.release` on `lease.conn`, with the
+   * call's arguments, before the lease is released (the connection is still usable). Return
+   * `true` to destroy the connection instead of returning it (pg-pool's `client.release(err)` /
+   * `release(true)`). A throw reaches the caller after the release has started.
+   */
+  onReleaseCall?(conn: C, method: string, args: readonly unknown[]): boolean;
+  /**
+   * Called when a connection is handed to a lease, before `lease.conn` is usable. Must not throw.
+   * (pg with `allowExitOnIdle`: `ref()` the socket again.)
+   */
+  onLease?(conn: C): void;
+  /**
+   * Called when a connection goes back to the idle set, after the release path. Must not throw.
+   * (pg with `allowExitOnIdle`: `unref()` the socket so an idle pool does not keep the process alive.)
+   */
+  onIdle?(conn: C): void;
 }

@@ -68,26 +68,43 @@ export function createFactory<C extends object>(
   adapter: Adapter<C>,
   options: FactoryOptions,
   events: FactoryEvents<C>,
-): Factory<PooledConnection<C>> & { readonly consecutiveFailures: number; liveCount: number } {
+): Factory<PooledConnection<C>> & { readonly consecutiveFailures: number; liveCount: number; stop(): void } {
   let consecutiveFailures = 0;
+  // Aborted by stop() (pool close): connects in flight give up and backoff sleeps end at once,
+  // so close() is not held by a dead server or a backoff.
+  const stopping = new AbortController();
   const state = {
     get consecutiveFailures() {
       return consecutiveFailures;
     },
     liveCount: 0,
     async create(): Promise<PooledConnection<C>> {
+      if (stopping.signal.aborted) {
+        // generic-pool tops up `min` after each destroy, also while close() reclaims: open nothing.
+        await Promise.resolve();
+        throw new ConnectError(`Not connecting to ${adapter.name} at ${redact(adapter.target)}: the pool is closing`);
+      }
       let pooled: PooledConnection<C> | undefined;
       let earlyError: unknown;
       const controller = new AbortController();
       const timer = setTimeout(() => {
-        controller.abort(new ConnectError(`Connecting to ${adapter.name} at ${adapter.target} timed out after ${options.connectTimeoutMs} ms`));
+        controller.abort(new ConnectError(`Connecting to ${adapter.name} at ${redact(adapter.target)} timed out after ${options.connectTimeoutMs} ms`));
       }, options.connectTimeoutMs);
-      const connecting = adapter.connect(controller.signal, {
-        onError(err: unknown) {
-          if (pooled === undefined) earlyError ??= err;
-          else events.connectionError(pooled, err);
-        },
-      });
+      const onStop = (): void => controller.abort(new ConnectError(`Connecting to ${adapter.name} at ${redact(adapter.target)} abandoned: the pool is closing`));
+      if (stopping.signal.aborted) onStop();
+      else stopping.signal.addEventListener('abort', onStop, { once: true });
+      // An adapter that throws synchronously still fails asynchronously, with backoff (a create
+      // that rejects before its first await makes generic-pool spin).
+      const connecting = new Promise<C>((resolve) =>
+        resolve(
+          adapter.connect(controller.signal, {
+            onError(err: unknown) {
+              if (pooled === undefined) earlyError ??= err;
+              else events.connectionError(pooled, err);
+            },
+          }),
+        ),
+      );
       try {
         const raw = await raceAbort(connecting, controller.signal);
         if (earlyError !== undefined) throw earlyError;
@@ -103,13 +120,18 @@ export function createFactory<C extends object>(
         // A connection that completes after its deadline is closed, not kept.
         connecting.then((late) => adapter.close(late).catch(() => undefined), () => undefined);
         const error = toConnectError(adapter, err);
+        if (stopping.signal.aborted) throw error;
         consecutiveFailures++;
         events.connectFailed(error);
-        await sleep(Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1)));
+        await sleep(Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1)), stopping.signal);
         throw error;
       } finally {
         clearTimeout(timer);
+        stopping.signal.removeEventListener('abort', onStop);
       }
+    },
+    stop(): void {
+      stopping.abort();
     },
     async destroy(conn: PooledConnection<C>): Promise<void> {
       const reason = conn.closeReason ?? 'idle';

@@ -19,8 +19,10 @@ const storage = new AsyncLocalStorage<Ambient>();
 
 /** The innermost scope of `pool` in the current call chain whose lease is still active. */
 export function findAmbient<C extends object>(pool: { readonly adapter: { connect(...args: never[]): Promise<C> } }): Ambient<C> | undefined {
+  // A scope whose lease has ended (a callback that outlived it) is skipped: an outer scope of the
+  // same pool may still be active.
   for (let a = storage.getStore(); a !== undefined; a = a.parent) {
-    if (a.pool === pool) return a.lease.state === 'active' ? (a as unknown as Ambient<C>) : undefined;
+    if (a.pool === pool && a.lease.state === 'active') return a as unknown as Ambient<C>;
   }
   return undefined;
 }

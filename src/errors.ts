@@ -58,8 +58,9 @@ export class PoolQueueFullError extends LeasepoolError {
 
 /** The lease was released; its connection may not be used any more. */
 export class LeaseReleasedError extends LeasepoolError {
-  constructor(leaseId: number) {
-    super('LEASE_RELEASED', `Lease #${leaseId} was released; its connection can no longer be used`);
+  /** `message` replaces the default text (the adapter's `doubleReleaseMessage`, a driver's own wording). */
+  constructor(leaseId: number, message?: string) {
+    super('LEASE_RELEASED', message ?? `Lease #${leaseId} was released; its connection can no longer be used`);
   }
 }
 
@@ -94,8 +95,22 @@ export class NestedAcquireError extends LeasepoolError {
 
 /** The connection was lost during COMMIT: the transaction may or may not have committed. */
 export class TxOutcomeUnknownError extends LeasepoolError {
-  constructor(options?: { cause?: unknown }) {
-    super('TX_OUTCOME_UNKNOWN', 'The connection was lost during COMMIT; the transaction outcome is unknown', options);
+  constructor(options?: { cause?: unknown }, message = 'The connection was lost during COMMIT; the transaction outcome is unknown') {
+    super('TX_OUTCOME_UNKNOWN', message, options);
+  }
+}
+
+/**
+ * The `withTx` callback returned normally, but a statement inside it had failed (its error caught
+ * and swallowed) and the database had aborted the transaction: PostgreSQL answers COMMIT with a
+ * silent ROLLBACK there. The transaction was rolled back, never reported as committed.
+ */
+export class TxAbortedError extends LeasepoolError {
+  constructor() {
+    super(
+      'TX_ABORTED',
+      'The transaction was aborted by a failed statement whose error was caught inside withTx; it was rolled back, not committed',
+    );
   }
 }
 

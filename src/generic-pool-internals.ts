@@ -1,9 +1,10 @@
 /**
- * The two places we reach into generic-pool (pinned at 3.9.0): withdrawing a request whose
- * caller gave up, and failing every request at shutdown. generic-pool has no public way to
- * cancel an acquire; without this an abandoned request stays queued and keeps generic-pool
- * creating connections for nobody. If the private shape ever changes, both functions do
- * nothing and the pool falls back to handing an abandoned connection straight back.
+ * The places we reach into generic-pool (pinned at 3.9.0): withdrawing a request whose
+ * caller gave up, failing every request at shutdown, and running the evictor on demand.
+ * generic-pool has no public way to cancel an acquire; without this an abandoned request stays
+ * queued and keeps generic-pool creating connections for nobody. If the private shape ever
+ * changes, these functions do nothing and the pool falls back to handing an abandoned
+ * connection straight back (and to the scheduled eviction run).
  */
 import type { Pool as GenericPool } from 'generic-pool';
 
@@ -40,4 +41,13 @@ export function rejectAllRequests(gp: GenericPool<unknown>, reason: Error): void
   const queue = queueOf(gp);
   if (queue === undefined) return;
   for (let request = queue.dequeue(); request !== undefined; request = queue.dequeue()) request.reject(reason);
+}
+
+/**
+ * Run the evictor now (it closes idle connections that broke, see `evictorFor` in pool.ts),
+ * instead of waiting for the next scheduled run.
+ */
+export function evictNow(gp: GenericPool<unknown>): void {
+  const evict = (gp as unknown as { _evict?: () => void })._evict;
+  if (typeof evict === 'function') evict.call(gp);
 }

@@ -3,6 +3,7 @@
  * the guard refuses use after the lease ended, turns the driver's own release/end/destroy into
  * lease operations, counts statements in flight, and marks the lease broken on a fatal error.
  */
+import { LeaseReleasedError } from './errors';
 import type { Lease, LeaseRecord } from './lease';
 
 /** Per-adapter constants the guard needs, computed once per pool. */
@@ -10,9 +11,12 @@ export interface GuardConfig {
   readonly releaseMethods: ReadonlySet<PropertyKey>;
   readonly destroyMethods: ReadonlySet<PropertyKey>;
   readonly statementMethods: ReadonlySet<PropertyKey>;
+  /** The adapter's `lifecycleMethods.doubleReleaseMessage`: a second release call throws it. */
+  readonly doubleReleaseMessage: string | undefined;
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
+const noop: AnyFn = () => undefined;
 
 class GuardHandler<C extends object> implements ProxyHandler<C> {
   constructor(
@@ -23,9 +27,29 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
 
   get(target: C, prop: PropertyKey): unknown {
     const record = this.record;
-    if (record.state !== 'active') throw record.useError();
+    // Promise machinery probes `then` on every value it resolves with (e.g. a scope that returns its
+    // connection): that probe is not a use, and throwing there would reject the scope itself.
+    if (prop === 'then' && !Reflect.has(target, prop)) return undefined;
+    if (record.state !== 'active') {
+      // With a double-release message, `conn.release` stays readable after the lease ended so
+      // that calling it throws the driver's own "released twice" error (and a first call after
+      // a revoke simply joins the reclaim).
+      const config = record.owner.guardConfig;
+      if (config.doubleReleaseMessage !== undefined && config.releaseMethods.has(prop)) {
+        return releaseMethod(record, this.lease, target, prop);
+      }
+      throw record.useError();
+    }
     const value: unknown = Reflect.get(target, prop, target);
-    if (typeof value !== 'function') return value;
+    if (typeof value !== 'function') {
+      // Lifecycle methods the adapter names are lease operations even where the raw connection
+      // lacks them (a plain pg.Client has no release(); code written for pg-pool calls it).
+      const config = record.owner.guardConfig;
+      if (value === undefined && (config.releaseMethods.has(prop) || config.destroyMethods.has(prop))) {
+        return wrapMethod(record, this.lease, target, prop, noop, this.proxyRef);
+      }
+      return value;
+    }
     return wrapMethod(record, this.lease, target, prop, value as AnyFn, this.proxyRef);
   }
 
@@ -70,7 +94,7 @@ function wrapMethod<C extends object>(
 ): AnyFn {
   const config = record.owner.guardConfig;
   if (config.releaseMethods.has(prop)) {
-    return () => lease.release();
+    return releaseMethod(record, lease, target, prop);
   }
   if (config.destroyMethods.has(prop)) {
     return () => {
@@ -127,6 +151,46 @@ function wrapMethod<C extends object>(
       );
     }
     return result;
+  };
+}
+
+/**
+ * The driver's release method on `lease.conn`: ends the lease. The adapter's `onReleaseCall`
+ * sees the arguments first and may ask for the connection to be destroyed (pg's
+ * `release(err | true)`). A second call throws the adapter's double-release error when it has
+ * one, and is otherwise ignored.
+ */
+function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>, target: C, prop: PropertyKey): AnyFn {
+  return (...args: unknown[]): unknown => {
+    const owner = record.owner;
+    if (record.releaseCalled || record.state === 'released') {
+      const message = owner.guardConfig.doubleReleaseMessage;
+      if (message !== undefined) throw new LeaseReleasedError(record.id, message);
+      return lease.release();
+    }
+    record.releaseCalled = true;
+    let destroy = false;
+    let hookFailed = false;
+    let hookError: unknown;
+    const hook = owner.adapter.onReleaseCall;
+    if (hook !== undefined) {
+      try {
+        destroy = hook.call(owner.adapter, target, String(prop), args) === true;
+      } catch (err) {
+        hookFailed = true;
+        hookError = err;
+      }
+    }
+    if (destroy && record.state === 'active') {
+      const reason = args[0] instanceof Error ? args[0] : new Error(`${String(prop)}(${typeof args[0]}) asked to destroy the connection`);
+      record.connection.markBroken(reason);
+    }
+    const released = lease.release();
+    if (hookFailed) {
+      released.catch(noop);
+      throw hookError;
+    }
+    return released;
   };
 }
 

@@ -30,11 +30,13 @@ export {
   LeaseTimeoutError,
   NestedAcquireError,
   TxOutcomeUnknownError,
+  TxAbortedError,
   LeaseMisuseError,
   CleanupError,
   suppressedErrors,
 } from './errors';
 export { redact } from './redact';
+export { serveMetrics, type MetricsServer, type MetricsRegistryLike, type ServeMetricsOptions } from './serve-metrics';
 
 /** `withTx(pool, fn, options)`: the same as `pool.withTx(fn, options)`. */
 export function withTx<C extends object, R>(

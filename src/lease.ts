@@ -42,9 +42,13 @@ export class LeaseRecord<C extends object = object> {
   deadlineTimer: NodeJS.Timeout | undefined = undefined;
   revokedBy: Error | undefined = undefined;
   leakReported = false;
+  /** A release method of the driver (`conn.release()`) was called on `lease.conn`. */
+  releaseCalled = false;
   /** Serialises transaction scopes opened directly on this lease (see transaction.ts). */
   tail: Promise<void> | undefined = undefined;
   savepointSeq = 0;
+  /** The top-level COMMIT is on the wire: a revoke now cannot tell the caller the work was undone. */
+  committing = false;
 
   constructor(
     readonly owner: LeaseOwner<C>,
@@ -60,8 +64,15 @@ export class LeaseRecord<C extends object = object> {
       : new LeaseReleasedError(this.id);
   }
 
+  /** Set while a scope (withLease/withTx) awaits its body: rejects the scope's call when the lease is revoked. */
+  onRevoke: ((reason: Error) => void) | undefined = undefined;
+
   get signal(): AbortSignal {
-    this.controller ??= new AbortController();
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      // Asked for only after the pool took the lease back: it must read as aborted all the same.
+      if (this.state === 'revoked') this.controller.abort(this.revokedBy);
+    }
     return this.controller.signal;
   }
 }
@@ -96,12 +107,9 @@ export class Lease<C extends object = object> {
    * of corrupting the pool.
    */
   get conn(): C {
-    if (this.#conn === undefined) {
-      const record = this.record;
-      if (record.state !== 'active') throw record.useError();
-      this.#conn = guardConnection(record, this);
-    }
-    return this.#conn;
+    const record = this.record;
+    if (record.state !== 'active') throw record.useError();
+    return (this.#conn ??= guardConnection(record, this));
   }
 
   /** Aborted when the pool revokes the lease (deadline, shutdown, reclaim). */

@@ -76,6 +76,9 @@ const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 type Problem = { field: string; problem: string };
 
+/** The longest delay `setTimeout` honours (about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Checks shared by pool and transaction options. */
 export const check = {
   integer(problems: Problem[], field: string, value: unknown, min: number, allowInfinity: boolean): void {
@@ -86,11 +89,12 @@ export const check = {
   },
   duration(problems: Problem[], field: string, value: unknown, opts: { allowZero: boolean; allowInfinity: boolean }): void {
     if (opts.allowInfinity && value === Infinity) return;
-    const ok = typeof value === 'number' && Number.isFinite(value) && (opts.allowZero ? value >= 0 : value > 0);
+    // Above MAX_TIMER_MS Node fires a timer after 1 ms: a huge timeout would act as none at all.
+    const ok = typeof value === 'number' && Number.isFinite(value) && (opts.allowZero ? value >= 0 : value > 0) && value <= MAX_TIMER_MS;
     if (!ok) {
       problems.push({
         field,
-        problem: `must be a number of milliseconds ${opts.allowZero ? '>= 0' : '> 0'}${opts.allowInfinity ? ' or Infinity' : ''} (got ${show(value)})`,
+        problem: `must be a number of milliseconds ${opts.allowZero ? '>= 0' : '> 0'} and <= ${MAX_TIMER_MS}${opts.allowInfinity ? ', or Infinity' : ''} (got ${show(value)})`,
       });
     }
   },
@@ -167,6 +171,27 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     metrics: (metrics as MetricsOptions | undefined) ?? false,
     logger: logger as Logger | undefined,
   };
+}
+
+/**
+ * Validate the options of one call (`acquire`, `withLease`): `signal` must be an AbortSignal, the
+ * named durations valid, nothing else present. Throws one `ConfigError` naming every bad field.
+ */
+export function checkCallOptions(input: unknown, durations: Readonly<Record<string, { readonly allowInfinity: boolean }>>): void {
+  if (input === undefined) return;
+  if (input === null || typeof input !== 'object') throw new ConfigError([{ field: 'options', problem: `must be an object (got ${show(input)})` }]);
+  const problems: Problem[] = [];
+  for (const [key, value] of Object.entries(input)) {
+    if (value === undefined) continue;
+    if (key === 'signal') {
+      if (!(value instanceof AbortSignal)) problems.push({ field: key, problem: 'must be an AbortSignal' });
+      continue;
+    }
+    const rule = durations[key];
+    if (rule === undefined) problems.push({ field: key, problem: 'is not a known option' });
+    else check.duration(problems, key, value, { allowZero: false, allowInfinity: rule.allowInfinity });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 /** Render a bad value for a message without dumping objects (which may hold secrets). */

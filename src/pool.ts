@@ -19,7 +19,7 @@ import {
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
-import { newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
+import { evictNow, newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
 import type { GuardConfig } from './guard';
 import { Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector } from './leaks';
@@ -29,7 +29,7 @@ import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from '
 import { reclaimLease, releaseLease, type LeaseOwner } from './release';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 import { now } from './time';
-import { check } from './options';
+import { check, checkCallOptions } from './options';
 import { ConfigError } from './errors';
 
 /** Options of `pool.acquire()`. */
@@ -92,9 +92,18 @@ export interface PoolEvents {
   leakReturned: [LeakReturnedEvent];
   reclaim: [ReclaimEvent];
   error: [Error];
+  /**
+   * An acquire found no idle connection and no room to open one (the pool is at `max`), and was
+   * queued to wait. Emitted only while someone listens (the mysql2 drop-in's `'enqueue'`).
+   */
+  enqueue: [];
 }
 
 type Waiter = { fail(err: Error): void };
+
+const ACQUIRE_OPTIONS = { timeoutMs: { allowInfinity: true } } as const;
+// A hold deadline of Infinity would be a timer firing at once: leave timeoutMs out instead.
+const LEASE_SCOPE_OPTIONS = { timeoutMs: { allowInfinity: false }, acquireTimeoutMs: { allowInfinity: true } } as const;
 
 /** Bound on each statement the pool sends on its own behalf (rollback, reset, cancel). */
 const CONTROL_TIMEOUT_MS = 2_000;
@@ -130,6 +139,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     super();
     const options = resolvePoolOptions(input);
     validateAdapter(adapter);
+    if (options.resetOnRelease && typeof adapter.reset !== 'function') {
+      throw new ConfigError([{ field: 'resetOnRelease', problem: `is not supported by the ${adapter.name} adapter (it has no reset())` }]);
+    }
     this.options = options;
     this.name = options.name;
     this.adapter = adapter;
@@ -149,6 +161,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       releaseMethods: new Set(lifecycle?.release ?? []),
       destroyMethods: new Set(lifecycle?.destroy ?? []),
       statementMethods: new Set(adapter.statementMethods ?? ['query', 'execute']),
+      doubleReleaseMessage: lifecycle?.doubleReleaseMessage,
     };
     this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
 
@@ -198,6 +211,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * would wait on an exhausted pool fails with `NestedAcquireError` instead of deadlocking.
    */
   acquire(options?: AcquireOptions): Promise<Lease<C>> {
+    try {
+      checkCallOptions(options, ACQUIRE_OPTIONS);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const site = this.options.leakDetectionMs > 0 ? captureSite(this.acquire) : undefined;
     const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
     return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
@@ -208,6 +226,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * deadline). Inside a scope of this pool it joins the ambient lease (same connection).
    */
   withLease<R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, options?: LeaseScopeOptions): Promise<R> {
+    try {
+      checkCallOptions(options, LEASE_SCOPE_OPTIONS);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const ambient = findAmbient(this);
     if (ambient !== undefined) return joinScope(fn, ambient.lease);
     const site = this.options.leakDetectionMs > 0 ? captureSite(this.withLease) : undefined;
@@ -228,7 +251,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     const gp = this.#gp;
     return {
       size: this.#factory.liveCount,
-      idle: gp.available,
+      idle: this.#idleCount(),
       active: gp.borrowed,
       pending: this.#waiters.size,
       max: this.#max,
@@ -282,6 +305,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         this.metrics.acquireFailed('rejected');
         throw new PoolQueueFullError(this.name, this.options.maxWaiting);
       }
+      if (this.listenerCount('enqueue') > 0) this.emit('enqueue');
     }
     const startedAt = now();
     let conn: PooledConnection<C>;
@@ -301,6 +325,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     const acquiredAt = now();
     this.metrics.acquired((acquiredAt - startedAt) / 1000);
     conn.leased = true;
+    this.adapter.onLease?.(conn.raw);
     const record = new LeaseRecord(this, conn, acquiredAt, site);
     this.#active.add(record);
     const deadlineMs = holdTimeoutMs ?? this.options.leaseTimeoutMs;
@@ -383,7 +408,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
 
   /** @internal */
   returnToPool(conn: PooledConnection<C>): void {
-    if (this.#gp.isBorrowedResource(conn)) void this.#gp.release(conn);
+    if (!this.#gp.isBorrowedResource(conn)) return;
+    this.adapter.onIdle?.(conn.raw);
+    void this.#gp.release(conn);
   }
 
   /** @internal */
@@ -419,7 +446,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       break;
     }
     return {
-      idle: gp.available,
+      idle: this.#idleCount(),
       active: gp.borrowed,
       pendingCreate: Math.max(0, gp.size - this.#factory.liveCount),
       max: this.#max,
@@ -428,8 +455,13 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     };
   }
 
+  /** generic-pool's clear() destroys idle resources but leaves them in its available list. */
+  #idleCount(): number {
+    return Math.max(0, Math.min(this.#gp.available, this.#factory.liveCount - this.#gp.borrowed));
+  }
+
   #describe(record: LeaseRecord<C>): ActiveLeaseInfo {
-    const status = record.txDepth > 0 ? 'in_tx' : record.state === 'active' ? (this.adapter.txStatus?.(record.connection.raw) ?? 'idle') : 'idle';
+    const status = record.txDepth > 0 ? 'in_tx' : record.state !== 'released' ? (this.adapter.txStatus?.(record.connection.raw) ?? 'idle') : 'idle'; // revoked: still this lease's connection until destroyed
     return {
       id: record.id,
       ageMs: Math.round(now() - record.acquiredAt),
@@ -501,6 +533,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     const first = !conn.broken;
     conn.markBroken(err);
     if (!first) return;
+    // An idle connection that broke is closed now, not at the next eviction run.
+    if (!conn.leased) evictNow(this.#gp as GenericPool<unknown>);
     const error = err instanceof Error ? err : new Error(String(err));
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else this.logger.error({ pool: this.name, err: error }, `pool "${this.name}": connection #${conn.id} failed${conn.leased ? ' while leased' : ' while idle'}: ${error.message}`);
@@ -525,6 +559,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     this.#closed = true;
     const deadline = now() + timeoutMs;
     this.#leaks.stop();
+    this.#factory.stop();
     const closedError = new PoolClosedError(this.name);
     for (const waiter of [...this.#waiters]) waiter.fail(closedError);
     rejectAllRequests(this.#gp as GenericPool<unknown>, closedError);
@@ -541,11 +576,18 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       this.#onDrained = undefined;
     }
     const leftovers = [...this.#active];
-    await Promise.all(leftovers.map((record) => reclaimLease(record, 'shutdown_reclaimed', closedError)));
+    // Past the deadline one grace period (CONTROL_TIMEOUT_MS) covers reclaiming what is left and
+    // closing idle connections, so close() resolves by timeoutMs + CONTROL_TIMEOUT_MS even when
+    // every socket is blackholed: half of it for cancel + rollback, the rest for the closes.
+    const graceEnd = Math.max(now(), deadline) + CONTROL_TIMEOUT_MS;
+    // One error per lease: the scope protocol attaches cleanup errors to the error its caller gets.
+    await Promise.all(
+      leftovers.map((record) => reclaimLease(record, 'shutdown_reclaimed', new PoolClosedError(this.name), CONTROL_TIMEOUT_MS / 2)),
+    );
 
     const gp = this.#gp;
     const closeIdle = gp.drain().then(() => gp.clear());
-    await withDeadline(closeIdle, Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
+    await withDeadline(closeIdle, Math.max(0, graceEnd - now())).catch((err: unknown) =>
       this.logger.warn({ pool: this.name, err }, `pool "${this.name}": closing idle connections did not finish in time`),
     );
     if (this.adapter.dispose !== undefined) {
@@ -565,20 +607,19 @@ async function joinScope<C extends object, R>(fn: (conn: C, lease: Lease<C>) => 
 
 /** Settle with `value`, or reject with the revoke reason as soon as the pool revokes the lease. */
 function untilRevoked<C extends object, R>(record: LeaseRecord<C>, value: R | PromiseLike<R>): R | PromiseLike<R> {
-  const controller = record.controller;
-  if (controller === undefined || !isThenable(value)) return value;
-  const signal = controller.signal;
+  if (!isThenable(value)) return value;
+  // Any lease can be revoked (deadline, close(), reclaim), not only one with a deadline: always
+  // race. A plain callback on the record, not an AbortSignal listener (those cost microseconds).
   return new Promise<R>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (record.state === 'revoked') return reject(record.revokedBy);
+    record.onRevoke = reject;
     value.then(
       (v) => {
-        signal.removeEventListener('abort', onAbort);
+        record.onRevoke = undefined;
         resolve(v);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        record.onRevoke = undefined;
         reject(err);
       },
     );

@@ -15,6 +15,7 @@ import type { Adapter, TxStatus } from './adapter';
 import type { PooledConnection } from './connections';
 import { withTimeout } from './connections';
 import { runCleanups } from './defer';
+import { TxOutcomeUnknownError } from './errors';
 import type { GuardConfig } from './guard';
 import type { LeaseRecord } from './lease';
 import type { CloseReason, MetricsSink, RecoveryKind } from './metrics';
@@ -39,6 +40,13 @@ export interface LeaseOwner<C extends object> {
   reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void;
   reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void;
 }
+
+/**
+ * @internal Test-only observation point (the chaos suite): `onReturn` is called with every
+ * connection at the moment the release path hands it back to the pool. Unset, it costs one
+ * property read per release and allocates nothing. Not part of the public API.
+ */
+export const releaseProbe: { onReturn: ((adapter: Adapter<object>, raw: object) => void) | undefined } = { onReturn: undefined };
 
 /** Release a lease (idempotent: a second call gets the first call's promise). Resolves to cleanup errors. */
 export function releaseLease<C extends object>(record: LeaseRecord<C>): Promise<unknown[]> {
@@ -99,8 +107,10 @@ async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unk
   }
 
   // 5. Back to the pool, or closed.
-  if (retire === undefined) owner.returnToPool(conn);
-  else owner.destroyConnection(conn, retire);
+  if (retire === undefined) {
+    releaseProbe.onReturn?.(owner.adapter, conn.raw);
+    owner.returnToPool(conn);
+  } else owner.destroyConnection(conn, retire);
   owner.metrics.released((now() - record.acquiredAt) / 1000);
   return cleanupErrors;
 }
@@ -109,16 +119,29 @@ async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unk
  * Take a lease back: further use of its connection throws `LeaseRevokedError`, its signal aborts,
  * the running statement is cancelled, the transaction rolled back, the connection destroyed.
  */
-export function reclaimLease<C extends object>(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): Promise<void> {
+export function reclaimLease<C extends object>(
+  record: LeaseRecord<C>,
+  kind: RecoveryKind,
+  reason: Error,
+  /** Bound on cancel + rollback together (default `controlTimeoutMs`); close() passes what its deadline leaves. */
+  budgetMs?: number,
+): Promise<void> {
   if (record.state !== 'active') return Promise.resolve();
   record.state = 'revoked';
   record.revokedBy = reason;
   if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
   record.controller?.abort(reason);
+  // Revoked while COMMIT is on the wire (deadline, close): the COMMIT may still land, so the caller
+  // must not be told the work was undone.
+  record.onRevoke?.(
+    record.committing
+      ? new TxOutcomeUnknownError({ cause: reason }, `Lease #${record.id} was revoked during COMMIT (${reason.message}); the transaction outcome is unknown`)
+      : reason,
+  );
   const owner = record.owner;
   owner.forget(record, 'reclaimed');
   owner.reportReclaim(record, kind, reason);
-  const done = runReclaim(record);
+  const done = runReclaim(record, budgetMs ?? owner.controlTimeoutMs);
   // A later release() joins the reclaim; cleanups already running under a release are not rerun.
   if (record.releasing === undefined) {
     record.releasing = done.then(() => runCleanups(record.cleanups)).then((errors) => {
@@ -129,17 +152,20 @@ export function reclaimLease<C extends object>(record: LeaseRecord<C>, kind: Rec
   return done;
 }
 
-async function runReclaim<C extends object>(record: LeaseRecord<C>): Promise<void> {
+async function runReclaim<C extends object>(record: LeaseRecord<C>, budgetMs: number): Promise<void> {
   const owner = record.owner;
   const { adapter } = owner;
   const conn = record.connection;
-  if (record.inflight > 0 && adapter.cancel !== undefined && !conn.broken) {
-    await withTimeout(adapter.cancel(conn.raw), owner.controlTimeoutMs).catch(() => undefined);
+  // Cancel and rollback share one budget: on a dead or blackholed socket each would otherwise
+  // wait its own full timeout (and close() would overrun its deadline by both).
+  const until = now() + Math.min(budgetMs, owner.controlTimeoutMs);
+  if (record.inflight > 0 && adapter.cancel !== undefined && !conn.broken && now() < until) {
+    await withTimeout(adapter.cancel(conn.raw), until - now()).catch(() => undefined);
   }
-  if (!conn.broken && transactionStatus(adapter, record) !== 'idle') {
+  if (!conn.broken && now() < until && transactionStatus(adapter, record) !== 'idle') {
     // The server would roll back when the connection closes; saying so explicitly is cheaper
     // to reason about and releases locks before the close handshake.
-    await withTimeout(adapter.exec(conn.raw, adapter.sql.rollback), owner.controlTimeoutMs).catch(() => undefined);
+    await withTimeout(adapter.exec(conn.raw, adapter.sql.rollback), until - now()).catch(() => undefined);
   }
   owner.destroyConnection(conn, 'reclaimed');
   owner.metrics.released((now() - record.acquiredAt) / 1000);

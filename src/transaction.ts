@@ -4,9 +4,9 @@
  * transaction rerun it with backoff; a connection lost during COMMIT is reported as an
  * unknown outcome, never retried.
  */
-import type { BeginOptions, IsolationLevel } from './adapter';
+import type { Adapter, BeginOptions, IsolationLevel, TxStatus } from './adapter';
 import { findAmbient, runInScope } from './context';
-import { attachSuppressed, ConfigError, TxOutcomeUnknownError } from './errors';
+import { attachSuppressed, ConfigError, TxAbortedError, TxOutcomeUnknownError } from './errors';
 import type { CallSite, Lease, LeaseRecord } from './lease';
 import { check, show } from './options';
 import type { Pool } from './pool';
@@ -198,13 +198,23 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       }
       throw withAttempts(error, attempt);
     }
+    // The body caught a failed statement and returned: the database has aborted the transaction
+    // and PostgreSQL would answer COMMIT with a silent ROLLBACK. Never report that as a commit.
+    if (record.state === 'active' && (await settledStatus(adapter, raw)) === 'failed') {
+      const error = new TxAbortedError();
+      record.txDepth = 0;
+      await rollbackAfter(pool, record, error);
+      metrics.transaction('rollback', (now() - startedAt) / 1000);
+      throw withAttempts(error, attempt);
+    }
     // Never commit on a lease the pool has revoked: its deadline passed, the work is abandoned.
     if (record.state !== 'active') {
       record.txDepth = 0;
       throw record.useError();
     }
+    record.committing = true;
     try {
-      await adapter.exec(raw, adapter.sql.commit);
+      await adapter.exec(raw, adapter.sql.commit).finally(() => (record.committing = false));
       record.txDepth = 0;
     } catch (error) {
       record.txDepth = 0;
@@ -262,6 +272,16 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
   } finally {
     record.txDepth--;
   }
+}
+
+/** The driver's transaction status, waited for when it is still on the wire (`settle`). */
+async function settledStatus<C extends object>(adapter: Adapter<C>, raw: C): Promise<TxStatus | undefined> {
+  let status = adapter.txStatus?.(raw);
+  if (status === 'unknown' && adapter.settle !== undefined) {
+    await adapter.settle(raw).catch(() => undefined);
+    status = adapter.txStatus?.(raw);
+  }
+  return status;
 }
 
 /** ROLLBACK after a failed body; a failing rollback is attached to the body's error and the connection destroyed. */

@@ -130,6 +130,8 @@ export class FakeDb {
   connectDelayMs: number;
   /** Errors the next connects reject with, in order. */
   readonly connectFailures: Error[] = [];
+  /** Errors the next connects throw synchronously (an adapter breaking the contract), in order. */
+  readonly syncConnectFailures: Error[] = [];
   /** Connects hang until their signal aborts while true (a blackholed server). */
   blackhole = false;
   failRollback = false;
@@ -175,23 +177,15 @@ export function fakeAdapter(options: FakeDbOptions = {}): Adapter<FakeConnection
       releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
       rollbackToSavepoint: (name) => `ROLLBACK TO SAVEPOINT ${name}`,
     },
-    async connect(signal: AbortSignal, events: ConnectionEvents): Promise<FakeConnection> {
-      db.connectAttempts++;
-      const failure = db.connectFailures.shift();
-      if (db.blackhole) {
-        await new Promise<void>((_, reject) => {
-          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-        });
+    connect(signal: AbortSignal, events: ConnectionEvents): Promise<FakeConnection> {
+      const syncFailure = db.syncConnectFailures.shift();
+      if (syncFailure !== undefined) {
+        db.connectAttempts++;
+        throw syncFailure;
       }
-      if (db.connectDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, db.connectDelayMs));
-      if (failure !== undefined) throw failure;
-      const conn = new FakeConnection(db, events);
-      db.connections.push(conn);
-      return conn;
+      return connectAsync(signal, events);
     },
-    async close(conn: FakeConnection): Promise<void> {
-      conn.closed = true;
-    },
+    close,
     async validate(conn: FakeConnection): Promise<void> {
       await conn.query('SELECT 1');
     },
@@ -211,5 +205,22 @@ export function fakeAdapter(options: FakeDbOptions = {}): Adapter<FakeConnection
     },
     lifecycleMethods: { release: ['release'], destroy: ['end', 'destroy'] },
   };
+  async function close(conn: FakeConnection): Promise<void> {
+    conn.closed = true;
+  }
+  async function connectAsync(signal: AbortSignal, events: ConnectionEvents): Promise<FakeConnection> {
+    db.connectAttempts++;
+    const failure = db.connectFailures.shift();
+    if (db.blackhole) {
+      await new Promise<void>((_, reject) => {
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      });
+    }
+    if (db.connectDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, db.connectDelayMs));
+    if (failure !== undefined) throw failure;
+    const conn = new FakeConnection(db, events);
+    db.connections.push(conn);
+    return conn;
+  }
   return adapter;
 }

@@ -1,0 +1,231 @@
+/**
+ * Leak detection (one report per lease, with the acquire stack; the return reported too),
+ * activeLeases(), and lease deadlines (leaseTimeoutMs, withLease/withTx timeoutMs) that revoke
+ * the lease even when the callback ignores its signal.
+ */
+import { once } from 'node:events';
+import { LeaseRevokedError, LeaseTimeoutError, withTx, type LeakEvent, type LeakReturnedEvent, type ReclaimEvent } from '../../src';
+import { FakeError } from '../helpers/fake-adapter';
+import { closeAll, metric, rejection, setup, waitFor } from '../helpers/unit';
+
+afterEach(closeAll);
+
+const THIS_FILE = 'leaks.test.ts';
+
+describe('leak detection', () => {
+  test("exactly one 'leak' event per lease, with a stack naming the caller; 'leakReturned' after release", async () => {
+    const { pool, logs, registry } = setup({ name: 'leak_once', leakDetectionMs: 30 });
+    const leaks: LeakEvent[] = [];
+    const returned: LeakReturnedEvent[] = [];
+    pool.on('leak', (e) => leaks.push(e));
+    pool.on('leakReturned', (e) => returned.push(e));
+
+    const a = await pool.acquire();
+    await waitFor('lease a is reported', () => leaks.length === 1);
+    expect(leaks[0]).toMatchObject({ id: a.id, inTransaction: false });
+    expect(leaks[0]!.ageMs).toBeGreaterThanOrEqual(30);
+    expect(leaks[0]!.stack).toContain(THIS_FILE);
+    expect(leaks[0]!.stack).not.toMatch(/^Error/); // frames only, no header line
+
+    // A second lease reported later proves the detector kept scanning past `a` without repeating it.
+    const b = await pool.acquire();
+    await waitFor('lease b is reported', () => leaks.length === 2);
+    expect(leaks.map((l) => l.id)).toEqual([a.id, b.id]);
+
+    const warnings = logs.filter((l) => l.level === 'warn' && l.msg?.includes('possible leak'));
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]!.msg).toContain(THIS_FILE);
+    expect(await metric(registry, 'leasepool_leaks_detected_total', { pool: 'leak_once' })).toBe(2);
+
+    await a.release();
+    expect(returned).toEqual([{ id: a.id, heldMs: expect.any(Number) }]);
+    expect(returned[0]!.heldMs).toBeGreaterThanOrEqual(30);
+    expect(logs.some((l) => l.level === 'warn' && l.msg?.includes(`previously reported leaked lease #${a.id}`))).toBe(true);
+    await b.release();
+    expect(returned.map((r) => r.id)).toEqual([a.id, b.id]);
+  });
+
+  test('a lease released in time is never reported', async () => {
+    const { pool } = setup({ leakDetectionMs: 40 });
+    const leaks: LeakEvent[] = [];
+    pool.on('leak', (e) => leaks.push(e));
+    const quick = await pool.acquire();
+    await quick.release();
+    const slow = await pool.acquire();
+    await waitFor('the slow lease is reported', () => leaks.length > 0);
+    expect(leaks.map((l) => l.id)).toEqual([slow.id]);
+    await slow.release();
+  });
+
+  test.each([
+    ['withLease', (p: ReturnType<typeof setup>['pool'], body: () => Promise<void>) => p.withLease(body)],
+    ['pool.withTx', (p: ReturnType<typeof setup>['pool'], body: () => Promise<void>) => p.withTx(body)],
+    ['withTx(pool, …)', (p: ReturnType<typeof setup>['pool'], body: () => Promise<void>) => withTx(p, body)],
+  ])('the stack of a %s leak names the calling file', async (_name, run) => {
+    const { pool } = setup({ leakDetectionMs: 20 });
+    const leaked = once(pool, 'leak') as Promise<[LeakEvent]>;
+    let done!: () => void;
+    const scope = run(pool, () => new Promise<void>((resolve) => (done = resolve)));
+    const [event] = await leaked;
+    expect(event.stack).toContain(THIS_FILE);
+    done();
+    await scope;
+  });
+
+  test('leakDetectionMs 0: no stack is captured', async () => {
+    const { pool } = setup({ leakDetectionMs: 0 });
+    const lease = await pool.acquire();
+    expect(pool.activeLeases()).toEqual([{ id: lease.id, ageMs: expect.any(Number), inTransaction: false, stack: undefined }]);
+    await lease.release();
+  });
+});
+
+test('activeLeases(): oldest first, with age, transaction state and stack', async () => {
+  const { pool } = setup({ leakDetectionMs: 60_000, max: 3 });
+  expect(pool.activeLeases()).toEqual([]);
+  const a = await pool.acquire();
+  const b = await pool.acquire();
+  await b.conn.query('BEGIN'); // raw transaction: seen through the adapter's txStatus
+  let inTx: ReturnType<typeof pool.activeLeases> = [];
+  await pool.withTx(async () => {
+    inTx = pool.activeLeases();
+  });
+  expect(inTx.map((l) => [l.id, l.inTransaction])).toEqual([
+    [a.id, false],
+    [b.id, true],
+    [expect.any(Number), true],
+  ]);
+  for (const info of inTx) {
+    expect(info.ageMs).toBeGreaterThanOrEqual(0);
+    expect(info.stack).toContain(THIS_FILE);
+  }
+  expect(pool.activeLeases().map((l) => l.id)).toEqual([a.id, b.id]);
+  await a.release();
+  await b.release();
+  expect(pool.activeLeases()).toEqual([]);
+});
+
+describe('lease deadlines', () => {
+  test('withLease timeoutMs: rejects with LEASE_TIMEOUT even if the callback ignores its signal; cancel, destroy, revoke', async () => {
+    const { pool, db, registry } = setup({ name: 'leak_deadline', max: 1 });
+    const reclaims: ReclaimEvent[] = [];
+    pool.on('reclaim', (e) => reclaims.push(e));
+    let lease: { state: string; signal: AbortSignal } | undefined;
+    let conn: { query(sql: string): Promise<unknown> } | undefined;
+    let statement: Promise<unknown> | undefined;
+    const t0 = performance.now();
+    const err = await rejection(
+      pool.withLease(
+        async (c, l) => {
+          lease = l;
+          conn = c;
+          statement = c.query('SLEEP 10000').catch((e: unknown) => e);
+          await new Promise(() => undefined); // ignores lease.signal: never settles
+        },
+        { timeoutMs: 40 },
+      ),
+    );
+    const ms = performance.now() - t0;
+    expect(ms).toBeGreaterThanOrEqual(35);
+    expect(ms).toBeLessThan(1_000);
+    expect(err).toBeInstanceOf(LeaseTimeoutError);
+    expect(err).toMatchObject({ code: 'LEASE_TIMEOUT', timeoutMs: 40 });
+    expect(lease!.state).toBe('revoked');
+    expect(lease!.signal.aborted).toBe(true);
+    expect(lease!.signal.reason).toBe(err);
+    const raw = db.connections[0]!;
+    expect(db.cancelled).toEqual([raw.id]);
+    expect(await statement).toMatchObject({ message: 'canceling statement due to user request' });
+    expect(raw.closed).toBe(true);
+    const useErr = (() => {
+      try {
+        return conn!.query('SELECT 1');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(useErr).toBeInstanceOf(LeaseRevokedError);
+    expect(useErr).toMatchObject({ code: 'LEASE_REVOKED' });
+    expect(reclaims).toEqual([expect.objectContaining({ kind: 'leak_reclaimed', reason: err })]);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'leak_deadline', kind: 'leak_reclaimed' })).toBe(1);
+    expect(await metric(registry, 'leasepool_connections_closed_total', { pool: 'leak_deadline', reason: 'reclaimed' })).toBe(1);
+    // The pool is whole again.
+    const id = await pool.withLease(async (c) => c.id);
+    expect(id).not.toBe(raw.id);
+    expect(pool.stats()).toMatchObject({ active: 0, size: 1 });
+  });
+
+  test('a callback that honours lease.signal sees it abort at the deadline', async () => {
+    const { pool } = setup();
+    const err = await rejection(
+      pool.withLease(
+        (_c, lease) =>
+          new Promise((_resolve, reject) => {
+            lease.signal.addEventListener('abort', () => reject(new Error('my own abort handling')));
+          }),
+        { timeoutMs: 20 },
+      ),
+    );
+    // The deadline error wins; the callback's own rejection is not unhandled.
+    expect(err).toBeInstanceOf(LeaseTimeoutError);
+  });
+
+  test('a callback that finishes in time is not affected by its deadline', async () => {
+    const { pool, db } = setup();
+    await expect(pool.withLease(async (c) => c.query('SLEEP 5'), { timeoutMs: 1_000 })).resolves.toEqual({ rows: [] });
+    expect(db.connections[0]!.closed).toBe(false);
+    expect(db.cancelled).toEqual([]);
+  });
+
+  test('leaseTimeoutMs revokes a manually acquired lease; release() afterwards is harmless', async () => {
+    const { pool, db } = setup({ leaseTimeoutMs: 30 });
+    const lease = await pool.acquire();
+    const conn = lease.conn;
+    const [event] = (await once(pool, 'reclaim')) as [ReclaimEvent];
+    expect(event).toMatchObject({ id: lease.id, kind: 'leak_reclaimed' });
+    expect(event.reason).toBeInstanceOf(LeaseTimeoutError);
+    expect(lease.state).toBe('revoked');
+    expect(lease.signal.aborted).toBe(true);
+    expect(() => conn.query('SELECT 1')).toThrow(LeaseRevokedError);
+    expect(() => lease.conn).toThrow(LeaseRevokedError);
+    await expect(lease.release()).resolves.toBeUndefined();
+    await waitFor('the reclaimed connection is closed', () => db.connections[0]!.closed);
+    expect(pool.stats()).toMatchObject({ active: 0, size: 0 });
+  });
+
+  test('withTx timeoutMs: the transaction is rolled back and never committed', async () => {
+    const { pool, db } = setup();
+    const err = await rejection(
+      pool.withTx(
+        async (conn) => {
+          await conn.query('INSERT');
+          await conn.query('SLEEP 10000');
+          await conn.query('AFTER');
+        },
+        { timeoutMs: 30 },
+      ),
+    );
+    expect(err).toMatchObject({ code: 'LEASE_TIMEOUT' });
+    const raw = db.connections[0]!;
+    expect(raw.log).toEqual(['BEGIN', 'INSERT', 'SLEEP 10000', 'ROLLBACK']);
+    expect(raw.closed).toBe(true);
+  });
+
+  test('a revoked transaction is neither committed nor retried, even on a retryable error', async () => {
+    const { pool, db } = setup();
+    const err = await rejection(
+      pool.withTx(
+        async (conn) => {
+          await conn.query('SLEEP 40').catch(() => undefined);
+          throw new FakeError('could not serialize access', false, true);
+        },
+        { timeoutMs: 20, retries: 3, retryBaseDelayMs: 1 },
+      ),
+    );
+    expect(err).toMatchObject({ code: 'LEASE_TIMEOUT' });
+    const log = db.connections[0]!.log;
+    expect(log.filter((s) => s.startsWith('BEGIN'))).toHaveLength(1);
+    expect(log).not.toContain('COMMIT');
+    expect(db.connections).toHaveLength(1);
+  });
+});
