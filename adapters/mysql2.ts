@@ -835,7 +835,8 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     sql: mysqlDialect,
     statementMethods: STATEMENT_METHODS,
     validateBegin: validateBeginOptions,
-    lifecycleMethods: { release: ['release'], destroy: ['end', 'destroy', 'close'] },
+    // `await using conn` on a promise connection (mysql2 implements Symbol.asyncDispose as end()) ends the lease.
+    lifecycleMethods: { release: ['release', Symbol.asyncDispose], destroy: ['end', 'destroy', 'close'] },
 
     connect(signal: AbortSignal, events: ConnectionEvents): Promise<Connection> {
       return openConnection(resolved, signal, events);
@@ -913,3 +914,23 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
 /** `validateBegin` is also available without an adapter instance. */
 export { validateBeginOptions as validateMysqlBegin };
+
+// ---------------------------------------------------------------------------------------------
+// The drop-in for `mysql2/promise`'s `createPool` (see mysql2-pool.ts), and the mysql2 types code
+// written against `mysql2/promise` imports, so that changing the import is the whole migration.
+
+export { createPool, Pool, MYSQL2_MESSAGES } from './mysql2-pool';
+export type { PoolOptions, CompatLeasepoolOptions, CompatPoolEvents } from './mysql2-pool';
+export type {
+  Connection,
+  ConnectionOptions,
+  FieldPacket,
+  OkPacket,
+  PoolConnection,
+  ProcedureCallPacket,
+  QueryError,
+  QueryOptions,
+  QueryResult,
+  ResultSetHeader,
+  RowDataPacket,
+} from 'mysql2/promise';

@@ -91,8 +91,8 @@ export interface Adapter<C extends object = object> {
   readonly statementMethods?: readonly string[];
   /** Method names on the raw connection that end or return it; the guard intercepts them. */
   readonly lifecycleMethods?: {
-    readonly release?: readonly string[];
-    readonly destroy?: readonly string[];
+    readonly release?: readonly PropertyKey[];
+    readonly destroy?: readonly PropertyKey[];
     /**
      * When set, a release method called a second time (or after its lease ended) throws
      * `LeaseReleasedError` with this message — the driver pool's own wording, so code that

@@ -160,7 +160,7 @@ describe('configuration', () => {
   });
 
   it('exposes the lifecycle and statement methods the guard needs', () => {
-    expect(adapter.lifecycleMethods).toEqual({ release: ['release'], destroy: ['end', 'destroy', 'close'] });
+    expect(adapter.lifecycleMethods).toEqual({ release: ['release', Symbol.asyncDispose], destroy: ['end', 'destroy', 'close'] });
     expect(adapter.statementMethods).toEqual(expect.arrayContaining(['query', 'execute', 'beginTransaction', 'commit', 'rollback']));
   });
 });

@@ -1,0 +1,552 @@
+/**
+ * Drop-in replacement for `mysql2/promise`'s `createPool`, backed by a leasepool pool.
+ *
+ * ```ts
+ * // before: import { createPool } from 'mysql2/promise';
+ * import { createPool } from 'leasepool/adapters/mysql2';
+ * const pool = createPool({ host, user, database, connectionLimit: 10 });
+ * const [rows] = await pool.query('SELECT * FROM t WHERE id = ?', [id]);
+ * ```
+ *
+ * Same options, methods, events and results as mysql2's promise pool; on top: a connection released
+ * inside a transaction is rolled back, leaked connections are reported with the stack that took
+ * them, metrics, `pool.withTx(fn)`, and `end()` with a deadline. Every deliberate difference is
+ * listed in the README ("Migrating → From mysql2/promise createPool").
+ *
+ * Only `mysql2` (its callback entry point: this module is what `mysql2/promise` is replaced with in
+ * tests, so it must not load `mysql2/promise` at run time), `src/` and the mysql2 adapter are used.
+ */
+import { EventEmitter } from 'node:events';
+import { escape as sqlEscape, escapeId as sqlEscapeId, format as sqlFormat } from 'mysql2';
+import type { Connection as CoreConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues, SqlValue, Timezone } from 'mysql2';
+import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
+
+import { findAmbient } from '../src/context';
+import { ConfigError, PoolClosedError, PoolQueueFullError } from '../src/errors';
+import type { Adapter } from '../src/adapter';
+import type { CallSite, Lease } from '../src/lease';
+import { captureSite } from '../src/leaks';
+import type { Logger } from '../src/logger';
+import type { MetricsOptions } from '../src/metrics';
+import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
+import { runTransaction, type Transaction, type TxOptions } from '../src/transaction';
+import { mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+
+/** leasepool's own options of the drop-in pool (the `leasepool` key of {@link PoolOptions}). */
+export interface CompatLeasepoolOptions {
+  /** Pool name: the `pool` label of the metrics and the prefix of log lines. Default `'default'`. */
+  name?: string;
+  /** A connection held longer than this is reported (once) with the stack that took it. 0 disables. Default 30 000. */
+  leakDetectionMs?: number;
+  /** A connection held longer than this is taken back: its statement cancelled, its transaction rolled back, the connection closed. Default: never. */
+  leaseTimeoutMs?: number;
+  /** Prometheus metrics into this prom-client registry (`{ registry }`); `false` or omitted disables them. */
+  metrics?: MetricsOptions | false;
+  /** Where leak reports and background connection errors go (pino-compatible). Default: console. */
+  logger?: Logger;
+  /** Reset the session (`COM_RESET_CONNECTION`) at every release. Same as mysql2's top-level `resetOnRelease`. */
+  resetOnRelease?: boolean;
+  /** How long `end()` waits for connections still held before taking them back. Default 10 000. */
+  endTimeoutMs?: number;
+  /** Longest wait for a free connection before `AcquireTimeoutError`. Default `Infinity`, as mysql2 (which waits forever). */
+  acquireTimeoutMs?: number;
+  /** Retire a connection at its first release after this age. Default `Infinity` (mysql2 has no such limit). */
+  maxLifetimeMs?: number;
+  /** Retire a connection after this many uses. Default `Infinity`. */
+  maxUses?: number;
+  /** Options of the mysql2 adapter itself (`retryOnLockWaitTimeout`, `closeTimeoutMs`, `cancelTimeoutMs`). */
+  adapter?: MysqlAdapterOptions;
+}
+
+/** mysql2's `PoolOptions` (connection options and pool options), plus leasepool's under `leasepool`. */
+export interface PoolOptions extends Mysql2PoolOptions {
+  leasepool?: CompatLeasepoolOptions;
+}
+
+/**
+ * Events of the drop-in pool. As in mysql2, the payload is the driver's core (callback) connection
+ * under the promise connection (mysql2's typings call it a promise `PoolConnection`; at run time it
+ * is the core one, and so it is here): use it for `threadId`, logging or session setup in
+ * `'connection'`, not to run statements behind the pool's back.
+ */
+export interface CompatPoolEvents {
+  /** A new connection was opened (before it is first handed out). */
+  connection: [connection: CoreConnection];
+  /** A connection was handed out (by `getConnection`, `query`, `execute` or `withTx`). */
+  acquire: [connection: CoreConnection];
+  /** A connection went back to the pool, clean (not emitted when it was destroyed instead). */
+  release: [connection: CoreConnection];
+  /** A caller found no free connection and no room for a new one: it waits. */
+  enqueue: [];
+  /** A pooled connection failed in the background (killed while idle, lost socket). Without a listener it is logged. */
+  error: [error: Error];
+}
+
+/** mysql2 options the pool consumes (mapped to leasepool options, never handed to the driver), and their defaults. */
+const POOL_KEYS = ['connectionLimit', 'queueLimit', 'waitForConnections', 'maxIdle', 'idleTimeout', 'resetOnRelease', 'connectTimeout'] as const;
+const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
+  'name',
+  'leakDetectionMs',
+  'leaseTimeoutMs',
+  'metrics',
+  'logger',
+  'resetOnRelease',
+  'endTimeoutMs',
+  'acquireTimeoutMs',
+  'maxLifetimeMs',
+  'maxUses',
+  'adapter',
+]);
+const DEFAULT_CONNECTION_LIMIT = 10;
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_END_TIMEOUT_MS = 10_000;
+
+/** mysql2's messages for the pool's own failures (apps match on them; leasepool's class and code are kept). */
+export const MYSQL2_MESSAGES = {
+  noConnections: 'No connections available.',
+  queueLimit: 'Queue limit reached.',
+  closed: 'Pool is closed.',
+  callback: 'Callback function is not available with promise clients.',
+} as const;
+
+/** The mysql2 core connection under a promise connection (what mysql2's pool events carry). */
+function coreOf(conn: PromiseConnection): CoreConnection {
+  return (conn as unknown as { connection: CoreConnection }).connection;
+}
+
+/** Set on a raw connection while it is leased: `'release'` is emitted only for connections that were handed out. */
+const LEASED = Symbol('leasepool.mysql2.leased');
+type Marked = PromiseConnection & { [LEASED]?: boolean };
+const NOTIFY = Symbol('leasepool.mysql2.notify');
+
+// mysql2 destroys the connection of a pool.query/execute that failed because the server is read-only
+// (Aurora failover: the endpoint now points at a reader). 1290 ER_OPTION_PREVENTS_STATEMENT,
+// 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION, 1836 ER_READ_ONLY_MODE.
+const READ_ONLY_ERRNOS: ReadonlySet<unknown> = new Set([1290, 1792, 1836]);
+function isReadOnlyError(err: unknown): boolean {
+  return err !== null && typeof err === 'object' && READ_ONLY_ERRNOS.has((err as { errno?: unknown }).errno);
+}
+
+/** Give a leasepool error mysql2's message (class, `code` and stack frames are kept). */
+function withMessage<E extends Error>(err: E, message: string): E {
+  if (err.message === message) return err;
+  const stack = err.stack;
+  err.message = message;
+  if (typeof stack === 'string') {
+    const frames = stack.indexOf('\n    at ');
+    err.stack = `${err.name}: ${message}${frames >= 0 ? stack.slice(frames) : ''}`;
+  }
+  return err;
+}
+
+interface Settings {
+  readonly waitForConnections: boolean;
+  readonly gracefulEnd: boolean;
+  readonly stringifyObjects: boolean;
+  readonly timezone: Timezone;
+  readonly endTimeoutMs: number;
+}
+
+/**
+ * The drop-in pool returned by {@link createPool}: mysql2's promise pool API (`query`, `execute`,
+ * `getConnection`, `releaseConnection`, `end`, `escape`, `escapeId`, `format`, events `connection`,
+ * `acquire`, `enqueue`, `release`) plus `withTx`, `stats()` and the underlying `leasepool` pool.
+ */
+export class Pool extends EventEmitter<CompatPoolEvents> {
+  readonly #core: Leasepool<PromiseConnection>;
+  readonly #settings: Settings;
+  readonly #forwarders = new Map<'enqueue' | 'error', (...args: never[]) => void>();
+  readonly #handles = new WeakMap<object, () => Promise<void>>();
+
+  /** @internal use {@link createPool} */
+  constructor(core: Leasepool<PromiseConnection>, settings: Settings) {
+    super();
+    this.#core = core;
+    this.#settings = settings;
+    // `enqueue` and `error` come from the core pool: subscribe only while someone listens here, so
+    // the core does not even emit them otherwise (an unobserved background error is logged).
+    const untyped = this as unknown as EventEmitter;
+    untyped.on('newListener', (event: string | symbol) => {
+      if ((event === 'enqueue' || event === 'error') && this.listenerCount(event) === 0) this.#forward(event);
+    });
+    untyped.on('removeListener', (event: string | symbol) => {
+      if ((event === 'enqueue' || event === 'error') && this.listenerCount(event) === 0) this.#unforward(event);
+    });
+  }
+
+  /** @internal Called by the adapter hooks (connection opened, leased, back to idle). Never throws. */
+  [NOTIFY](event: 'connection' | 'acquire' | 'release', conn: PromiseConnection): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      this.emit(event, coreOf(conn));
+    } catch (err) {
+      // A throwing listener must not break the pool's bookkeeping (the hooks run inside it).
+      this.#core.logger.error({ pool: this.#core.name, err }, `pool "${this.#core.name}": a '${event}' listener threw: ${String((err as Error | undefined)?.message ?? err)}`);
+    }
+  }
+
+  /** The leasepool pool underneath: `stats()`, `activeLeases()`, events `leak`, `reclaim`, … */
+  get leasepool(): Leasepool<PromiseConnection> {
+    return this.#core;
+  }
+
+  /** Connection counts: `{ size, idle, active, pending, max, min, closed }`. */
+  stats(): PoolStats {
+    return this.#core.stats();
+  }
+
+  /**
+   * Borrow a connection; give it back with `connection.release()` (or close it with
+   * `connection.destroy()`). Released inside a transaction, it is rolled back first. Any use after
+   * `release()` throws `LeaseReleasedError` (a second `release()` is a no-op, as in mysql2).
+   */
+  getConnection(): Promise<PoolConnection> {
+    const core = this.#core;
+    // The leak report's acquire stack starts at the caller of getConnection(), not in this file.
+    const site = core.options.leakDetectionMs > 0 ? captureSite(this.getConnection) : undefined;
+    return core.acquireLease(core.options.acquireTimeoutMs, undefined, site, undefined, true).then(
+      (lease) => this.#wrap(lease),
+      (err: unknown) => {
+        throw this.#translate(err);
+      },
+    );
+  }
+
+  /** Give back a connection obtained from `getConnection()` (same as `connection.release()`). */
+  releaseConnection(connection: PoolConnection): void {
+    const release = this.#handles.get(connection);
+    if (release !== undefined) void release();
+  }
+
+  /** Run one statement on a pooled connection (the one of the enclosing `withTx`, if any). Resolves `[rows, fields]`. */
+  query<T extends QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
+    if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
+    const site = this.#core.options.leakDetectionMs > 0 ? captureSite(this.query) : undefined;
+    return this.#statement('query', sql, values, site) as Promise<[T, FieldPacket[]]>;
+  }
+
+  /** Prepare (cached per connection) and execute one statement on a pooled connection. Resolves `[rows, fields]`. */
+  execute<T extends QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
+    if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
+    const site = this.#core.options.leakDetectionMs > 0 ? captureSite(this.execute) : undefined;
+    return this.#statement('execute', sql, values, site) as Promise<[T, FieldPacket[]]>;
+  }
+
+  /**
+   * leasepool's transaction scope: `START TRANSACTION`, `fn(conn, tx)`, `COMMIT`, or `ROLLBACK` and
+   * rethrow. `pool.query`/`pool.execute`/`withTx` called inside join it (nested `withTx` is a savepoint).
+   */
+  withTx<R>(fn: (conn: PromiseConnection, tx: Transaction<PromiseConnection>) => R | PromiseLike<R>, options?: TxOptions): Promise<R> {
+    const site = this.#core.options.leakDetectionMs > 0 ? captureSite(this.withTx) : undefined;
+    return runTransaction(this.#core, fn, options, site);
+  }
+
+  /**
+   * Close the pool: new requests fail with `Pool is closed.`, connections still held are waited for
+   * up to `leasepool.endTimeoutMs` and then taken back (rolled back, closed); idle ones are closed.
+   */
+  end(): Promise<void> {
+    return this.#core.close({ timeoutMs: this.#settings.endTimeoutMs }).then(() => undefined);
+  }
+
+  /** `await using pool = createPool(…)` ends the pool. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#core.stats().closed) await this.end();
+  }
+
+  /** Escape a value as mysql2's pool does (same `stringifyObjects` and `timezone`). */
+  escape(value: unknown): string {
+    return sqlEscape(value as SqlValue, this.#settings.stringifyObjects, this.#settings.timezone);
+  }
+
+  /** Escape an identifier as mysql2's pool does. */
+  escapeId(value: string | string[]): string {
+    return sqlEscapeId(value, false);
+  }
+
+  /** Format `sql` with `?`/`??` placeholders as mysql2's pool does. */
+  format(sql: string, values?: unknown): string {
+    return sqlFormat(sql, values as SqlValue | SqlValue[], this.#settings.stringifyObjects, this.#settings.timezone);
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  #statement(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, site: CallSite | undefined): Promise<unknown> {
+    const core = this.#core;
+    const ambient = findAmbient(core);
+    const send = (conn: PromiseConnection): Promise<unknown> => {
+      const run = conn[method] as (sql: string | QueryOptions, values?: unknown) => Promise<unknown>;
+      // mysql2's promise pool passes `values` to query only when defined, to execute only when truthy.
+      return (method === 'query' ? values !== undefined : Boolean(values)) ? run(sql, values) : run(sql);
+    };
+    // Inside withTx (or another scope of this pool) the statement joins that scope's connection.
+    const result =
+      ambient !== undefined
+        ? Promise.resolve(ambient.lease).then((lease) => send(lease.conn))
+        : core.scoped(
+            (conn) =>
+              send(conn).catch((err: unknown) => {
+                if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
+                throw err;
+              }),
+            undefined,
+            site,
+          );
+    return result.catch((err: unknown) => {
+      throw this.#translate(err);
+    });
+  }
+
+  #wrap(lease: Lease<PromiseConnection>): PoolConnection {
+    const guarded = lease.conn;
+    const release = (): Promise<void> => (lease.state === 'active' ? quiet(lease.release()) : Promise.resolve());
+    const destroy = (): Promise<void> =>
+      lease.state === 'active' ? quiet((guarded as unknown as { destroy(): Promise<void> }).destroy()) : Promise.resolve();
+    // mysql2: `end()` on a pooled connection releases it (deprecated), or closes it with `gracefulEnd`.
+    const end = this.#settings.gracefulEnd ? destroy : release;
+    // The handle forwards to the guarded connection. Its own target is a blank object: the
+    // engine checks a proxy's answers against its target, and the guarded connection throws on
+    // every inspection once released, which would make even a second `release()` throw.
+    const handle = new Proxy(Object.create(null) as object, {
+      get(_blank, prop) {
+        switch (prop) {
+          case 'release':
+          case Symbol.asyncDispose:
+          case Symbol.dispose:
+            return release;
+          case 'destroy':
+            return destroy;
+          case 'end':
+            return end;
+          default:
+            return Reflect.get(guarded, prop);
+        }
+      },
+      set: (_blank, prop, value) => Reflect.set(guarded, prop, value),
+      has: (_blank, prop) => Reflect.has(guarded, prop),
+      ownKeys: () => Reflect.ownKeys(guarded),
+      getOwnPropertyDescriptor(_blank, prop) {
+        const descriptor = Reflect.getOwnPropertyDescriptor(guarded, prop);
+        return descriptor === undefined ? undefined : { ...descriptor, configurable: true };
+      },
+      defineProperty: (_blank, prop, descriptor) => Reflect.defineProperty(guarded, prop, descriptor),
+      deleteProperty: (_blank, prop) => Reflect.deleteProperty(guarded, prop),
+      getPrototypeOf: () => Reflect.getPrototypeOf(guarded),
+    }) as unknown as PoolConnection;
+    this.#handles.set(handle, release);
+    return handle;
+  }
+
+  #translate(err: unknown): unknown {
+    if (err instanceof PoolQueueFullError) {
+      return withMessage(err, this.#settings.waitForConnections ? MYSQL2_MESSAGES.queueLimit : MYSQL2_MESSAGES.noConnections);
+    }
+    if (err instanceof PoolClosedError) return withMessage(err, MYSQL2_MESSAGES.closed);
+    return err;
+  }
+
+  #forward(event: 'enqueue' | 'error'): void {
+    if (event === 'enqueue') {
+      const listener = (): void => void this.emit('enqueue');
+      this.#core.on('enqueue', listener);
+      this.#forwarders.set(event, listener);
+    } else {
+      const listener = (err: Error): void => void this.emit('error', err);
+      this.#core.on('error', listener);
+      this.#forwarders.set(event, listener);
+    }
+  }
+
+  #unforward(event: 'enqueue' | 'error'): void {
+    const forwarder = this.#forwarders.get(event);
+    if (forwarder === undefined) return;
+    this.#forwarders.delete(event);
+    this.#core.off(event, forwarder as () => void);
+  }
+}
+
+/** A release promise that never becomes an unhandled rejection when nobody awaits it (mysql2's release() returns nothing). */
+function quiet(promise: Promise<void>): Promise<void> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options.
+
+type Problem = { field: string; problem: string };
+
+/** mysql2's `ConnectionConfig.parseUrl`: URL parts, then query parameters (JSON-parsed when they parse). */
+function parseMysqlUrl(url: string, field: string): Record<string, unknown> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Never echo the URL: it may carry the password.
+    throw new ConfigError([{ field, problem: 'is not a valid mysql:// URL' }]);
+  }
+  const host = parsed.hostname;
+  const options: Record<string, unknown> = {
+    host: decodeURIComponent(host.startsWith('[') ? host.slice(1, -1) : host),
+    port: parseInt(parsed.port, 10),
+    database: decodeURIComponent(parsed.pathname.slice(1)),
+    user: decodeURIComponent(parsed.username),
+    password: decodeURIComponent(parsed.password),
+  };
+  for (const [key, value] of parsed.searchParams) {
+    if (key in options) continue;
+    try {
+      options[key] = JSON.parse(value) as unknown;
+    } catch {
+      options[key] = value;
+    }
+  }
+  return options;
+}
+
+/** The options object as mysql2 sees it: a URL string or `uri` expanded, explicit options winning. */
+function expand(config: string | PoolOptions): Record<string, unknown> {
+  if (typeof config === 'string') return parseMysqlUrl(config, 'config');
+  if (config === null || typeof config !== 'object') {
+    throw new ConfigError([{ field: 'config', problem: 'must be a mysql:// URL or a PoolOptions object' }]);
+  }
+  const options: Record<string, unknown> = { ...config };
+  if (typeof options.uri === 'string') {
+    const fromUri = parseMysqlUrl(options.uri, 'config.uri');
+    delete options.uri;
+    // mysql2 (ConnectionConfig): a falsy explicit option is filled from the URI.
+    for (const [key, value] of Object.entries(fromUri)) if (!options[key]) options[key] = value;
+  }
+  return options;
+}
+
+/** mysql2 reads pool numbers with `isNaN(x) ? default : Number(x)`; here a value that is not a number is an error. */
+function numberOption(problems: Problem[], options: Record<string, unknown>, key: string, fallback: number, rule: { min: number; integer: boolean }): number {
+  const raw = options[key];
+  if (raw === undefined || raw === null) return fallback;
+  const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < rule.min || (rule.integer && !Number.isInteger(value))) {
+    problems.push({ field: key, problem: `must be ${rule.integer ? 'an integer' : 'a number'} >= ${rule.min} (got ${describe(raw)})` });
+    return fallback;
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return typeof value;
+}
+
+/** mysql2's `timezone` normalisation (ConnectionConfig): invalid → `'Z'`, default `'local'`, `' 05:00'` → `'+05:00'`. */
+function normaliseTimezone(value: unknown): Timezone {
+  if (typeof value !== 'string' || value === '') return 'local';
+  if (!/^(?:local|Z|[ +-]\d\d:\d\d)$/.test(value)) return 'Z';
+  return (value.startsWith(' ') ? `+${value.slice(1)}` : value) as Timezone;
+}
+
+/**
+ * Drop-in for `mysql2/promise`'s `createPool`: the same options (a `mysql://` URL or an options
+ * object), plus leasepool's under `leasepool`.
+ *
+ * Pool options map to leasepool as follows: `connectionLimit` → `max` (default 10; `0`, unlimited
+ * in mysql2, is refused); `queueLimit` → `maxWaiting` (0 = unlimited); `waitForConnections: false`
+ * → `maxWaiting: 0`; `connectTimeout` → `connectTimeoutMs` (default 10 000; it covers DNS, TCP, TLS
+ * and the handshake); `idleTimeout` → `idleTimeoutMs` when `maxIdle < connectionLimit`, otherwise
+ * idle connections are never closed (mysql2 runs its idle reaper only in that case); connections are
+ * opened on demand (`min: 0`). The other options go to each connection unchanged.
+ *
+ * @throws ConfigError naming every bad option (mysql2 would silently use a default instead).
+ */
+export function createPool(config: string | PoolOptions): Pool {
+  const options = expand(config);
+  const problems: Problem[] = [];
+
+  const leasepoolRaw = options.leasepool;
+  delete options.leasepool;
+  delete options.Promise; // mysql2's custom promise constructor: leasepool returns native promises
+  const lp: CompatLeasepoolOptions = {};
+  if (leasepoolRaw !== undefined) {
+    if (leasepoolRaw === null || typeof leasepoolRaw !== 'object') problems.push({ field: 'leasepool', problem: 'must be an object' });
+    else {
+      for (const key of Object.keys(leasepoolRaw)) {
+        if (!LEASEPOOL_KEYS.has(key)) problems.push({ field: `leasepool.${key}`, problem: 'is not a known option' });
+      }
+      Object.assign(lp, leasepoolRaw);
+    }
+  }
+
+  const connectionLimit = numberOption(problems, options, 'connectionLimit', DEFAULT_CONNECTION_LIMIT, { min: 0, integer: true });
+  if (connectionLimit === 0) {
+    problems.push({ field: 'connectionLimit', problem: 'must be at least 1 (an unlimited pool, 0 in mysql2, is not supported)' });
+  }
+  const maxIdle = numberOption(problems, options, 'maxIdle', connectionLimit, { min: 0, integer: true });
+  const idleTimeout = numberOption(problems, options, 'idleTimeout', DEFAULT_IDLE_TIMEOUT_MS, { min: 0, integer: false });
+  const queueLimit = numberOption(problems, options, 'queueLimit', 0, { min: 0, integer: true });
+  const connectTimeout = numberOption(problems, options, 'connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS, { min: 0, integer: false });
+  if (options.connectTimeout !== undefined && connectTimeout === 0) {
+    problems.push({ field: 'connectTimeout', problem: 'must be > 0 (0, no timeout in mysql2, could hang forever)' });
+  }
+  const waitForConnections = options.waitForConnections === undefined ? true : Boolean(options.waitForConnections);
+  const mysqlReset = options.resetOnRelease === undefined ? undefined : Boolean(options.resetOnRelease);
+  if (mysqlReset !== undefined && lp.resetOnRelease !== undefined && lp.resetOnRelease !== mysqlReset) {
+    problems.push({ field: 'leasepool.resetOnRelease', problem: 'contradicts resetOnRelease' });
+  }
+  const endTimeoutMs = lp.endTimeoutMs ?? DEFAULT_END_TIMEOUT_MS;
+  if (typeof endTimeoutMs !== 'number' || !Number.isFinite(endTimeoutMs) || endTimeoutMs < 0) {
+    problems.push({ field: 'leasepool.endTimeoutMs', problem: 'must be a number of milliseconds >= 0' });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const gracefulEnd = options.gracefulEnd === true;
+  const settings: Settings = {
+    waitForConnections,
+    gracefulEnd,
+    stringifyObjects: Boolean(options.stringifyObjects),
+    timezone: normaliseTimezone(options.timezone),
+    endTimeoutMs,
+  };
+  for (const key of POOL_KEYS) delete options[key];
+
+  // The mysql2 adapter, plus hooks that turn connection life events into mysql2's pool events.
+  const base = mysqlAdapter(options as Mysql2PoolOptions, lp.adapter ?? {});
+  let facade: Pool | undefined;
+  const adapter: Adapter<PromiseConnection> = {
+    ...base,
+    connect: (signal, events) =>
+      base.connect(signal, events).then((conn) => {
+        facade?.[NOTIFY]('connection', conn);
+        return conn;
+      }),
+    onLease(conn) {
+      (conn as Marked)[LEASED] = true;
+      facade?.[NOTIFY]('acquire', conn);
+    },
+    onIdle(conn) {
+      // Also called for a connection that goes back unused (an acquire that gave up): not a release.
+      if ((conn as Marked)[LEASED] !== true) return;
+      (conn as Marked)[LEASED] = false;
+      facade?.[NOTIFY]('release', conn);
+    },
+  };
+  const core = createLeasepool(adapter, {
+    ...(lp.name !== undefined ? { name: lp.name } : {}),
+    max: connectionLimit,
+    min: 0,
+    maxWaiting: waitForConnections ? (queueLimit === 0 ? Infinity : queueLimit) : 0,
+    // mysql2 closes idle connections only when maxIdle < connectionLimit (its reaper is not started otherwise).
+    idleTimeoutMs: maxIdle < connectionLimit ? Math.max(1, idleTimeout) : Infinity,
+    connectTimeoutMs: connectTimeout,
+    acquireTimeoutMs: lp.acquireTimeoutMs ?? Infinity,
+    maxLifetimeMs: lp.maxLifetimeMs ?? Infinity,
+    maxUses: lp.maxUses ?? Infinity,
+    ...(lp.leakDetectionMs !== undefined ? { leakDetectionMs: lp.leakDetectionMs } : {}),
+    leaseTimeoutMs: lp.leaseTimeoutMs,
+    resetOnRelease: lp.resetOnRelease ?? mysqlReset ?? false,
+    metrics: lp.metrics ?? false,
+    ...(lp.logger !== undefined ? { logger: lp.logger } : {}),
+  });
+  facade = new Pool(core, settings);
+  return facade;
+}
