@@ -68,7 +68,7 @@ export interface PoolStats {
 export interface CloseSummary {
   /** Leases given back by their holders while the pool waited. */
   readonly released: number;
-  /** Leases the pool took back at the deadline. */
+  /** Leases the pool took back: at the deadline, or earlier by their own deadline or the GC while close() waited. */
   readonly reclaimed: number;
 }
 
@@ -133,6 +133,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   #closing: Promise<CloseSummary> | undefined;
   #closed = false;
   #onDrained: (() => void) | undefined;
+  /** Leases reclaimed (deadline, GC) after close() began: not "released" in its summary. */
+  #reclaimedWhileClosing = 0;
 
   /** @internal use `createPool` */
   constructor(adapter: Adapter<C>, input?: PoolOptions) {
@@ -398,6 +400,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   forget(record: LeaseRecord<C>, outcome: 'released' | 'reclaimed'): void {
     this.#active.delete(record);
     record.connection.leased = false;
+    if (outcome === 'reclaimed' && this.#closed) this.#reclaimedWhileClosing++;
     if (record.leakReported && outcome === 'released') {
       const heldMs = Math.round(now() - record.acquiredAt);
       this.logger.warn({ pool: this.name, leaseId: record.id, heldMs }, `pool "${this.name}": previously reported leaked lease #${record.id} was returned after ${heldMs} ms`);
@@ -576,6 +579,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       this.#onDrained = undefined;
     }
     const leftovers = [...this.#active];
+    const reclaimedDuringWait = this.#reclaimedWhileClosing;
     // Past the deadline one grace period (CONTROL_TIMEOUT_MS) covers reclaiming what is left and
     // closing idle connections, so close() resolves by timeoutMs + CONTROL_TIMEOUT_MS even when
     // every socket is blackholed: half of it for cancel + rollback, the rest for the closes.
@@ -596,7 +600,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       );
     }
     this.metrics.detach();
-    return { released: activeAtStart - leftovers.length, reclaimed: leftovers.length };
+    return { released: activeAtStart - leftovers.length - reclaimedDuringWait, reclaimed: leftovers.length + reclaimedDuringWait };
   }
 }
 

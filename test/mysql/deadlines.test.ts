@@ -1,0 +1,176 @@
+/**
+ * Lease deadlines on a real MariaDB/MySQL: at the deadline the lease is revoked, the running
+ * statement killed on the server (`KILL QUERY`), the transaction rolled back, the connection
+ * destroyed, and the caller rejects at once with LEASE_TIMEOUT. Table: `mysql_deadlines_rows_<pid>`.
+ */
+import { createConnection, type Connection } from 'mysql2/promise';
+import { Registry } from 'prom-client';
+import { mysqlAdapter } from '../../adapters/mysql2';
+import { createPool, type Lease, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
+import { captureLogger, metric, rejection, waitFor } from '../helpers/lifecycle';
+
+const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+// Suffixed with the worker's pid: another jest run on this machine (same file) never drops our table.
+const TABLE = `mysql_deadlines_rows_${process.pid}`;
+const DEADLINE_MS = 500;
+const REJECT_WITHIN_MS = DEADLINE_MS + 700;
+
+let admin: Connection;
+const pools: Pool<Connection>[] = [];
+
+beforeAll(async () => {
+  admin = await createConnection(MYSQL_URL);
+  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
+  await admin.query(`CREATE TABLE ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(64) NOT NULL) ENGINE=InnoDB`);
+});
+
+afterAll(async () => {
+  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
+  await admin.end();
+});
+
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 100 })));
+});
+
+function setup(options: PoolOptions = {}): { pool: Pool<Connection>; registry: Registry; reclaims: ReclaimEvent[] } {
+  const { logger } = captureLogger();
+  const registry = new Registry();
+  const pool = createPool(mysqlAdapter(MYSQL_URL), { name: 'mysql_deadlines', max: 1, logger, metrics: { registry }, ...options });
+  pools.push(pool);
+  const reclaims: ReclaimEvent[] = [];
+  pool.on('reclaim', (e) => reclaims.push(e));
+  return { pool, registry, reclaims };
+}
+
+async function rowsTagged(tag: string): Promise<number> {
+  const [rows] = await admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
+  return Number((rows as { n: number }[])[0]?.n);
+}
+
+/** Statements of `threadId` still running SLEEP, as the server sees them. */
+async function sleeping(threadId: number): Promise<number> {
+  const [rows] = await admin.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE id = ? AND command = 'Query' AND info LIKE '%SLEEP(%'", [threadId]);
+  return Number((rows as { n: number }[])[0]?.n);
+}
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a throw');
+}
+
+interface Seen {
+  threadId: number;
+  conn: Connection;
+  lease: Lease<Connection>;
+  sleepError?: unknown;
+}
+
+async function expectReclaimed(s: ReturnType<typeof setup>, seen: Seen, startedAt: number, err: unknown, tag: string): Promise<void> {
+  const elapsed = Date.now() - startedAt;
+  expect(err).toMatchObject({ code: 'LEASE_TIMEOUT', timeoutMs: DEADLINE_MS });
+  expect(elapsed).toBeGreaterThanOrEqual(DEADLINE_MS - 20);
+  expect(elapsed).toBeLessThan(REJECT_WITHIN_MS);
+  // Killed on the server (ER_QUERY_INTERRUPTED), not left sleeping.
+  if ('sleepError' in seen) expect(seen.sleepError).toMatchObject({ errno: 1317 });
+  expect(await sleeping(seen.threadId)).toBe(0);
+  expect(await rowsTagged(tag)).toBe(0);
+  expect(seen.lease.state).toBe('revoked');
+  expect(thrown(() => seen.conn.query('SELECT 1'))).toMatchObject({ code: 'LEASE_REVOKED' });
+  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(1);
+  expect(s.reclaims).toEqual([expect.objectContaining({ id: seen.lease.id, kind: 'leak_reclaimed', reason: err })]);
+  const threadId = await s.pool.withLease(async (conn) => conn.threadId, { acquireTimeoutMs: 2_000 });
+  expect(threadId).not.toBe(seen.threadId);
+  await waitFor('the reclaimed connection is gone on the server', async () => {
+    const [rows] = await admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [seen.threadId]);
+    return (rows as unknown[]).length === 0;
+  });
+}
+
+describe('lease deadlines (mysql)', () => {
+  test('leaseTimeoutMs around SELECT SLEEP(30) inside withTx after an INSERT: LEASE_TIMEOUT, sleep killed, row absent, lease revoked, pool serves on', async () => {
+    const s = setup({ leaseTimeoutMs: DEADLINE_MS });
+    const tag = 'pool-deadline';
+    const seen = {} as Seen;
+    const startedAt = Date.now();
+    const err = await rejection(
+      s.pool.withTx(async (conn, tx) => {
+        Object.assign(seen, { threadId: conn.threadId, conn, lease: tx.lease });
+        await conn.query(`INSERT INTO ${TABLE} (tag) VALUES (?)`, [tag]);
+        await conn.query('SELECT SLEEP(30)').catch((e: unknown) => {
+          seen.sleepError = e;
+          throw e;
+        });
+      }),
+    );
+    await expectReclaimed(s, seen, startedAt, err, tag);
+    expect(s.reclaims[0]?.inTransaction).toBe(true);
+  });
+
+  test('per-call timeoutMs on withLease (hand-written START TRANSACTION)', async () => {
+    const s = setup();
+    const tag = 'withlease-timeout';
+    const seen = {} as Seen;
+    const startedAt = Date.now();
+    const err = await rejection(
+      s.pool.withLease(
+        async (conn, lease) => {
+          Object.assign(seen, { threadId: conn.threadId, conn, lease });
+          await conn.query('START TRANSACTION');
+          await conn.query(`INSERT INTO ${TABLE} (tag) VALUES (?)`, [tag]);
+          await conn.query('SELECT SLEEP(30)').catch((e: unknown) => {
+            seen.sleepError = e;
+            throw e;
+          });
+          await conn.query('COMMIT');
+        },
+        { timeoutMs: DEADLINE_MS },
+      ),
+    );
+    await expectReclaimed(s, seen, startedAt, err, tag);
+  });
+
+  test('per-call timeoutMs on withTx, with a callback that swallows the kill and ignores tx.signal', async () => {
+    const s = setup();
+    const tag = 'ignores-signal';
+    const seen = {} as Seen;
+    let proceed!: () => void;
+    const proceeding = new Promise<void>((resolve) => (proceed = resolve));
+    let laterError: unknown;
+    let bodyDone!: Promise<void>;
+    const startedAt = Date.now();
+    const err = await rejection(
+      s.pool.withTx(
+        (conn, tx) => {
+          bodyDone = (async () => {
+            Object.assign(seen, { threadId: conn.threadId, conn, lease: tx.lease });
+            await conn.query(`INSERT INTO ${TABLE} (tag) VALUES (?)`, [tag]);
+            try {
+              await conn.query('SELECT SLEEP(30)');
+            } catch (e) {
+              seen.sleepError = e;
+            }
+            await proceeding;
+            try {
+              await conn.query(`INSERT INTO ${TABLE} (tag) VALUES (?)`, [tag]);
+            } catch (e) {
+              laterError = e;
+            }
+          })();
+          return bodyDone;
+        },
+        { timeoutMs: DEADLINE_MS },
+      ),
+    );
+    expect(laterError).toBeUndefined();
+    await expectReclaimed(s, seen, startedAt, err, tag);
+    proceed();
+    await bodyDone;
+    expect(laterError).toMatchObject({ code: 'LEASE_REVOKED' });
+    expect(await rowsTagged(tag)).toBe(0);
+  });
+});

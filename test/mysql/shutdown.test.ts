@@ -1,0 +1,128 @@
+/**
+ * `pool.close({ timeoutMs })` on a real MariaDB/MySQL: a leaked lease is reclaimed at the
+ * deadline (its transaction rolled back), a lease released during the wait counts as released,
+ * a killed connection or a blackholed connect never holds close past its deadline.
+ * Table: `mysql_shutdown_rows_<pid>`.
+ */
+import { createConnection, type Connection } from 'mysql2/promise';
+import { Registry } from 'prom-client';
+import { mysqlAdapter } from '../../adapters/mysql2';
+import { createPool, type Pool, type PoolOptions } from '../../src';
+import { blackhole, captureLogger, metric, waitFor, type LogEntry } from '../helpers/lifecycle';
+
+const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+// Suffixed with the worker's pid: another jest run on this machine (same file) never drops our table.
+const TABLE = `mysql_shutdown_rows_${process.pid}`;
+
+let admin: Connection;
+const pools: Pool<Connection>[] = [];
+
+beforeAll(async () => {
+  admin = await createConnection(MYSQL_URL);
+  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
+  await admin.query(`CREATE TABLE ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(64) NOT NULL) ENGINE=InnoDB`);
+});
+
+afterAll(async () => {
+  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
+  await admin.end();
+});
+
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 100 })));
+});
+
+function setup(options: PoolOptions = {}): { pool: Pool<Connection>; registry: Registry; logs: LogEntry[] } {
+  const { logger, entries } = captureLogger();
+  const registry = new Registry();
+  const pool = createPool(mysqlAdapter(MYSQL_URL), { name: 'mysql_shutdown', max: 2, logger, metrics: { registry }, ...options });
+  pools.push(pool);
+  return { pool, registry, logs: entries };
+}
+
+async function rowsTagged(tag: string): Promise<number> {
+  const [rows] = await admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
+  return Number((rows as { n: number }[])[0]?.n);
+}
+
+async function gone(threadId: number): Promise<boolean> {
+  const [rows] = await admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [threadId]);
+  return (rows as unknown[]).length === 0;
+}
+
+describe('pool.close({ timeoutMs }) (mysql)', () => {
+  test('a leaked lease (mid-transaction) is reclaimed at the deadline; a lease released during the wait counts as released; second close is the same promise', async () => {
+    const { pool, registry } = setup();
+    const leaked = await pool.acquire();
+    const leakedConn = leaked.conn;
+    const threadId = leakedConn.threadId;
+    await leakedConn.query('START TRANSACTION');
+    await leakedConn.query(`INSERT INTO ${TABLE} (tag) VALUES ('leaked-at-close')`);
+    const polite = await pool.acquire();
+
+    const startedAt = Date.now();
+    const closing = pool.close({ timeoutMs: 800 });
+    expect(pool.close()).toBe(closing);
+    await expect(pool.acquire()).rejects.toMatchObject({ code: 'POOL_CLOSED' });
+    await polite.release();
+    const summary = await closing;
+    const elapsed = Date.now() - startedAt;
+
+    expect(summary).toEqual({ released: 1, reclaimed: 1 });
+    expect(elapsed).toBeGreaterThanOrEqual(780);
+    expect(elapsed).toBeLessThan(800 + 1_000);
+    expect(leaked.state).toBe('revoked');
+    let useError: unknown;
+    try {
+      void leakedConn.query('SELECT 1');
+    } catch (err) {
+      useError = err;
+    }
+    expect(useError).toMatchObject({ code: 'LEASE_REVOKED' });
+    expect(await metric(registry, 'leasepool_recoveries_total', { kind: 'shutdown_reclaimed' })).toBe(1);
+    await waitFor('the leaked connection is gone on the server', () => gone(threadId));
+    expect(await rowsTagged('leaked-at-close')).toBe(0);
+    await expect(pool.withTx((conn) => conn.query('SELECT 1'))).rejects.toMatchObject({ code: 'POOL_CLOSED' });
+  });
+
+  test('a leaked lease whose connection was KILLed on the server: close still meets its deadline', async () => {
+    const { pool, logs } = setup();
+    const leaked = await pool.acquire();
+    const threadId = leaked.conn.threadId;
+    await admin.query(`KILL ${Number(threadId)}`);
+    await waitFor('the pool notices the dead leased connection', () => logs.some((e) => e.level === 'error' && e.msg.includes('while leased')));
+
+    const startedAt = Date.now();
+    const summary = await pool.close({ timeoutMs: 500 });
+    expect(Date.now() - startedAt).toBeLessThan(500 + 1_000);
+    expect(summary).toEqual({ released: 0, reclaimed: 1 });
+    expect(pool.stats()).toMatchObject({ size: 0, active: 0 });
+  });
+
+  test('close while a connect is blackholed meets its deadline', async () => {
+    const hole = await blackhole();
+    try {
+      const { logger } = captureLogger();
+      const pool = createPool(mysqlAdapter({ host: '127.0.0.1', port: hole.port, user: 'root', database: 'test' }), {
+        name: 'mysql_shutdown_blackhole',
+        max: 1,
+        connectTimeoutMs: 20_000,
+        acquireTimeoutMs: 20_000,
+        logger,
+      });
+      pools.push(pool);
+      const waiting = pool.acquire().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await waitFor('the connect reaches the blackhole', () => hole.sockets.length === 1);
+      const startedAt = Date.now();
+      expect(await pool.close({ timeoutMs: 300 })).toEqual({ released: 0, reclaimed: 0 });
+      expect(Date.now() - startedAt).toBeLessThan(300 + 700);
+      expect(await waiting).toMatchObject({ code: 'POOL_CLOSED' });
+      await waitFor('the client drops the blackholed socket', () => hole.closed.size === 1, 2_000);
+    } finally {
+      await hole.close();
+    }
+  });
+});
