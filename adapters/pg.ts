@@ -8,6 +8,9 @@
  * ```
  *
  * The pooled connection (`lease.conn`) is a plain `pg.Client`.
+ *
+ * Also exported from here: `Pool`, a drop-in replacement for `pg.Pool` on leasepool (see
+ * `pg-pool.ts`): `import { Pool } from 'leasepool/adapters/pg'`.
  */
 import * as net from 'node:net';
 import { Client } from 'pg';
@@ -52,6 +55,24 @@ export interface PgAdapterOptions {
    * Upper bound on sending a cancel request (TCP connect + write + server ack). Default 2000.
    */
   cancelTimeoutMs?: number | undefined;
+  /**
+   * The client class to instantiate for each connection (pg-pool's `Client` option), e.g. a
+   * subclass of `pg.Client`. It is constructed with the pg config and must behave like `pg.Client`.
+   * Default `pg.Client`.
+   */
+  Client?: (new (config: ClientConfig) => Client) | undefined;
+  /**
+   * Called with each new client once it has connected, before the pool uses it (pg-pool's
+   * `onConnect`, e.g. `SET search_path`). A rejection — or the connection failing meanwhile —
+   * closes the client and fails the connect with `ConnectError` (the hook's error, redacted, as
+   * `cause`). Runs within the pool's connect deadline.
+   */
+  onConnect?: ((client: Client) => void | Promise<void>) | undefined;
+  /**
+   * Unref the socket of idle connections so that an idle pool does not keep the process alive
+   * (pg-pool's `allowExitOnIdle`); a leased connection is ref'd again. Default `false`.
+   */
+  allowExitOnIdle?: boolean | undefined;
 }
 
 /** The largest value PostgreSQL accepts for its integer millisecond settings. */
@@ -63,6 +84,9 @@ const OPTION_KEYS: ReadonlySet<string> = new Set([
   'lockTimeoutMs',
   'closeTimeoutMs',
   'cancelTimeoutMs',
+  'Client',
+  'onConnect',
+  'allowExitOnIdle',
 ]);
 
 /** Adapter option → startup parameter (also the pg `ClientConfig` key and the URL query key). */
@@ -111,8 +135,26 @@ interface WireState {
 
 /** Per-client bookkeeping: suppress our own end, report the first unexpected error once. */
 interface ConnState {
-  phase: 'connecting' | 'open' | 'closing' | 'closed';
+  /** `'hook'`: connected, `onConnect` running; an error then fails the connect. */
+  phase: 'connecting' | 'hook' | 'open' | 'closing' | 'closed';
   reported: boolean;
+  hookError?: unknown;
+}
+
+/** What pg-pool calls `client.release(err)`: a truthy first argument destroys the connection. */
+function releaseArgDestroys(_client: Client, _method: string, args: readonly unknown[]): boolean {
+  return Boolean(args[0]);
+}
+
+/** `ref()`/`unref()` of a pg client's socket; a custom client without them is left alone. */
+function setRef(client: Client, ref: boolean): void {
+  const c = client as unknown as { ref?: () => void; unref?: () => void };
+  try {
+    if (ref) c.ref?.();
+    else c.unref?.();
+  } catch {
+    // No socket (closed client): nothing to keep alive.
+  }
 }
 
 /**
@@ -135,6 +177,10 @@ interface ConnState {
  *   the same host/port (or Unix socket). Like every PostgreSQL cancel, it is best effort: if the
  *   statement has just finished it may hit the next one on that connection. Clients built with a
  *   custom `stream` factory are cancelled through plain TCP to `host:port` all the same.
+ * - `lease.conn.release()` ends the lease, as code written for pg-pool expects; like pg-pool,
+ *   `release(err)` / `release(true)` closes the connection instead of returning it.
+ * - `Client`, `onConnect` and `allowExitOnIdle` are pg-pool's options of the same names (the
+ *   drop-in `Pool` uses them).
  *
  * @param config pg `ClientConfig` or a connection string.
  * @param options see {@link PgAdapterOptions}.
@@ -144,6 +190,9 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   const opts = validateOptions(config, options);
   const closeTimeoutMs = opts.closeTimeoutMs ?? 1000;
   const cancelTimeoutMs = opts.cancelTimeoutMs ?? 2000;
+  const ClientClass = opts.Client ?? Client;
+  const onConnect = opts.onConnect;
+  const allowExitOnIdle = opts.allowExitOnIdle === true;
 
   const base: ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
   // Startup parameters are passed as strings: pg forwards truthy values verbatim (after parseInt), so
@@ -207,10 +256,19 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   function connect(signal: AbortSignal, events: ConnectionEvents): Promise<Client> {
     if (signal.aborted) return Promise.reject(abortError(signal));
-    const client = new Client(clientConfig);
+    let client: Client;
+    try {
+      client = new ClientClass(clientConfig);
+    } catch (err) {
+      return Promise.reject(connectError(err));
+    }
     const state: ConnState = { phase: 'connecting', reported: false };
     states.set(client, state);
     const report = (err: unknown): void => {
+      if (state.phase === 'hook') {
+        state.hookError ??= err;
+        return;
+      }
       // While connecting, pg routes errors to the connect callback; after our own close they are expected.
       if (state.phase !== 'open' || state.reported) return;
       state.reported = true;
@@ -253,8 +311,33 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
           reject(abortError(signal));
           return;
         }
+        if (onConnect === undefined) {
+          opened();
+          return;
+        }
+        state.phase = 'hook';
+        new Promise<void>((ok) => ok(onConnect(client))).then(
+          () => {
+            if (state.hookError !== undefined) return failHook(state.hookError);
+            if (signal.aborted) {
+              void close(client);
+              return reject(abortError(signal));
+            }
+            opened();
+          },
+          failHook,
+        );
+      };
+      const opened = (): void => {
         state.phase = 'open';
+        if (allowExitOnIdle) setRef(client, false); // idle until leased
         resolve(client);
+      };
+      const failHook = (err: unknown): void => {
+        const error = new ConnectError(`pg: onConnect failed for a new connection to ${target}: ${redact(errorMessage(err), secrets)}`, {
+          cause: redactError(sameRealmError(err), secrets),
+        });
+        void close(client).then(() => reject(error));
       };
       try {
         client.connect(done);
@@ -310,6 +393,10 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     },
     statementMethods: ['query'],
     lifecycleMethods: { release: ['release'], destroy: ['end'] },
+    onReleaseCall: releaseArgDestroys,
+    ...(allowExitOnIdle
+      ? { onLease: (client: Client) => setRef(client, true), onIdle: (client: Client) => setRef(client, false) }
+      : {}),
   };
 }
 
@@ -357,6 +444,15 @@ function validateOptions(config: ClientConfig | string, options: PgAdapterOption
   checkNonNegativeInt(problems, 'lockTimeoutMs', options.lockTimeoutMs, PG_INT_MAX);
   checkNonNegativeInt(problems, 'closeTimeoutMs', options.closeTimeoutMs, PG_INT_MAX, 1);
   checkNonNegativeInt(problems, 'cancelTimeoutMs', options.cancelTimeoutMs, PG_INT_MAX, 1);
+  if (options.Client !== undefined && typeof options.Client !== 'function') {
+    problems.push({ field: 'Client', problem: 'must be a client class (e.g. a subclass of pg.Client)' });
+  }
+  if (options.onConnect !== undefined && typeof options.onConnect !== 'function') {
+    problems.push({ field: 'onConnect', problem: 'must be a function (client) => void | Promise<void>' });
+  }
+  if (options.allowExitOnIdle !== undefined && typeof options.allowExitOnIdle !== 'boolean') {
+    problems.push({ field: 'allowExitOnIdle', problem: 'must be a boolean' });
+  }
 
   // Every option takes effect or says why not: a startup parameter set twice would have one copy
   // silently win (pg lets connection-string parameters override the config object).
@@ -445,11 +541,14 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
     timer = setTimeout(finish, timeoutMs);
     socket.on('error', finish);
     socket.on('close', finish);
-    socket.on('connect', () => socket?.end(packet));
+    // write, not end: PgBouncer drops a cancel request whose sender half-closes right after it
+    // (it sees EOF before forwarding); PostgreSQL closes the socket itself once it has acted.
+    socket.on('connect', () => socket?.write(packet));
   });
 }
 
 // ---------------------------------------------------------------------------------------------
-// `Pool` — the pg.Pool-compatible facade (`import { Pool } from 'leasepool/adapters/pg'`) is a
-// later task and is deliberately not exported yet.
+// `Pool`: the drop-in replacement for pg.Pool (`import { Pool } from 'leasepool/adapters/pg'`).
 // ---------------------------------------------------------------------------------------------
+export { Pool } from './pg-pool';
+export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';

@@ -1,0 +1,632 @@
+/**
+ * A drop-in replacement for node-postgres' `Pool` (pg-pool 3.x), built on leasepool.
+ *
+ * ```ts
+ * // import { Pool } from 'pg';
+ * import { Pool } from 'leasepool/adapters/pg';
+ * const pool = new Pool({ connectionString, max: 10, idleTimeoutMillis: 10_000 });
+ * ```
+ *
+ * Same constructor options, methods, callbacks, events and counts as `pg.Pool`; underneath, a
+ * leasepool pool: a client released inside a transaction is rolled back before anyone else gets
+ * it, leaked clients are reported with the stack that checked them out, an idle client's socket
+ * error never crashes the process, `end()` has a deadline, and `pool.withTx()` is there when you
+ * want it. The deliberate differences from pg.Pool are listed in the README ("Migrating from pg.Pool").
+ *
+ * Re-exported from `leasepool/adapters/pg`; imports only `pg` and leasepool's core.
+ */
+import { EventEmitter } from 'node:events';
+import { Client } from 'pg';
+import type { ClientBase, ClientConfig, PoolClient, PoolConfig, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow } from 'pg';
+import type { Adapter, ConnectionEvents } from '../src/adapter';
+import { findAmbient } from '../src/context';
+import { AcquireTimeoutError, ConfigError, ConnectError, PoolClosedError } from '../src/errors';
+import type { Lease } from '../src/lease';
+import { consoleLogger, type Logger } from '../src/logger';
+import type { MetricsOptions } from '../src/metrics';
+import { show } from '../src/options';
+import { createPool, type LeaseScopeOptions, type Pool as LeasePool, type PoolStats } from '../src/pool';
+import { redact } from '../src/redact';
+import type { Transaction, TxOptions } from '../src/transaction';
+import { pgAdapter } from './pg';
+
+/** pg-pool's own messages, kept word for word: code that matches on them keeps working. */
+const MESSAGES = {
+  doubleRelease: 'Release called on client which has already been released to the pool.',
+  ended: 'Cannot use a pool after calling end on the pool',
+  endTwice: 'Called end on pool more than once',
+  queueTimeout: 'timeout exceeded when trying to connect',
+  connectTimeout: 'Connection terminated due to connection timeout',
+  functionQuery: 'Passing a function as the first parameter to pool.query is not supported',
+} as const;
+
+/** setTimeout's ceiling: "no connect timeout" (pg's 0) as a deadline that never fires in practice. */
+const NO_CONNECT_TIMEOUT_MS = 2_147_483_647;
+/**
+ * pg's `connectionTimeoutMillis` is both the connect deadline and the longest wait for a client.
+ * A caller waiting on its own new connection must get the connect timeout (pg's "Connection
+ * terminated due to connection timeout"), so the wait deadline trails the connect deadline a little.
+ */
+const WAIT_AFTER_CONNECT_TIMEOUT_MS = 25;
+const DEFAULT_END_TIMEOUT_MS = 10_000;
+
+/** leasepool's own options, under the `leasepool` key of the pool config. */
+export interface PgPoolLeasepoolOptions {
+  /** Pool name: the `pool` label of metrics and the prefix of log lines. Default `'default'`. */
+  name?: string;
+  /** A client held longer than this is reported once (logger warning with the `connect()` stack, event `leak` on `pool.leasepool`). `0` disables. Default 30 000. */
+  leakDetectionMs?: number;
+  /** A client held longer than this is taken back: its statement cancelled, its transaction rolled back, the connection closed; further use throws `LeaseRevokedError`. Default: never. */
+  leaseTimeoutMs?: number | undefined;
+  /** `DISCARD ALL` at every release (session state never leaks to the next borrower). Default `false`. */
+  resetOnRelease?: boolean;
+  /** Prometheus metrics (`leasepool_*`) into this prom-client registry. Default off. */
+  metrics?: MetricsOptions | false | undefined;
+  /** Where warnings go (leaks, background connection errors nobody listens to): `{ warn, error, info?, debug? }`. Default: console. */
+  logger?: Logger;
+  /** Most callers waiting for a client; one more fails at once (`PoolQueueFullError`). Default `Infinity`. */
+  maxWaiting?: number;
+  /** `end()` waits this long for checked-out clients, then takes them back (rolled back, closed). Default 10 000. */
+  endTimeoutMs?: number;
+}
+
+/** The constructor options of `pg.Pool` (every `ClientConfig` field passes through to each client), plus `leasepool`. */
+export interface PgPoolConfig extends Omit<PoolConfig, 'Client' | 'onConnect'> {
+  /** Client class for each connection (default `pg.Client`); must behave like `pg.Client`. */
+  Client?: (new (config?: ClientConfig) => ClientBase) | undefined;
+  /** Called with each new client after it connected, before first use; a rejection fails that `connect()` and closes the client. */
+  onConnect?: ((client: ClientBase) => void | Promise<void>) | undefined;
+  /** Old name of `max`, still read by pg-pool. */
+  poolSize?: number | undefined;
+  /** leasepool's own options. */
+  leasepool?: PgPoolLeasepoolOptions | undefined;
+}
+
+/** The pg.Pool events and what their listeners receive. */
+export interface PgPoolEvents {
+  /** A new client connected (after `onConnect`), before it is first used. The raw `pg.Client`. */
+  connect: (client: PoolClient) => void;
+  /** A client was checked out (`connect()`, `query()`). The same guarded client the caller gets. */
+  acquire: (client: PoolClient) => void;
+  /** A client was given back; `err` is what `release(err)` got (for `query()`: the query's error, or null). */
+  release: (err: Error | boolean | null | undefined, client: PoolClient) => void;
+  /** A client was closed. The raw `pg.Client`. */
+  remove: (client: PoolClient) => void;
+  /** An idle client failed in the background (e.g. the server ended its session); it is already closed. The raw `pg.Client`. */
+  error: (err: Error, client: PoolClient) => void;
+}
+
+/** What `pool.options` shows: pg-pool's options with its defaults applied (the password is not enumerable). */
+export interface PgPoolOptions extends PgPoolConfig {
+  max: number;
+  min: number;
+  maxUses: number;
+  allowExitOnIdle: boolean;
+  maxLifetimeSeconds: number;
+  idleTimeoutMillis: number | null;
+}
+
+type QueryCallback<T> = (err: Error, result: T) => void;
+type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined, done: (release?: Error | boolean) => void) => void;
+
+/**
+ * A listener of a pg.Pool event, typed exactly as `@types/pg` types it (so the facade is assignable
+ * to `pg.Pool`); {@link PgPoolEvents} documents what each event really carries.
+ */
+export type PgPoolListener<K extends keyof PgPoolEvents> = K extends 'error' | 'release'
+  ? (err: Error, client: PoolClient) => void
+  : (client: PoolClient) => void;
+
+/** Typed listeners for the pg.Pool events (merged into the class below). */
+export interface Pool {
+  on<K extends keyof PgPoolEvents>(event: K, listener: PgPoolListener<K>): this;
+  once<K extends keyof PgPoolEvents>(event: K, listener: PgPoolListener<K>): this;
+  off<K extends keyof PgPoolEvents>(event: K, listener: PgPoolListener<K>): this;
+  addListener<K extends keyof PgPoolEvents>(event: K, listener: PgPoolListener<K>): this;
+  removeListener<K extends keyof PgPoolEvents>(event: K, listener: PgPoolListener<K>): this;
+}
+
+/**
+ * node-postgres' `Pool`, on leasepool. See the module documentation; `pool.withTx()`,
+ * `pool.withLease()` and `pool.leasepool` (stats, active leases, leak events) come on top.
+ */
+export class Pool extends EventEmitter {
+  /** The options with pg-pool's defaults applied (`max`, `min`, `idleTimeoutMillis`, …). */
+  readonly options: PgPoolOptions;
+  /** The client class in use. */
+  readonly Client: new (config?: ClientConfig) => ClientBase;
+  /** True once `end()` was called. */
+  ending = false;
+  /** True once `end()` has finished. */
+  ended = false;
+
+  readonly #core: LeasePool<Client>;
+  readonly #logger: Logger;
+  readonly #log: (...messages: unknown[]) => void;
+  readonly #acquireTimeoutMs: number;
+  readonly #endTimeoutMs: number;
+  readonly #lifetimeMs: number;
+  /** Open clients → when they connected (performance.now()). */
+  readonly #live = new Map<Client, number>();
+  /** Clients on a lease (between the core's onLease and onIdle). */
+  readonly #leased = new Set<Client>();
+  /** Clients handed out by `connect()` → the guarded client the caller holds. */
+  readonly #handedOut = new Map<Client, PoolClient>();
+  /** Abort reasons of connects that hit `connectionTimeoutMillis`. */
+  readonly #timeouts = new WeakSet<object>();
+
+  constructor(config?: PgPoolConfig) {
+    super();
+    if (config !== undefined && (config === null || typeof config !== 'object')) {
+      throw new ConfigError([{ field: 'config', problem: `must be a pg PoolConfig object (got ${show(config)})` }]);
+    }
+    const input: PgPoolConfig = config ?? {};
+    const { leasepool: lp = {}, ...pgConfig } = input;
+    const resolved = resolvePgOptions(pgConfig, lp);
+
+    this.options = hideSecrets({ ...pgConfig, ...resolved.shown });
+    this.Client = pgConfig.Client ?? Client;
+    this.#log = typeof pgConfig.log === 'function' ? pgConfig.log : noop;
+    this.#acquireTimeoutMs = resolved.acquireTimeoutMs;
+    this.#endTimeoutMs = resolved.endTimeoutMs;
+    this.#lifetimeMs = resolved.lifetimeMs;
+    const name = lp.name ?? 'default';
+    this.#logger = lp.logger ?? withDebug(consoleLogger(name), this.#log);
+
+    // What each client gets: the pg config as pg-pool passes it, minus what the pool enforces
+    // itself (one connect deadline, no second timer racing it) and the pool-only functions.
+    const clientConfig: Record<string, unknown> = { ...pgConfig };
+    for (const key of POOL_ONLY_KEYS) delete clientConfig[key];
+    const base = pgAdapter(clientConfig as ClientConfig, {
+      Client: pgConfig.Client as unknown as (new (config: ClientConfig) => Client) | undefined,
+      onConnect: pgConfig.onConnect as ((client: Client) => void | Promise<void>) | undefined,
+      allowExitOnIdle: resolved.allowExitOnIdle,
+    });
+    const verify = pgConfig.verify;
+    const adapter: Adapter<Client> = {
+      ...base,
+      lifecycleMethods: { ...base.lifecycleMethods, doubleReleaseMessage: MESSAGES.doubleRelease },
+      connect: (signal, events) => this.#connect(base, signal, events, verify),
+      close: (client) => this.#close(base, client),
+      onReleaseCall: (client, _method, args) => this.#onReleaseCall(client, args),
+      onLease: (client) => {
+        this.#leased.add(client);
+        base.onLease?.(client);
+      },
+      onIdle: (client) => {
+        this.#leased.delete(client);
+        base.onIdle?.(client);
+      },
+    };
+    this.#core = createPool(adapter, {
+      name,
+      max: resolved.max,
+      min: resolved.min,
+      acquireTimeoutMs: resolved.acquireTimeoutMs,
+      connectTimeoutMs: resolved.connectTimeoutMs,
+      idleTimeoutMs: resolved.idleTimeoutMs,
+      maxLifetimeMs: resolved.lifetimeMs,
+      maxUses: resolved.maxUses,
+      ...(lp.leakDetectionMs !== undefined ? { leakDetectionMs: lp.leakDetectionMs } : {}),
+      ...(lp.leaseTimeoutMs !== undefined ? { leaseTimeoutMs: lp.leaseTimeoutMs } : {}),
+      ...(lp.resetOnRelease !== undefined ? { resetOnRelease: lp.resetOnRelease } : {}),
+      ...(lp.maxWaiting !== undefined ? { maxWaiting: lp.maxWaiting } : {}),
+      metrics: lp.metrics ?? false,
+      logger: this.#logger,
+    });
+    // Background connection errors are reported by this facade, with pg's (err, client) shape
+    // (see #clientError); the core must not log them a second time.
+    this.#core.on('error', noop);
+  }
+
+  // ------------------------------------------------------------------ counts
+
+  /** Open clients (idle + checked out). */
+  get totalCount(): number {
+    return this.#core.stats().size;
+  }
+
+  /** Clients idle in the pool. */
+  get idleCount(): number {
+    return this.#core.stats().idle;
+  }
+
+  /** Callers waiting for a client. */
+  get waitingCount(): number {
+    return this.#core.stats().pending;
+  }
+
+  /** Open clients past `maxLifetimeSeconds`, closed when released (or at the next eviction run if idle). */
+  get expiredCount(): number {
+    if (this.#lifetimeMs === Infinity) return 0;
+    const cutoff = performance.now() - this.#lifetimeMs;
+    let expired = 0;
+    for (const connectedAt of this.#live.values()) if (connectedAt <= cutoff) expired++;
+    return expired;
+  }
+
+  /** leasepool's counts: `{ size, idle, active, pending, max, min, closed }`. */
+  stats(): PoolStats {
+    return this.#core.stats();
+  }
+
+  /** The leasepool pool underneath: `stats()`, `activeLeases()`, `on('leak' | 'reclaim', …)`. */
+  get leasepool(): LeasePool<Client> {
+    return this.#core;
+  }
+
+  // ------------------------------------------------------------------ pg API
+
+  /**
+   * Check out a client; give it back with `client.release()` (`release(err)` or `release(true)`
+   * closes it instead). A client released inside a transaction is rolled back first.
+   */
+  connect(): Promise<PoolClient>;
+  connect(callback: ConnectCallback): void;
+  connect(callback?: ConnectCallback): Promise<PoolClient> | void {
+    const checkedOut = this.#checkOut();
+    if (callback === undefined) return checkedOut;
+    checkedOut.then(
+      (client) => process.nextTick(callback, undefined, client, client.release),
+      (err: Error) => process.nextTick(callback, err, undefined, noop),
+    );
+  }
+
+  /**
+   * Run one statement on a client checked out for it (or, inside `pool.withTx()`/`withLease()`,
+   * on that scope's client). Promise form, or callback form `(err, result)`.
+   */
+  query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I>, values?: QueryConfigValues<I>): Promise<QueryArrayResult<R>>;
+  query<R extends QueryResultRow = QueryResultRow, I = unknown[]>(queryConfig: QueryConfig<I>): Promise<QueryResult<R>>;
+  query<R extends QueryResultRow = QueryResultRow, I = unknown[]>(queryTextOrConfig: string | QueryConfig<I>, values?: QueryConfigValues<I>): Promise<QueryResult<R>>;
+  query<R extends unknown[] = unknown[], I = unknown[]>(queryConfig: QueryArrayConfig<I>, callback: QueryCallback<QueryArrayResult<R>>): void;
+  query<R extends QueryResultRow = QueryResultRow, I = unknown[]>(queryTextOrConfig: string | QueryConfig<I>, callback: QueryCallback<QueryResult<R>>): void;
+  query<R extends QueryResultRow = QueryResultRow, I = unknown[]>(queryText: string, values: QueryConfigValues<I>, callback: QueryCallback<QueryResult<R>>): void;
+  query(text: unknown, values?: unknown, callback?: unknown): Promise<unknown> | void {
+    if (typeof text === 'function') {
+      // pg-pool treats the function as the callback and fails it asynchronously.
+      const cb = text as (err: Error) => void;
+      setImmediate(() => cb(new Error(MESSAGES.functionQuery)));
+      return;
+    }
+    if (typeof values === 'function') {
+      callback = values;
+      values = undefined;
+    }
+    if (text !== null && typeof text === 'object' && typeof (text as { submit?: unknown }).submit === 'function') {
+      throw new TypeError('pool.query() does not take a Submittable (QueryStream, Cursor): check out a client with pool.connect() and call client.query() on it');
+    }
+    const result = this.#query(text, values);
+    if (typeof callback !== 'function') return result;
+    const cb = callback as (err: unknown, result?: unknown) => void;
+    result.then(
+      (res) => process.nextTick(cb, undefined, res),
+      (err: unknown) => process.nextTick(cb, err),
+    );
+  }
+
+  /**
+   * Close every client and stop the pool. Checked-out clients are waited for up to
+   * `leasepool.endTimeoutMs` (default 10 s), then taken back (rolled back and closed).
+   */
+  end(): Promise<void>;
+  end(callback: () => void): void;
+  end(callback?: (err?: Error) => void): Promise<void> | void {
+    if (this.ending) {
+      const err = new Error(MESSAGES.endTwice);
+      if (callback === undefined) return Promise.reject(err);
+      process.nextTick(callback, err);
+      return;
+    }
+    this.ending = true;
+    this.#log('ending');
+    const ended = this.#core.close({ timeoutMs: this.#endTimeoutMs }).then(() => {
+      this.ended = true;
+    });
+    if (callback === undefined) return ended;
+    ended.then(
+      () => process.nextTick(callback),
+      (err: Error) => process.nextTick(callback, err),
+    );
+  }
+
+  // ------------------------------------------------------------------ leasepool API
+
+  /**
+   * leasepool's transaction: BEGIN, `fn(client, tx)`, COMMIT; ROLLBACK and rethrow on error;
+   * nested calls are savepoints; `pool.query()` inside it runs in the transaction.
+   */
+  withTx<R>(fn: (client: Client, tx: Transaction<Client>) => R | PromiseLike<R>, options?: TxOptions): Promise<R> {
+    return this.#core.withTx(fn, options);
+  }
+
+  /** leasepool's scoped lease: `fn(client, lease)`, released however it ends; `pool.query()` inside it uses the same client. */
+  withLease<R>(fn: (client: Client, lease: Lease<Client>) => R | PromiseLike<R>, options?: LeaseScopeOptions): Promise<R> {
+    return this.#core.withLease(fn, options);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  async #checkOut(): Promise<PoolClient> {
+    if (this.ending) throw new Error(MESSAGES.ended);
+    let lease: Lease<Client>;
+    try {
+      lease = await this.#core.acquire({ timeoutMs: this.#acquireTimeoutMs });
+    } catch (err) {
+      throw this.#pgError(err);
+    }
+    const client = lease.conn as PoolClient;
+    this.#handedOut.set(lease.record.connection.raw, client);
+    this.#emit('acquire', client);
+    return client;
+  }
+
+  async #query(text: unknown, values: unknown): Promise<unknown> {
+    if (this.ending) throw new Error(MESSAGES.ended);
+    const core = this.#core;
+    const joined = findAmbient(core) !== undefined;
+    let started = false;
+    try {
+      return await core.withLease(
+        async (conn) => {
+          started = true;
+          if (joined) return conn.query(text as string, values as unknown[]);
+          const client = conn as PoolClient;
+          this.#emit('acquire', client);
+          let error: Error | null = null; // pg-pool passes the query callback's `err`: null on success
+          try {
+            return await conn.query(text as string, values as unknown[]);
+          } catch (err) {
+            error = err as Error;
+            throw err;
+          } finally {
+            this.#emit('release', error, client);
+          }
+        },
+        { acquireTimeoutMs: this.#acquireTimeoutMs },
+      );
+    } catch (err) {
+      throw started ? err : this.#pgError(err);
+    }
+  }
+
+  /** Errors of checking out a client, as pg.Pool reports them (leasepool's error kept as `cause`). */
+  #pgError(err: unknown): unknown {
+    if (err instanceof AcquireTimeoutError) return new Error(MESSAGES.queueTimeout, { cause: err });
+    if (err instanceof PoolClosedError) return new Error(MESSAGES.ended, { cause: err });
+    if (err instanceof ConnectError) {
+      if (this.#timeouts.has(err)) return new Error(MESSAGES.connectTimeout, { cause: err });
+      // The driver's own error (same message, name, code, SQLSTATE fields), password redacted.
+      if (err.cause instanceof Error) return err.cause;
+    }
+    return err;
+  }
+
+  async #connect(
+    base: Adapter<Client>,
+    signal: AbortSignal,
+    events: ConnectionEvents,
+    verify: PoolConfig['verify'],
+  ): Promise<Client> {
+    signal.addEventListener(
+      'abort',
+      () => {
+        const reason: unknown = signal.reason;
+        if (!this.ending && reason !== null && typeof reason === 'object') this.#timeouts.add(reason);
+      },
+      { once: true },
+    );
+    let client: Client | undefined;
+    const raw = await base.connect(signal, {
+      onError: (err) => {
+        events.onError(err); // first: the core marks it broken (and closes it if idle)
+        if (client !== undefined) this.#clientError(client, err);
+      },
+    });
+    // Past its deadline the core closes it unseen: never announced, never counted.
+    if (signal.aborted) return raw;
+    client = raw;
+    this.#live.set(raw, performance.now());
+    this.#log('new client connected');
+    this.#emit('connect', raw as PoolClient);
+    if (verify !== undefined) {
+      try {
+        await new Promise<void>((resolve, reject) => verify(raw as PoolClient, (err?: Error) => (err ? reject(err) : resolve())));
+      } catch (err) {
+        await this.#close(base, raw);
+        throw err;
+      }
+    }
+    return raw;
+  }
+
+  async #close(base: Adapter<Client>, client: Client): Promise<void> {
+    try {
+      await base.close(client);
+    } finally {
+      this.#leased.delete(client);
+      this.#handedOut.delete(client);
+      if (this.#live.delete(client)) this.#emit('remove', client as PoolClient);
+    }
+  }
+
+  /** `client.release(arg)` on a client from `connect()`: pg's 'release' event; a truthy arg closes the client. */
+  #onReleaseCall(client: Client, args: readonly unknown[]): boolean {
+    const handed = this.#handedOut.get(client);
+    const arg = args[0];
+    if (handed !== undefined) {
+      this.#handedOut.delete(client);
+      this.#emit('release', arg as Error | boolean | undefined, handed);
+    }
+    return Boolean(arg);
+  }
+
+  /**
+   * A client's connection failed in the background. Idle: pg.Pool's `'error'` event
+   * `(err, client)` — and when nobody listens, a log line instead of pg.Pool's process crash.
+   * Checked out: like pg.Pool, the error belongs to the holder (listeners on the client, and its
+   * next query fails); with no listener there, pg would crash the process — we log it.
+   */
+  #clientError(client: Client, err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (this.#leased.has(client)) {
+      if (client.listenerCount('error') <= 1) {
+        this.#logger.error({ err: error }, `pg client failed while checked out: ${redact(error.message)}`);
+      }
+      return;
+    }
+    Object.defineProperty(error, 'client', { value: client, configurable: true, writable: true, enumerable: false });
+    if (this.listenerCount('error') > 0) this.#emit('error', error, client as PoolClient);
+    else this.#logger.error({ err: error }, `idle pg client failed (no 'error' listener on the pool; it was closed and will be replaced): ${redact(error.message)}`);
+  }
+
+  /** Emit a pg.Pool event; a throwing listener is logged, never breaks the pool. */
+  #emit<K extends keyof PgPoolEvents>(event: K, ...args: Parameters<PgPoolEvents[K]>): void {
+    if (this.listenerCount(event) === 0) return;
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.#logger.error({ err }, `a pool '${event}' listener threw: ${redact(err instanceof Error ? err.message : String(err))}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------- options
+
+/** Options of the pool itself: not passed to each client. */
+const POOL_ONLY_KEYS = [
+  'max',
+  'min',
+  'poolSize',
+  'idleTimeoutMillis',
+  'connectionTimeoutMillis',
+  'maxUses',
+  'maxLifetimeSeconds',
+  'allowExitOnIdle',
+  'log',
+  'Promise',
+  'Client',
+  'onConnect',
+  'verify',
+] as const;
+
+const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
+  'name',
+  'leakDetectionMs',
+  'leaseTimeoutMs',
+  'resetOnRelease',
+  'metrics',
+  'logger',
+  'maxWaiting',
+  'endTimeoutMs',
+]);
+
+interface ResolvedPgOptions {
+  readonly max: number;
+  readonly min: number;
+  readonly maxUses: number;
+  readonly idleTimeoutMs: number;
+  readonly lifetimeMs: number;
+  readonly acquireTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly allowExitOnIdle: boolean;
+  readonly endTimeoutMs: number;
+  /** `pool.options` fields after pg-pool's defaults. */
+  readonly shown: Pick<PgPoolOptions, 'max' | 'min' | 'maxUses' | 'allowExitOnIdle' | 'maxLifetimeSeconds' | 'idleTimeoutMillis'>;
+}
+
+/**
+ * pg-pool's defaults and meanings (a falsy `max` is 10, a 0 timeout is "none", …), and a
+ * `ConfigError` naming every value pg-pool would silently misuse (leasepool's rule: every option
+ * takes effect or says why not).
+ */
+function resolvePgOptions(config: Omit<PgPoolConfig, 'leasepool'>, lp: PgPoolLeasepoolOptions): ResolvedPgOptions {
+  const problems: { field: string; problem: string }[] = [];
+  const positiveInt = (field: string, value: unknown, allowInfinity: boolean): void => {
+    if (allowInfinity && value === Infinity) return;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+      problems.push({ field, problem: `must be a positive integer${allowInfinity ? ' or Infinity' : ''} (got ${show(value)})` });
+    }
+  };
+  const duration = (field: string, value: unknown, unit: string): void => {
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+      problems.push({ field, problem: `must be a number of ${unit} >= 0 (got ${show(value)})` });
+    }
+  };
+
+  const max = config.max || config.poolSize || 10;
+  positiveInt(config.max ? 'max' : 'poolSize', max, false);
+  const min = config.min || 0;
+  if (min !== 0) positiveInt('min', min, false);
+  if (Number.isInteger(max) && max >= 1 && typeof min === 'number' && min > max) problems.push({ field: 'min', problem: `must not exceed max (min=${min}, max=${max})` });
+  const maxUses = config.maxUses || Infinity;
+  positiveInt('maxUses', maxUses, true);
+  const idle = config.idleTimeoutMillis === undefined ? 10_000 : config.idleTimeoutMillis;
+  if (idle !== null) duration('idleTimeoutMillis', idle, 'milliseconds');
+  const connectTimeout = config.connectionTimeoutMillis || 0;
+  duration('connectionTimeoutMillis', connectTimeout, 'milliseconds');
+  const lifetimeSeconds = config.maxLifetimeSeconds || 0;
+  duration('maxLifetimeSeconds', lifetimeSeconds, 'seconds');
+  for (const key of ['log', 'onConnect', 'verify', 'Client'] as const) {
+    const value: unknown = config[key];
+    if (value !== undefined && typeof value !== 'function') problems.push({ field: key, problem: `must be a function (got ${show(value)})` });
+  }
+  if (config.Promise !== undefined && config.Promise !== Promise) {
+    problems.push({ field: 'Promise', problem: 'custom Promise implementations are not supported: the pool returns native promises' });
+  }
+  if (lp === null || typeof lp !== 'object') {
+    problems.push({ field: 'leasepool', problem: `must be an object of leasepool options (got ${show(lp)})` });
+  } else {
+    for (const key of Object.keys(lp)) if (!LEASEPOOL_KEYS.has(key)) problems.push({ field: `leasepool.${key}`, problem: 'is not a leasepool option of the pg Pool' });
+    if (lp.endTimeoutMs !== undefined) duration('leasepool.endTimeoutMs', lp.endTimeoutMs, 'milliseconds');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const idleMs = idle === null || idle === 0 ? Infinity : idle;
+  return {
+    max,
+    min,
+    maxUses,
+    idleTimeoutMs: idleMs,
+    lifetimeMs: lifetimeSeconds === 0 ? Infinity : lifetimeSeconds * 1000,
+    acquireTimeoutMs: connectTimeout === 0 ? Infinity : connectTimeout + WAIT_AFTER_CONNECT_TIMEOUT_MS,
+    connectTimeoutMs: connectTimeout === 0 ? NO_CONNECT_TIMEOUT_MS : connectTimeout,
+    allowExitOnIdle: Boolean(config.allowExitOnIdle),
+    endTimeoutMs: lp.endTimeoutMs ?? DEFAULT_END_TIMEOUT_MS,
+    shown: {
+      max,
+      min,
+      maxUses,
+      allowExitOnIdle: Boolean(config.allowExitOnIdle),
+      maxLifetimeSeconds: lifetimeSeconds,
+      idleTimeoutMillis: idle,
+    },
+  };
+}
+
+/** Like pg-pool: the password (and an ssl key) stay on the options but out of logs and inspection. */
+function hideSecrets(options: PgPoolOptions): PgPoolOptions {
+  if ('password' in options) {
+    Object.defineProperty(options, 'password', { value: options.password, enumerable: false, writable: true, configurable: true });
+  }
+  const ssl = options.ssl;
+  if (ssl !== null && typeof ssl === 'object' && 'key' in ssl) {
+    const copy = { ...ssl };
+    Object.defineProperty(copy, 'key', { value: ssl.key, enumerable: false, writable: true, configurable: true });
+    options.ssl = copy;
+  }
+  return options;
+}
+
+/** The default logger, with info/debug lines going to pg-pool's `log` option when given. */
+function withDebug(logger: Logger, log: (...messages: unknown[]) => void): Logger {
+  if (log === noop) return logger;
+  return {
+    warn: (obj, msg) => logger.warn(obj, msg),
+    error: (obj, msg) => logger.error(obj, msg),
+    info: (obj, msg) => log(msg ?? obj, obj),
+    debug: (obj, msg) => log(msg ?? obj, obj),
+  };
+}
+
+const noop = (): void => undefined;
