@@ -14,7 +14,7 @@ import { now, sleep } from './time';
 
 /** Options of `withTx`. */
 export interface TxOptions {
-  /** Isolation level of a top-level transaction (ignored by nested savepoints). */
+  /** Isolation level of a top-level transaction. A nested `withTx` may repeat its outer transaction's value; a different one is a `ConfigError`. */
   isolation?: IsolationLevel;
   /** `READ ONLY` when true, `READ WRITE` when false. */
   readOnly?: boolean;
@@ -136,6 +136,8 @@ export class TxFrame<C extends object = object> implements Transaction<C> {
     readonly depth: number,
     readonly attempt: number,
     readonly savepoint: string | undefined,
+    /** The top-level transaction's BEGIN options; savepoints run under them. */
+    readonly begin: BeginOptions,
   ) {}
   get signal(): AbortSignal {
     return this.lease.signal;
@@ -156,7 +158,11 @@ export async function runTransaction<C extends object, R>(
   const ambient = findAmbient(pool);
   if (ambient !== undefined && opts.propagation === 'required') {
     const lease = ambient.lease;
-    if (ambient.frame !== undefined) return serialized(ambient.frame, () => savepoint(pool, lease, ambient.frame as TxFrame<C>, fn));
+    const frame = ambient.frame;
+    if (frame !== undefined) {
+      checkNestedOptions(opts.begin, frame.begin);
+      return serialized(frame, () => savepoint(pool, lease, frame, fn));
+    }
     return serialized(lease.record, () => topLevel(pool, lease, fn, opts));
   }
   const lease = await pool.acquireLease(
@@ -183,10 +189,13 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       throw err;
     }
     record.txDepth = 1;
+    const frame = new TxFrame(lease, 1, attempt, undefined, opts.begin);
     let result: R;
     try {
-      const frame = new TxFrame(lease, 1, attempt, undefined);
       result = await runInScope(pool, lease, frame, fn, lease.conn, frame);
+      // A nested withTx the body did not await still runs on this connection: let it finish
+      // before COMMIT, never interleave with it.
+      while (frame.tail !== undefined) await frame.tail;
     } catch (error) {
       record.txDepth = 0;
       await rollbackAfter(pool, record, error);
@@ -252,8 +261,9 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
   }
   record.txDepth++;
   try {
-    const frame = new TxFrame(lease, parent.depth + 1, parent.attempt, name);
+    const frame = new TxFrame(lease, parent.depth + 1, parent.attempt, name, parent.begin);
     const result = await runInScope(pool, lease, frame, fn, lease.conn, frame);
+    while (frame.tail !== undefined) await frame.tail;
     ensureActive(record);
     await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
     return result;
@@ -272,6 +282,24 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
   } finally {
     record.txDepth--;
   }
+}
+
+/**
+ * A savepoint runs under its outer transaction's isolation and access mode; asking a nested
+ * `withTx` for different ones cannot be honoured, so it is an error rather than ignored.
+ */
+function checkNestedOptions(requested: BeginOptions, outer: BeginOptions): void {
+  const problems: { field: string; problem: string }[] = [];
+  for (const field of ['isolation', 'readOnly', 'deferrable'] as const) {
+    const wanted = requested[field];
+    if (wanted !== undefined && wanted !== outer[field]) {
+      problems.push({
+        field,
+        problem: `cannot be ${show(wanted)} in a nested transaction: it runs as a savepoint of the outer transaction (${field} ${show(outer[field])}); use propagation: 'requiresNew' for a separate transaction`,
+      });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 /** The driver's transaction status, waited for when it is still on the wire (`settle`). */

@@ -211,6 +211,36 @@ describe('savepoints', () => {
     ]);
   });
 
+  test('a nested withTx the body forgot to await finishes before COMMIT, never after it', async () => {
+    const { pool, db } = setup({ max: 1 });
+    let inner: Promise<void> | undefined;
+    await pool.withTx(async (c) => {
+      await c.query('OUTER');
+      inner = pool.withTx(async (c2) => {
+        await delay(20);
+        await c2.query('INNER');
+      });
+    });
+    await inner;
+    expect(db.connections[0]!.log).toEqual(['BEGIN', 'OUTER', 'SAVEPOINT lp_sp_1', 'INNER', 'RELEASE SAVEPOINT lp_sp_1', 'COMMIT']);
+  });
+
+  test('a nested withTx asking for another isolation or access mode is a ConfigError, nothing sent; the same values are fine', async () => {
+    const { pool, db } = setup();
+    await pool.withTx(
+      async () => {
+        const before = db.statements;
+        const err = await rejection(pool.withTx(async () => undefined, { isolation: 'read committed', readOnly: false }));
+        expect(err).toBeInstanceOf(ConfigError);
+        expect((err as ConfigError).fields).toEqual(['isolation', 'readOnly']);
+        expect(db.statements).toBe(before);
+        await pool.withTx(async (c) => c.query('SAME'), { isolation: 'serializable', readOnly: true });
+      },
+      { isolation: 'serializable', readOnly: true },
+    );
+    expect(db.connections[0]!.log).toContain('SAME');
+  });
+
   test('a failing sibling does not disturb the other: one rolled back, one released', async () => {
     const { pool, db } = setup({ max: 1 });
     const results = await pool.withTx(async () =>
