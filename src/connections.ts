@@ -3,6 +3,7 @@
  * them. The factory is where generic-pool's traps are defused: a failing connect is always
  * asynchronous and backed off, waiting callers hear about it at once, a late connect is closed.
  */
+import { setMaxListeners } from 'node:events';
 import type { Factory } from 'generic-pool';
 import type { Adapter } from './adapter';
 import { ConnectError } from './errors';
@@ -73,6 +74,9 @@ export function createFactory<C extends object>(
   // Aborted by stop() (pool close): connects in flight give up and backoff sleeps end at once,
   // so close() is not held by a dead server or a backoff.
   const stopping = new AbortController();
+  // Each create in flight (and each backoff sleep) listens on it: with max > 5 and a database that
+  // is down, Node would print a MaxListenersExceededWarning for what is not a leak.
+  setMaxListeners(0, stopping.signal);
   const state = {
     get consecutiveFailures() {
       return consecutiveFailures;

@@ -2,8 +2,9 @@
  * leasepool: a transactional connection pool whose leases release themselves.
  * @packageDocumentation
  */
+import { LeaseMisuseError } from './errors';
 import { captureSite } from './leaks';
-import type { Pool } from './pool';
+import { Pool } from './pool';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 
 export { createPool, Pool } from './pool';
@@ -44,6 +45,13 @@ export function withTx<C extends object, R>(
   fn: (conn: C, tx: Transaction<C>) => R | PromiseLike<R>,
   options?: TxOptions,
 ): Promise<R> {
+  // A lease or a connection passed for the pool (plain JavaScript callers): say so, do not crash.
+  const value: unknown = pool;
+  if (!(value instanceof Pool)) {
+    const ctor = value !== null && typeof value === 'object' ? (value as { constructor?: { name?: unknown } }).constructor : undefined;
+    const got = value === null ? 'null' : ctor !== undefined && ctor !== Object ? `a ${String(ctor.name)}` : typeof value;
+    return Promise.reject(new LeaseMisuseError(`withTx(pool, fn): the first argument must be a leasepool Pool (got ${got})`));
+  }
   const site = pool.options.leakDetectionMs > 0 ? captureSite(withTx) : undefined;
   return runTransaction(pool, fn, options, site);
 }

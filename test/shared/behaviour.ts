@@ -574,9 +574,11 @@ export function describeBehaviour<C extends object>(target: BehaviourTarget<C>):
         await Promise.all([transfer(0, 1, 2), transfer(1, 2, 1)]);
         expect(await counter(1)).toBe(2);
         expect(await counter(2)).toBe(2);
-        // Exactly one deadlock victim, rerun once.
-        expect([...runs].sort()).toEqual([1, 2]);
-        expect(await m('leasepool_transactions_total', { outcome: 'retry' })).toBe(1);
+        // One deadlock victim, rerun (on a loaded machine its rerun may itself lose a lock race once
+        // more); the winner ran once, and every rerun is counted.
+        expect(Math.min(...runs)).toBe(1);
+        expect(Math.max(...runs)).toBeGreaterThanOrEqual(2);
+        expect(await m('leasepool_transactions_total', { outcome: 'retry' })).toBe((runs[0] ?? 0) + (runs[1] ?? 0) - 2);
         expect(await m('leasepool_transactions_total', { outcome: 'commit' })).toBe(2);
       });
     });
