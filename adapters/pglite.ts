@@ -76,6 +76,8 @@ export class PgliteConnection {
   /** One statement, extended protocol, `$1`-style parameters: PGlite's `query`. */
   async query<T = Record<string, unknown>>(text: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>> {
     if (this.#closed) throw new Error(CLOSED_MESSAGE);
+    const turn = nextTurn();
+    if (turn !== undefined) await turn;
     try {
       const result = await this.#db.query<T>(text, params, options);
       this.#lastFailed = false;
@@ -89,6 +91,8 @@ export class PgliteConnection {
   /** Any number of statements, simple protocol, no parameters: PGlite's `exec`. */
   async exec(text: string, options?: QueryOptions): Promise<Results[]> {
     if (this.#closed) throw new Error(CLOSED_MESSAGE);
+    const turn = nextTurn();
+    if (turn !== undefined) await turn;
     try {
       const result = await this.#db.exec(text, options);
       this.#lastFailed = false;
@@ -98,6 +102,25 @@ export class PgliteConnection {
       throw err;
     }
   }
+}
+
+/**
+ * PGlite does no I/O: a loop of statements would run on promise jobs alone and never let timers
+ * (lease deadlines, leak detection), signals or HTTP requests in. A statement yields one turn of
+ * the event loop when the last yield is more than `YIELD_EVERY_MS` ago: starvation is bounded,
+ * and a tight loop pays for a turn only every few milliseconds (a turn per statement cost 3x).
+ */
+const YIELD_EVERY_MS = 4;
+let lastTurnAt = 0;
+
+function nextTurn(): Promise<void> | undefined {
+  if (performance.now() - lastTurnAt < YIELD_EVERY_MS) return undefined;
+  return new Promise((resolve) =>
+    setImmediate(() => {
+      lastTurnAt = performance.now();
+      resolve();
+    }),
+  );
 }
 
 /** The WASM export PGlite uses for `isInTransaction`'s sibling: true in an aborted transaction block. */

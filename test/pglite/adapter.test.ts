@@ -237,3 +237,24 @@ describe('an adapter-owned instance', () => {
     expect(owned.txStatus?.(b)).toBe('unknown');
   }, 60_000);
 });
+
+describe('the event loop', () => {
+  test('a tight loop of transactions still lets timers run (PGlite does no I/O of its own)', async () => {
+    const { createPool } = await import('../../src');
+    const pool = createPool(pgliteAdapter(db), { name: 'pglite_turns', max: 1, leakDetectionMs: 0 });
+    try {
+      let fired = false;
+      setTimeout(() => (fired = true), 20);
+      const giveUpAt = Date.now() + 1_000;
+      let transactions = 0;
+      while (!fired && Date.now() < giveUpAt) {
+        await pool.withTx((conn) => conn.query('SELECT 1'));
+        transactions++;
+      }
+      expect(fired).toBe(true);
+      expect(transactions).toBeGreaterThan(0);
+    } finally {
+      await pool.close();
+    }
+  });
+});
