@@ -8,6 +8,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { PgliteConnection, pgliteAdapter } from '../../adapters/pglite';
 import type { Adapter, ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
+import { createPool } from '../../src';
 
 let db: PGlite;
 let adapter: Adapter<PgliteConnection>;
@@ -240,7 +241,6 @@ describe('an adapter-owned instance', () => {
 
 describe('the event loop', () => {
   test('a tight loop of transactions still lets timers run (PGlite does no I/O of its own)', async () => {
-    const { createPool } = await import('../../src');
     const pool = createPool(pgliteAdapter(db), { name: 'pglite_turns', max: 1, leakDetectionMs: 0 });
     try {
       let fired = false;
