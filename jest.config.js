@@ -18,6 +18,7 @@ const base = {
 /** @type {import('jest').Config} */
 module.exports = {
   maxWorkers: 2,
+  globalSetup: '<rootDir>/test/helpers/global-setup.js',
   reporters: ['default', '<rootDir>/test/helpers/summary-reporter.js'],
   testTimeout: 30_000,
   projects: ['unit', 'pg', 'mysql', 'pglite', 'chaos', 'dashboard'].map((name) => ({

@@ -7,7 +7,7 @@
  *
  * Prints every panel query and alert rule with what Prometheus returned; exits 1 if a query fails
  * to parse, a panel shows no data, or a rule is unhealthy. Needs prometheus on PATH
- * (scripts/ensure-prometheus.sh). `--keep` is handy to point a local Grafana at the printed URL and
+ * (scripts/ensure-tools.sh). `--keep` is handy to point a local Grafana at the printed URL and
  * import grafana/leasepool.json.
  */
 import { checkRules, explain, showsData, waitForPanels } from '../test/dashboard/check';

@@ -1,6 +1,6 @@
 /**
  * Behind PgBouncer (transaction pooling), started here as a child process on 127.0.0.1 in front
- * of the shared PostgreSQL (scripts/ensure-pgbouncer.sh installs it). With the pool's defaults:
+ * of the shared PostgreSQL (scripts/ensure-tools.sh installs it). With the pool's defaults:
  * - the shared behaviour suite (commit visibility, rollback, nested savepoints, retries, the dirty
  *   connection guard, cancel, error codes) runs unchanged through PgBouncer;
  * - a bank-transfer load with fewer server connections than pool connections keeps the balance

@@ -5,7 +5,7 @@
  *     the pool and instance variables, with rates over $__rate_interval;
  * (c) a real Prometheus scrapes a real pool under load, and every panel query and every alert
  *     expression is evaluated by it: each parses, and each panel shows data.
- * Needs `prometheus` and `promtool` on PATH: scripts/ensure-prometheus.sh installs them.
+ * Needs `prometheus` and `promtool` on PATH: scripts/ensure-tools.sh installs them.
  */
 import { checkPanels, checkRules, explain, showsData, waitForPanels, type QueryCheck, type RuleCheck } from './check';
 import {

@@ -1,6 +1,6 @@
 /**
  * A real Prometheus for the dashboard tests: finds `prometheus`/`promtool` on PATH (installed by
- * `scripts/ensure-prometheus.sh`), runs Prometheus as a child process with a throw-away config and
+ * `scripts/ensure-tools.sh`), runs Prometheus as a child process with a throw-away config and
  * data directory, and talks to its HTTP API. Nothing here needs a service manager.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -11,7 +11,6 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const ENSURE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'ensure-prometheus.sh');
 
 /** Absolute path of `name` on PATH, or undefined. */
 export function findBinary(name: string): string | undefined {
@@ -24,20 +23,13 @@ export function findBinary(name: string): string | undefined {
 }
 
 /**
- * Path of `prometheus` or `promtool`. When missing and `CI` or `LEASEPOOL_INSTALL_PROMETHEUS` is
- * set, runs `scripts/ensure-prometheus.sh` once; otherwise throws saying how to install it.
+ * Path of `prometheus` or `promtool` (jest's globalSetup runs `scripts/ensure-tools.sh`, which
+ * installs them); throws saying how to install them when missing.
  */
 export function requireBinary(name: 'prometheus' | 'promtool'): string {
-  let found = findBinary(name);
-  if (found === undefined && (process.env['CI'] || process.env['LEASEPOOL_INSTALL_PROMETHEUS'])) {
-    const r = spawnSync('bash', [ENSURE_SCRIPT], { encoding: 'utf8', timeout: 300_000 });
-    if (r.status !== 0) {
-      throw new Error(`${ENSURE_SCRIPT} failed (status ${String(r.status)}):\n${r.stdout}\n${r.stderr}`);
-    }
-    found = findBinary(name);
-  }
+  const found = findBinary(name);
   if (found === undefined) {
-    throw new Error(`\`${name}\` is not on PATH: run scripts/ensure-prometheus.sh (installs the Debian 'prometheus' package)`);
+    throw new Error(`\`${name}\` is not on PATH: run scripts/ensure-tools.sh (installs the Debian 'prometheus' package)`);
   }
   return found;
 }

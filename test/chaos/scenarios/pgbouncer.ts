@@ -1,7 +1,7 @@
 /**
  * Start PgBouncer as a child process in front of the shared PostgreSQL: transaction pooling,
  * 127.0.0.1:<free port>, trust auth with an auth_file for the server's user, a temp directory for
- * config, log and pid. `scripts/ensure-pgbouncer.sh` installs the binary (no service started).
+ * config, log and pid. `scripts/ensure-tools.sh` installs the binary (no service started).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,7 +29,7 @@ export function pgbouncerBinary(): string {
   try {
     return execFileSync('sh', ['-c', 'command -v pgbouncer'], { encoding: 'utf8' }).trim();
   } catch {
-    throw new Error('pgbouncer is not installed: run scripts/ensure-pgbouncer.sh');
+    throw new Error('pgbouncer is not installed: run scripts/ensure-tools.sh');
   }
 }
 
