@@ -20,6 +20,7 @@ import type { PGliteOptions, QueryOptions, Results } from '@electric-sql/pglite'
 import type { Adapter, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redactError } from '../src/redact';
+import { raceAbort } from '../src/time';
 import { errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
 
 /**
@@ -303,23 +304,4 @@ function validateOptions(source: unknown): PgliteAdapterOptions {
     throw new ConfigError([{ field: 'dataDir', problem: 'must be a string' }]);
   }
   return { ...(source as PgliteAdapterOptions) };
-}
-
-/** `promise`, or a rejection as soon as `signal` aborts (the underlying work is not cancelled). */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }

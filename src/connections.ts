@@ -9,7 +9,7 @@ import type { Adapter } from './adapter';
 import { ConnectError } from './errors';
 import type { CloseReason } from './metrics';
 import { redact, redactError } from './redact';
-import { sleep } from './time';
+import { raceAbort, sleep, withTimeout } from './time';
 
 let nextConnectionId = 1;
 
@@ -155,41 +155,4 @@ function toConnectError(adapter: Adapter<object>, err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   const cause = redactError(err);
   return new ConnectError(`Could not connect to ${adapter.name} at ${redact(adapter.target)}: ${cause.message}`, { cause });
-}
-
-/** Resolve/reject with `promise`, or reject with the signal's reason when it aborts first. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
-}
-
-/** Bound a promise in time; the timer never keeps the process alive. */
-export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    timer.unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
 }

@@ -198,13 +198,7 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       while (frame.tail !== undefined) await frame.tail;
     } catch (error) {
       record.txDepth = 0;
-      await rollbackAfter(pool, record, error);
-      metrics.transaction('rollback', (now() - startedAt) / 1000);
-      if (attempt <= opts.retries && canRetry(pool, record, error)) {
-        metrics.transaction('retry', undefined);
-        await sleep(backoffMs(opts, attempt));
-        continue;
-      }
+      if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
       throw withAttempts(error, attempt);
     }
     // The body caught a failed statement and returned: the database has aborted the transaction
@@ -212,8 +206,7 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
     if (record.state === 'active' && (await settledStatus(adapter, raw)) === 'failed') {
       const error = new TxAbortedError();
       record.txDepth = 0;
-      await rollbackAfter(pool, record, error);
-      metrics.transaction('rollback', (now() - startedAt) / 1000);
+      await rolledBackForRetry(pool, record, error, opts, attempt, startedAt); // never retryable
       throw withAttempts(error, attempt);
     }
     // Never commit on a lease the pool has revoked: its deadline passed, the work is abandoned.
@@ -233,13 +226,7 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
         throw new TxOutcomeUnknownError({ cause: error });
       }
       // COMMIT refused (serialization failure, deferred constraint): the server rolled back.
-      await rollbackAfter(pool, record, error);
-      metrics.transaction('rollback', (now() - startedAt) / 1000);
-      if (attempt <= opts.retries && canRetry(pool, record, error)) {
-        metrics.transaction('retry', undefined);
-        await sleep(backoffMs(opts, attempt));
-        continue;
-      }
+      if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
       throw withAttempts(error, attempt);
     }
     metrics.transaction('commit', (now() - startedAt) / 1000);
@@ -323,8 +310,25 @@ async function rollbackAfter<C extends object>(pool: Pool<C>, record: LeaseRecor
   }
 }
 
-function canRetry<C extends object>(pool: Pool<C>, record: LeaseRecord<C>, error: unknown): boolean {
-  return record.state === 'active' && !record.connection.broken && pool.adapter.isRetryable(error);
+/**
+ * After a failed attempt: ROLLBACK and count it. True when the transaction is to be rerun
+ * (retries left, a retryable error, the connection still ours and sound), after its backoff.
+ */
+async function rolledBackForRetry<C extends object>(
+  pool: Pool<C>,
+  record: LeaseRecord<C>,
+  error: unknown,
+  opts: ResolvedTxOptions,
+  attempt: number,
+  startedAt: number,
+): Promise<boolean> {
+  await rollbackAfter(pool, record, error);
+  pool.metrics.transaction('rollback', (now() - startedAt) / 1000);
+  const retry = attempt <= opts.retries && record.state === 'active' && !record.connection.broken && pool.adapter.isRetryable(error);
+  if (!retry) return false;
+  pool.metrics.transaction('retry', undefined);
+  await sleep(backoffMs(opts, attempt));
+  return true;
 }
 
 /** Exponential backoff with full jitter. */

@@ -9,6 +9,7 @@ import { Client } from 'pg';
 import { pgAdapter } from '../../adapters/pg';
 import type { Adapter, ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
+import { pgPasswordServer } from '../helpers/pg-password-server';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const pgUrl = new URL(PG_URL);
@@ -298,49 +299,6 @@ describe('connect and close', () => {
 });
 
 describe('connect failures never leak the password', () => {
-  /** Speaks just enough protocol to ask for a cleartext password, then fails auth, echoing it. */
-  async function passwordServer(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {
-    const received: string[] = [];
-    const sockets: net.Socket[] = [];
-    const server = net.createServer((socket) => {
-      sockets.push(socket);
-      socket.on('error', () => undefined);
-      let buf = Buffer.alloc(0);
-      let startupDone = false;
-      socket.on('data', (chunk) => {
-        buf = Buffer.concat([buf, chunk]);
-        if (!startupDone) {
-          if (buf.length < 4 || buf.length < buf.readInt32BE(0)) return;
-          buf = buf.subarray(buf.readInt32BE(0));
-          startupDone = true;
-          const auth = Buffer.alloc(9);
-          auth.write('R', 0);
-          auth.writeInt32BE(8, 1);
-          auth.writeInt32BE(3, 5); // AuthenticationCleartextPassword
-          socket.write(auth);
-        }
-        if (buf.length < 5 || buf.length < 1 + buf.readInt32BE(1)) return;
-        const password = buf.subarray(5, 1 + buf.readInt32BE(1) - 1).toString('utf8');
-        received.push(password);
-        const fields = ['SFATAL', 'VFATAL', 'C28P01', `Mpassword authentication failed for user "lp_pw_user" (got ${password})`];
-        const body = Buffer.concat([...fields.map((f) => Buffer.from(`${f}\0`)), Buffer.from([0])]);
-        const head = Buffer.alloc(5);
-        head.write('E', 0);
-        head.writeInt32BE(4 + body.length, 1);
-        socket.end(Buffer.concat([head, body]));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return {
-      port: (server.address() as net.AddressInfo).port,
-      received,
-      close: async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      },
-    };
-  }
-
   function expectNoSecret(err: unknown, secrets: string[]): void {
     const e = err as Error & { cause?: Error };
     const surfaces = [e.message, e.stack ?? '', String(e.cause?.message), String(e.cause?.stack), inspect(err, { depth: 10 }), JSON.stringify(err)];
@@ -349,7 +307,7 @@ describe('connect failures never leak the password', () => {
 
   test('wrong password (server asks for it, rejects it, even echoes it): ConnectError with 28P01, redacted', async () => {
     // pg_hba on the test server is `trust`, so real password failure is reproduced by a protocol-level fake.
-    const srv = await passwordServer();
+    const srv = await pgPasswordServer();
     cleanups.push(() => srv.close());
     const password = 'S3cr@t-pw/with:chars';
     const url = `postgres://lp_pw_user:${encodeURIComponent(password)}@127.0.0.1:${srv.port}/lpdb`;

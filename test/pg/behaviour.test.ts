@@ -5,7 +5,7 @@
 import { Client } from 'pg';
 import { pgAdapter } from '../../adapters/pg';
 import { describeBehaviour, eventually, type Admin, type Row } from '../shared/behaviour';
-import { pgPasswordServer } from '../shared/pg-password-server';
+import { pgPasswordServer } from '../helpers/pg-password-server';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** Unique per process: two runs of this file at once (two developers, two jest invocations) never collide. */

@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { pgAdapter, Pool, type PgPoolConfig } from '../../adapters/pg';
 import { ConfigError, ConnectError, LeaseReleasedError, LeaseRevokedError } from '../../src/errors';
 import { createPool } from '../../src/pool';
+import { pgPasswordServer } from '../helpers/pg-password-server';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const pgUrl = new URL(PG_URL);
@@ -97,49 +98,6 @@ async function blackhole(): Promise<{ port: number; accepted: () => number; clos
   return {
     port: (server.address() as net.AddressInfo).port,
     accepted: () => sockets.length,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** Speaks just enough protocol to ask for a cleartext password, then fails auth echoing it (pg_hba here is trust). */
-async function passwordServer(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {
-  const received: string[] = [];
-  const sockets: net.Socket[] = [];
-  const server = net.createServer((socket) => {
-    sockets.push(socket);
-    socket.on('error', () => undefined);
-    let buf = Buffer.alloc(0);
-    let startupDone = false;
-    socket.on('data', (chunk) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (!startupDone) {
-        if (buf.length < 4 || buf.length < buf.readInt32BE(0)) return;
-        buf = buf.subarray(buf.readInt32BE(0));
-        startupDone = true;
-        const auth = Buffer.alloc(9);
-        auth.write('R', 0);
-        auth.writeInt32BE(8, 1);
-        auth.writeInt32BE(3, 5); // AuthenticationCleartextPassword
-        socket.write(auth);
-      }
-      if (buf.length < 5 || buf.length < 1 + buf.readInt32BE(1)) return;
-      const password = buf.subarray(5, 1 + buf.readInt32BE(1) - 1).toString('utf8');
-      received.push(password);
-      const fields = ['SFATAL', 'VFATAL', 'C28P01', `Mpassword authentication failed for user "lp_pw_user" (got ${password})`];
-      const body = Buffer.concat([...fields.map((f) => Buffer.from(`${f}\0`)), Buffer.from([0])]);
-      const head = Buffer.alloc(5);
-      head.write('E', 0);
-      head.writeInt32BE(4 + body.length, 1);
-      socket.end(Buffer.concat([head, body]));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    received,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -624,7 +582,7 @@ describe('connection errors', () => {
   });
 
   test('a wrong password: 28P01, and the password appears nowhere (even when the server echoes it)', async () => {
-    const srv = await passwordServer();
+    const srv = await pgPasswordServer();
     cleanups.push(() => srv.close());
     const password = 'S3cr@t-compat/pw';
     const pool = lpPool({ connectionString: undefined, host: '127.0.0.1', port: srv.port, user: 'lp_pw_user', password, database: 'lpdb' });
