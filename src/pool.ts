@@ -26,7 +26,7 @@ import { captureSite, formatSite, LeakDetector } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
-import { reclaimLease, releaseLease, type LeaseOwner } from './release';
+import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 import { now } from './time';
 import { check, checkCallOptions } from './options';
@@ -99,7 +99,6 @@ export interface PoolEvents {
   enqueue: [];
 }
 
-type Waiter = { fail(err: Error): void };
 
 const ACQUIRE_OPTIONS = { timeoutMs: { allowInfinity: true } } as const;
 // A hold deadline of Infinity would be a timer firing at once: leave timeoutMs out instead.
@@ -126,7 +125,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   readonly #active = new Set<LeaseRecord<C>>();
   readonly #gp: GenericPool<PooledConnection<C>>;
   readonly #factory: ReturnType<typeof createFactory<C>>;
-  readonly #waiters = new Set<Waiter>();
+  readonly #waiters = new WaiterList();
   readonly #leaks: LeakDetector<C>;
   readonly #dropped: FinalizationRegistry<LeaseRecord<C>>;
   readonly #max: number;
@@ -311,12 +310,14 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     const startedAt = now();
     let conn: PooledConnection<C>;
+    let acquiredAt: number;
     for (;;) {
       conn =
         gp.available > 0 && signal === undefined
           ? await gp.acquire()
           : await this.#waitForConnection(startedAt, timeoutMs, signal);
-      if (!conn.broken && now() < conn.expiresAt) break;
+      acquiredAt = now();
+      if (!conn.broken && acquiredAt < conn.expiresAt) break;
       this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
     }
     if (this.#closed) {
@@ -324,7 +325,6 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       this.metrics.acquireFailed('rejected');
       throw new PoolClosedError(this.name);
     }
-    const acquiredAt = now();
     this.metrics.acquired((acquiredAt - startedAt) / 1000);
     conn.leased = true;
     this.adapter.onLease?.(conn.raw);
@@ -344,19 +344,20 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   }
 
   /** @internal Acquire, run `fn` in the lease's scope, release however it ends. */
-  async scoped<R>(
+  scoped<R>(
     fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>,
     options: LeaseScopeOptions | undefined,
     site: CallSite | undefined,
   ): Promise<R> {
-    const lease = await this.acquireLease(
+    // Not async: handing the acquire to runAndRelease saves an async frame and its promises.
+    const acquiring = this.acquireLease(
       options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
       options?.signal,
       site,
       options?.timeoutMs,
       false,
     );
-    return this.runAndRelease(lease, (l) => runInScope(this, l, undefined, fn, l.conn, l));
+    return this.runAndRelease(acquiring, (l) => runInScope(this, l, undefined, fn, l.conn, l));
   }
 
   /**
@@ -364,7 +365,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * errors are attached to it; if the pool revokes the lease, the caller gets the revoke reason
    * at once even if the body ignores it.
    */
-  async runAndRelease<R>(lease: Lease<C>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
+  async runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
+    const lease = leaseOrAcquire instanceof Lease ? leaseOrAcquire : await leaseOrAcquire;
     const record = lease.record;
     let result: R | undefined;
     let failure: { error: unknown } | undefined;
@@ -373,7 +375,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     } catch (error) {
       failure = { error };
     }
-    const cleanupErrors = await releaseLease(record);
+    const releasing = releaseLease(record);
+    const cleanupErrors = releasing === RELEASED_CLEAN ? NO_CLEANUP_ERRORS : await releasing;
     if (failure !== undefined) {
       attachSuppressed(failure.error, cleanupErrors);
       throw failure.error;
@@ -486,7 +489,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       const finish = (err: Error | undefined, conn?: PooledConnection<C>): boolean => {
         if (settled) return false;
         settled = true;
-        this.#waiters.delete(waiter);
+        this.#waiters.remove(waiter);
         if (timer !== undefined) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (err === undefined) resolve(conn as PooledConnection<C>);
@@ -496,11 +499,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         }
         return true;
       };
-      const waiter: Waiter = {
-        fail: (err) => {
-          if (finish(err)) this.metrics.acquireFailed(err instanceof ConnectError ? 'error' : 'rejected');
-        },
-      };
+      const waiter = new Waiter((err) => {
+        if (finish(err)) this.metrics.acquireFailed(err instanceof ConnectError ? 'error' : 'rejected');
+      });
       const onAbort = (): void => {
         if (finish(abortReason(signal as AbortSignal))) this.metrics.acquireFailed('aborted');
       };
@@ -528,7 +529,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   #failWaiters(error: ConnectError): void {
     // Every caller waiting now needed that connection (generic-pool creates one per waiter):
     // give each the real error at once rather than a timeout later.
-    for (const waiter of [...this.#waiters]) waiter.fail(error);
+    for (const waiter of this.#waiters.toArray()) waiter.fail(error);
     this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
   }
 
@@ -564,7 +565,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     this.#leaks.stop();
     this.#factory.stop();
     const closedError = new PoolClosedError(this.name);
-    for (const waiter of [...this.#waiters]) waiter.fail(closedError);
+    for (const waiter of this.#waiters.toArray()) waiter.fail(closedError);
     rejectAllRequests(this.#gp as GenericPool<unknown>, closedError);
 
     const activeAtStart = this.#active.size;
@@ -601,6 +602,61 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     this.metrics.detach();
     return { released: activeAtStart - leftovers.length - reclaimedDuringWait, reclaimed: leftovers.length + reclaimedDuringWait };
+  }
+}
+
+/** A caller waiting for a connection; linked into the pool's `WaiterList` while it waits. */
+class Waiter {
+  prev: Waiter | undefined = undefined;
+  next: Waiter | undefined = undefined;
+  linked = false;
+  constructor(readonly fail: (err: Error) => void) {}
+}
+
+/**
+ * The callers waiting for a connection, oldest first: a doubly linked list, not a Set. A Set
+ * with this much churn keeps each hash table it outgrows reachable from the one before; once one
+ * of them sits in the old generation (after any full GC), every later table and each waiter it
+ * held (closures, promises, the generic-pool request) survive young-generation GCs and are
+ * promoted in turn until the next full GC: scavenges of several milliseconds under contention.
+ */
+class WaiterList {
+  #head: Waiter | undefined = undefined;
+  #tail: Waiter | undefined = undefined;
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  add(waiter: Waiter): void {
+    if (waiter.linked) return;
+    waiter.linked = true;
+    waiter.prev = this.#tail;
+    waiter.next = undefined;
+    if (this.#tail !== undefined) this.#tail.next = waiter;
+    else this.#head = waiter;
+    this.#tail = waiter;
+    this.#size++;
+  }
+
+  remove(waiter: Waiter): void {
+    if (!waiter.linked) return;
+    waiter.linked = false;
+    if (waiter.prev !== undefined) waiter.prev.next = waiter.next;
+    else this.#head = waiter.next;
+    if (waiter.next !== undefined) waiter.next.prev = waiter.prev;
+    else this.#tail = waiter.prev;
+    waiter.prev = undefined;
+    waiter.next = undefined;
+    this.#size--;
+  }
+
+  /** A copy, oldest first (failing a waiter removes it from the list). */
+  toArray(): Waiter[] {
+    const out: Waiter[] = [];
+    for (let w = this.#head; w !== undefined; w = w.next) out.push(w);
+    return out;
   }
 }
 
@@ -657,6 +713,7 @@ function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 const ignore = (): void => undefined;
+const NO_CLEANUP_ERRORS: readonly unknown[] = Object.freeze([]);
 
 /**
  * generic-pool's default evictor closes idle connections past the soft idle timeout (keeping
