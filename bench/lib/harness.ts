@@ -1,0 +1,284 @@
+/**
+ * The measuring engine of `npm run bench`: time-boxed runs of N concurrent callers, the variants
+ * of one scenario interleaved in one process over several repetitions, medians, ratios, budgets.
+ *
+ * One timed run = `concurrency` async callers, each looping `await op()` until the deadline. The
+ * clock is read every `checkEvery` ops per caller (reading it on every op would cost more than the
+ * cheapest variants). Per run we record ops, wall time, process CPU (user + system, all threads)
+ * and bytes allocated on the JS heap (from V8's GC profiler: heap growth plus what each GC freed).
+ *
+ * A forced full GC (`global.gc()`) runs once per concurrency, before the warm-up runs, never
+ * between timed runs: a forced GC is memory-reducing, it throws away most optimized code ("weak
+ * objects" deoptimizations), and the run after it would measure re-optimization, which costs
+ * deep call stacks (leasepool's) more than shallow ones — up to a third of the DB throughput.
+ * Garbage a run leaves behind is young and costs the next run next to nothing.
+ *
+ * CPU per op is the steadier figure when the machine is shared: wall time includes waiting for a
+ * core, CPU time mostly does not.
+ */
+import { GCProfiler } from 'node:v8';
+
+/** One thing being measured at one concurrency: `op` is one operation, `close` frees it. */
+export interface VariantInstance {
+  op(): Promise<unknown>;
+  close?(): Promise<void>;
+}
+
+export interface VariantDef {
+  /** Column label; budgets refer to variants by this name. */
+  readonly name: string;
+  /** Concurrencies it runs at; default: every concurrency of the scenario. */
+  readonly at?: readonly number[];
+  /** Create the pool (once per scenario: the same instance serves every concurrency and rep). */
+  open(): Promise<VariantInstance> | VariantInstance;
+}
+
+/** A ratio of medians that must hold. */
+export interface Budget {
+  readonly variant: string;
+  readonly baseline: string;
+  readonly at: number;
+  /** `'time'`: ns/op ratio must be <= limit. `'throughput'`: ops/s ratio must be >= limit. */
+  readonly metric: 'time' | 'throughput';
+  readonly limit: number;
+  /** Why this budget exists (printed). */
+  readonly note?: string;
+}
+
+export interface ThroughputConfig {
+  readonly concurrencies: readonly number[];
+  readonly variants: readonly VariantDef[];
+  /** Variant the ratio column of the table is relative to. */
+  readonly baseline: string;
+  /** What the ratio column shows: time per op (lower is better) or throughput (higher is better). */
+  readonly ratioMetric: 'time' | 'throughput';
+  readonly durationMs: number;
+  readonly warmupMs: number;
+  readonly checkEvery: number;
+  readonly reps: number;
+  readonly budgets: readonly Budget[];
+  /** Print progress dots to stderr. */
+  readonly progress?: boolean;
+}
+
+export interface RunSample {
+  readonly ops: number;
+  readonly elapsedMs: number;
+  readonly nsPerOp: number;
+  readonly opsPerSec: number;
+  readonly cpuUsPerOp: number;
+  readonly heapBytesPerOp: number;
+}
+
+export interface VariantResult {
+  readonly variant: string;
+  readonly concurrency: number;
+  readonly samples: RunSample[];
+  readonly median: RunSample;
+  /** (max - min) / median of ns/op over the reps. */
+  readonly spread: number;
+}
+
+export interface BudgetResult extends Budget {
+  readonly ratio: number;
+  readonly ok: boolean;
+  readonly line: string;
+}
+
+export interface ThroughputResult {
+  readonly results: VariantResult[];
+  readonly budgets: BudgetResult[];
+  readonly tables: string[];
+}
+
+declare const gc: (() => void) | undefined;
+
+/** Collect garbage (needs `--expose-gc`; a no-op without it). */
+export function collect(times = 1): void {
+  if (typeof gc === 'function') for (let i = 0; i < times; i++) gc();
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** One time-boxed run of `concurrency` callers looping over `op`. */
+export async function timedRun(op: () => Promise<unknown>, concurrency: number, durationMs: number, checkEvery: number): Promise<RunSample> {
+  await tick();
+  const profiler = new GCProfiler();
+  const heapStart = process.memoryUsage().heapUsed;
+  profiler.start();
+  const cpuStart = process.cpuUsage();
+  const start = performance.now();
+  const deadline = start + durationMs;
+  let failure: unknown;
+  let stop = false;
+  const caller = async (): Promise<number> => {
+    let n = 0;
+    try {
+      while (!stop) {
+        for (let i = 0; i < checkEvery; i++) await op();
+        n += checkEvery;
+        if (performance.now() >= deadline) break;
+      }
+    } catch (err) {
+      failure ??= err;
+      stop = true;
+    }
+    return n;
+  };
+  const callers: Promise<number>[] = [];
+  for (let i = 0; i < concurrency; i++) callers.push(caller());
+  const counts = await Promise.all(callers);
+  const elapsedMs = performance.now() - start;
+  const cpu = process.cpuUsage(cpuStart);
+  const heapEnd = process.memoryUsage().heapUsed;
+  const profile = profiler.stop();
+  if (failure !== undefined) throw failure;
+  let freed = 0;
+  for (const s of profile?.statistics ?? []) {
+    freed += s.beforeGC.heapStatistics.usedHeapSize - s.afterGC.heapStatistics.usedHeapSize;
+  }
+  const ops = counts.reduce((a, b) => a + b, 0);
+  return {
+    ops,
+    elapsedMs,
+    nsPerOp: (elapsedMs * 1e6) / ops,
+    opsPerSec: (ops * 1000) / elapsedMs,
+    cpuUsPerOp: (cpu.user + cpu.system) / ops,
+    heapBytesPerOp: Math.max(0, heapEnd - heapStart + freed) / ops,
+  };
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function medianSample(samples: readonly RunSample[]): RunSample {
+  const m = (key: keyof RunSample): number => median(samples.map((s) => s[key]));
+  return {
+    ops: m('ops'),
+    elapsedMs: m('elapsedMs'),
+    nsPerOp: m('nsPerOp'),
+    opsPerSec: m('opsPerSec'),
+    cpuUsPerOp: m('cpuUsPerOp'),
+    heapBytesPerOp: m('heapBytesPerOp'),
+  };
+}
+
+/**
+ * Measure every variant at every concurrency. Within one concurrency the variants run
+ * interleaved, rep after rep (A,B,C, B,C,A, C,A,B …: the start rotates so no variant always runs
+ * right after the same neighbour). A full GC and a warm-up run of each variant come first.
+ */
+export async function runThroughput(config: ThroughputConfig): Promise<ThroughputResult> {
+  const instances = new Map<string, VariantInstance>();
+  const results: VariantResult[] = [];
+  try {
+    const ops = new Map<string, () => Promise<unknown>>();
+    for (const def of config.variants) {
+      const instance = await def.open();
+      instances.set(def.name, instance);
+      ops.set(def.name, instance.op.bind(instance));
+    }
+    const opOf = (name: string): (() => Promise<unknown>) => {
+      const op = ops.get(name);
+      if (op === undefined) throw new Error(`no variant named ${name}`);
+      return op;
+    };
+    for (const c of config.concurrencies) {
+      const here = config.variants.filter((v) => v.at === undefined || v.at.includes(c));
+      const samples = new Map<string, RunSample[]>(here.map((v) => [v.name, []]));
+      collect(2);
+      for (const v of here) await timedRun(opOf(v.name), c, config.warmupMs, config.checkEvery);
+      for (let rep = 0; rep < config.reps; rep++) {
+        for (let k = 0; k < here.length; k++) {
+          const v = here[(k + rep) % here.length] as VariantDef;
+          const sample = await timedRun(opOf(v.name), c, config.durationMs, config.checkEvery);
+          samples.get(v.name)?.push(sample);
+          if (config.progress === true) process.stderr.write('.');
+        }
+      }
+      for (const v of here) {
+        const s = samples.get(v.name) ?? [];
+        const med = medianSample(s);
+        const ns = s.map((x) => x.nsPerOp);
+        results.push({ variant: v.name, concurrency: c, samples: s, median: med, spread: (Math.max(...ns) - Math.min(...ns)) / med.nsPerOp });
+      }
+    }
+  } finally {
+    if (config.progress === true) process.stderr.write('\n');
+    for (const instance of instances.values()) await instance.close?.();
+  }
+  const budgets = config.budgets.map((b) => evaluateBudget(b, results));
+  return { results, budgets, tables: config.concurrencies.map((c) => table(config, results, c)) };
+}
+
+function find(results: readonly VariantResult[], variant: string, at: number): VariantResult | undefined {
+  return results.find((r) => r.variant === variant && r.concurrency === at);
+}
+
+function ratioOf(metric: 'time' | 'throughput', a: RunSample, b: RunSample): number {
+  return metric === 'time' ? a.nsPerOp / b.nsPerOp : a.opsPerSec / b.opsPerSec;
+}
+
+export function evaluateBudget(budget: Budget, results: readonly VariantResult[]): BudgetResult {
+  const a = find(results, budget.variant, budget.at);
+  const b = find(results, budget.baseline, budget.at);
+  const what = budget.metric === 'time' ? 'ns/op' : 'ops/s';
+  const bound = budget.metric === 'time' ? `≤ ${budget.limit}x` : `≥ ${budget.limit}x`;
+  if (a === undefined || b === undefined) {
+    return { ...budget, ratio: NaN, ok: false, line: `c=${budget.at} ${budget.variant} / ${budget.baseline}: not measured (budget ${bound}) MISSED` };
+  }
+  const ratio = ratioOf(budget.metric, a.median, b.median);
+  const ok = budget.metric === 'time' ? ratio <= budget.limit : ratio >= budget.limit;
+  const line = `c=${budget.at} ${budget.variant} / ${budget.baseline} = ${ratio.toFixed(2)}x ${what} (budget ${bound}) ${ok ? 'OK' : 'MISSED'}`;
+  return { ...budget, ratio, ok, line };
+}
+
+// ------------------------------------------------------------------ formatting
+
+export function fmtInt(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : String(n);
+}
+
+function fmtTime(ns: number): string {
+  if (ns < 10_000) return `${fmtInt(ns)} ns`;
+  return `${(ns / 1000).toFixed(1)} µs`;
+}
+
+function fmtOps(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return n.toFixed(0);
+}
+
+function fmtBytes(n: number): string {
+  if (n >= 10_240) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${fmtInt(n)} B`;
+}
+
+/** A plain text table: first column left-aligned, the others right-aligned. */
+export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function table(config: ThroughputConfig, results: readonly VariantResult[], c: number): string {
+  const base = find(results, config.baseline, c);
+  const ratioHeader = config.ratioMetric === 'time' ? `ns/op ÷ ${config.baseline}` : `ops/s ÷ ${config.baseline}`;
+  const rows = results
+    .filter((r) => r.concurrency === c)
+    .map((r) => [
+      r.variant,
+      fmtOps(r.median.opsPerSec),
+      fmtTime(r.median.nsPerOp),
+      `±${((r.spread * 100) / 2).toFixed(1)}%`,
+      r.median.cpuUsPerOp.toFixed(2),
+      fmtBytes(r.median.heapBytesPerOp),
+      base === undefined ? '-' : `${ratioOf(config.ratioMetric, r.median, base.median).toFixed(2)}x`,
+    ]);
+  return `callers=${c} (medians of ${config.reps} reps)\n` + renderTable(['variant', 'ops/s', 'time/op', 'spread', 'CPU µs/op', 'heap/op', ratioHeader], rows);
+}

@@ -1,0 +1,179 @@
+/**
+ * leasepool benchmarks.
+ *
+ *   npm run bench                       every scenario, 5 reps, tables + bench/results/<scenario>.json
+ *   npm run bench -- --check            exit 1 if any budget is missed (or a database is unreachable)
+ *   npm run bench -- --only pg          scenarios whose name contains "pg"
+ *   npm run bench -- --reps 7           repetitions per variant (medians over them)
+ *   npm run bench -- --quick            smoke run: 2 reps, short runs (numbers are rough)
+ *   npm run bench -- --source           run leasepool from its TypeScript sources (through tsx)
+ *                                       instead of the tsc build it ships as (see lib/subject.ts)
+ *
+ * Within a scenario the variants (leasepool and its peers) run interleaved in one process over
+ * the repetitions; budgets are ratios of medians declared with each scenario. Database scenarios
+ * read PG_URL (default postgres://postgres@127.0.0.1:5432/test) and MYSQL_URL (default
+ * mysql://root@127.0.0.1:3306/test); an unreachable database skips its scenarios, except under
+ * `--check` where it is a failure. Needs `--expose-gc` (the npm script passes it).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { redact } from '../src/redact';
+import { collect } from './lib/harness';
+import type { BenchOptions, Scenario, ScenarioResult } from './lib/scenario';
+import { cycle } from './scenarios/cycle';
+import { mysqlSelect, mysqlTx } from './scenarios/mysql';
+import { pgSelect, pgTx } from './scenarios/pg';
+import { soak } from './scenarios/soak';
+import { buildSubject } from './lib/subject';
+
+const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgTx, mysqlSelect, mysqlTx];
+
+interface Cli {
+  readonly check: boolean;
+  readonly only: string | undefined;
+  readonly reps: number;
+  readonly quick: boolean;
+  readonly source: boolean;
+}
+
+function usage(message: string): never {
+  process.stderr.write(`${message}\nusage: npm run bench [-- --check] [--only <scenario substring>] [--reps N] [--quick] [--source]\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: readonly string[]): Cli {
+  let check = false;
+  let only: string | undefined;
+  let reps: number | undefined;
+  let quick = false;
+  let source = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--check') check = true;
+    else if (arg === '--quick') quick = true;
+    else if (arg === '--source') source = true;
+    else if (arg === '--only') {
+      only = argv[++i];
+      if (only === undefined || only === '') usage('--only needs a scenario name (substring)');
+    } else if (arg === '--reps') {
+      const value = Number(argv[++i]);
+      if (!Number.isInteger(value) || value < 1) usage('--reps needs an integer >= 1');
+      reps = value;
+    } else if (arg === '--help' || arg === '-h') usage('leasepool benchmarks');
+    else usage(`unknown argument ${JSON.stringify(arg)}`);
+  }
+  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source };
+}
+
+async function main(): Promise<number> {
+  const cli = parseArgs(process.argv.slice(2));
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+    process.stderr.write('warning: run with --expose-gc (npm run bench does): heap figures and the soak need global.gc()\n');
+  }
+  const options: BenchOptions = { reps: cli.reps, timeScale: cli.quick ? 0.25 : 1, quick: cli.quick, check: cli.check };
+  const selected = SCENARIOS.filter((s) => cli.only === undefined || s.name.includes(cli.only));
+  if (selected.length === 0) usage(`no scenario matches ${JSON.stringify(cli.only)} (have: ${SCENARIOS.map((s) => s.name).join(', ')})`);
+
+  const subject = buildSubject(cli.source);
+  const cpus = os.cpus();
+  console.log(
+    `leasepool bench — node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}, reps ${options.reps}${cli.quick ? ' (quick)' : ''}${cli.check ? ', --check' : ''}`,
+  );
+  console.log(`leasepool under test: ${subject}`);
+  const resultsDir = path.join(__dirname, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const failures: string[] = [];
+  /** Scenarios that threw: an error with or without --check. */
+  const errors: string[] = [];
+  const summary: string[] = [];
+  let evaluated = 0;
+  const started = performance.now();
+
+  for (const scenario of selected) {
+    console.log(`\n=== ${scenario.name}: ${scenario.title}`);
+    if (scenario.service !== undefined) {
+      const service = scenario.service;
+      try {
+        await service.probe();
+      } catch (err) {
+        const why = redact(err instanceof Error ? err.message : String(err));
+        const message = `${service.name} at ${service.target} is unreachable (${why})`;
+        if (cli.check) {
+          console.log(`FAILED: ${message}; --check needs it`);
+          failures.push(`${scenario.name}: ${message}`);
+        } else {
+          console.log(`skipped: ${message}`);
+          summary.push(`${scenario.name}: skipped (${service.name} unreachable)`);
+        }
+        continue;
+      }
+    }
+    const t0 = performance.now();
+    let result: ScenarioResult;
+    try {
+      result = await scenario.run(options);
+    } catch (err) {
+      const why = redact(err instanceof Error ? (err.stack ?? err.message) : String(err));
+      console.log(`FAILED: the scenario threw: ${why}`);
+      errors.push(`${scenario.name}: threw ${redact(err instanceof Error ? err.message : String(err))}`);
+      continue;
+    }
+    collect(2);
+    for (const t of result.tables) console.log(`\n${t}`);
+    if (result.budgets.length > 0 || result.checks.length > 0) console.log('');
+    evaluated += result.budgets.length + result.checks.length;
+    for (const b of result.budgets) {
+      console.log(`  ${b.line}`);
+      summary.push(`${scenario.name}: ${b.line}`);
+      if (!b.ok) failures.push(`${scenario.name}: ${b.line}`);
+    }
+    for (const c of result.checks) {
+      const line = `${c.label}: ${c.detail} ${c.ok ? 'OK' : 'MISSED'}`;
+      console.log(`  ${line}`);
+      summary.push(`${scenario.name}: ${line}`);
+      if (!c.ok) failures.push(`${scenario.name}: ${line}`);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    console.log(`  (${seconds.toFixed(1)} s)`);
+    const file = path.join(resultsDir, `${scenario.name}.json`);
+    const json = {
+      scenario: scenario.name,
+      title: scenario.title,
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: cpus.length,
+      cpuModel: cpus[0]?.model.trim(),
+      reps: options.reps,
+      quick: options.quick,
+      subject,
+      seconds,
+      results: result.results ?? [],
+      budgets: result.budgets,
+      checks: result.checks,
+      ...(result.extra ?? {}),
+    };
+    writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  }
+
+  console.log(`\n=== summary (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  for (const line of summary) console.log(`  ${line}`);
+  for (const e of errors) console.log(`  ${e}`);
+  if (failures.length > 0) {
+    console.log(`\n${failures.length} budget(s)/check(s) missed or failed${cli.check ? '' : ' (not an error without --check)'}:`);
+    for (const f of failures) console.log(`  ${f}`);
+  } else if (errors.length === 0) {
+    console.log(evaluated > 0 ? '\nall budgets met' : '\nno budget evaluated');
+  }
+  return errors.length > 0 || (cli.check && failures.length > 0) ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
+    process.exitCode = 1;
+  },
+);
