@@ -25,7 +25,6 @@ import { findAmbient } from '../src/context';
 import { ConfigError, PoolClosedError, PoolQueueFullError } from '../src/errors';
 import type { Adapter } from '../src/adapter';
 import type { CallSite, Lease } from '../src/lease';
-import { captureSite } from '../src/leaks';
 import type { Logger } from '../src/logger';
 import type { MetricsOptions } from '../src/metrics';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
@@ -38,6 +37,8 @@ export interface CompatLeasepoolOptions {
   name?: string;
   /** A connection held longer than this is reported (once) with the stack that took it. 0 disables. Default 30 000. */
   leakDetectionMs?: number;
+  /** Most acquire stacks recorded per second for leak reports (leasepool's `leakStacksPerSecond`). Default 1 000. */
+  leakStacksPerSecond?: number;
   /** A connection held longer than this is taken back: its statement cancelled, its transaction rolled back, the connection closed. Default: never. */
   leaseTimeoutMs?: number;
   /** Prometheus metrics into this prom-client registry (`{ registry }`); `false` or omitted disables them. */
@@ -87,6 +88,7 @@ const POOL_KEYS = ['connectionLimit', 'queueLimit', 'waitForConnections', 'maxId
 const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
   'name',
   'leakDetectionMs',
+  'leakStacksPerSecond',
   'leaseTimeoutMs',
   'metrics',
   'logger',
@@ -204,7 +206,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   getConnection(): Promise<PoolConnection> {
     const core = this.#core;
     // The leak report's acquire stack starts at the caller of getConnection(), not in this file.
-    const site = core.options.leakDetectionMs > 0 ? captureSite(this.getConnection) : undefined;
+    const site = core.captureAcquireSite(this.getConnection);
     return core.acquireLease(core.options.acquireTimeoutMs, undefined, site, undefined, true).then(
       (lease) => this.#wrap(lease),
       (err: unknown) => {
@@ -222,14 +224,14 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   /** Run one statement on a pooled connection (the one of the enclosing `withTx`, if any). Resolves `[rows, fields]`. */
   query<T extends QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
     if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
-    const site = this.#core.options.leakDetectionMs > 0 ? captureSite(this.query) : undefined;
+    const site = this.#core.captureAcquireSite(this.query);
     return this.#statement('query', sql, values, site) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Prepare (cached per connection) and execute one statement on a pooled connection. Resolves `[rows, fields]`. */
   execute<T extends QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
     if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
-    const site = this.#core.options.leakDetectionMs > 0 ? captureSite(this.execute) : undefined;
+    const site = this.#core.captureAcquireSite(this.execute);
     return this.#statement('execute', sql, values, site) as Promise<[T, FieldPacket[]]>;
   }
 
@@ -238,7 +240,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
    * rethrow. `pool.query`/`pool.execute`/`withTx` called inside join it (nested `withTx` is a savepoint).
    */
   withTx<R>(fn: (conn: PromiseConnection, tx: Transaction<PromiseConnection>) => R | PromiseLike<R>, options?: TxOptions): Promise<R> {
-    const site = this.#core.options.leakDetectionMs > 0 ? captureSite(this.withTx) : undefined;
+    const site = this.#core.captureAcquireSite(this.withTx);
     return runTransaction(this.#core, fn, options, site);
   }
 
@@ -542,6 +544,7 @@ export function createPool(config: string | PoolOptions): Pool {
     maxLifetimeMs: lp.maxLifetimeMs ?? Infinity,
     maxUses: lp.maxUses ?? Infinity,
     ...(lp.leakDetectionMs !== undefined ? { leakDetectionMs: lp.leakDetectionMs } : {}),
+      ...(lp.leakStacksPerSecond !== undefined ? { leakStacksPerSecond: lp.leakStacksPerSecond } : {}),
     leaseTimeoutMs: lp.leaseTimeoutMs,
     resetOnRelease: lp.resetOnRelease ?? mysqlReset ?? false,
     metrics: lp.metrics ?? false,

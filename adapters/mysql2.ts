@@ -565,7 +565,9 @@ function validateBeginOptions(opts: BeginOptions): void {
   if (opts.deferrable === true) {
     problems.push({ field: 'deferrable', problem: 'is not supported by MySQL/MariaDB (PostgreSQL only)' });
   }
-  if (opts.isolation !== undefined && !Object.prototype.hasOwnProperty.call(ISOLATION, opts.isolation)) {
+  const isolation: unknown = opts.isolation;
+  // typeof first: an object key would be converted (and may throw) before the lookup.
+  if (isolation !== undefined && !(typeof isolation === 'string' && Object.prototype.hasOwnProperty.call(ISOLATION, isolation))) {
     problems.push({ field: 'isolation', problem: `must be one of ${Object.keys(ISOLATION).join(', ')}` });
   }
   if (opts.readOnly !== undefined && typeof opts.readOnly !== 'boolean') {

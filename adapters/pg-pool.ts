@@ -56,6 +56,8 @@ export interface PgPoolLeasepoolOptions {
   name?: string;
   /** A client held longer than this is reported once (logger warning with the `connect()` stack, event `leak` on `pool.leasepool`). `0` disables. Default 30 000. */
   leakDetectionMs?: number;
+  /** Most acquire stacks recorded per second for leak reports (leasepool's `leakStacksPerSecond`). Default 1 000. */
+  leakStacksPerSecond?: number;
   /** A client held longer than this is taken back: its statement cancelled, its transaction rolled back, the connection closed; further use throws `LeaseRevokedError`. Default: never. */
   leaseTimeoutMs?: number | undefined;
   /** `DISCARD ALL` at every release (session state never leaks to the next borrower). Default `false`. */
@@ -208,6 +210,7 @@ export class Pool extends EventEmitter {
       maxLifetimeMs: resolved.lifetimeMs,
       maxUses: resolved.maxUses,
       ...(lp.leakDetectionMs !== undefined ? { leakDetectionMs: lp.leakDetectionMs } : {}),
+      ...(lp.leakStacksPerSecond !== undefined ? { leakStacksPerSecond: lp.leakStacksPerSecond } : {}),
       ...(lp.leaseTimeoutMs !== undefined ? { leaseTimeoutMs: lp.leaseTimeoutMs } : {}),
       ...(lp.resetOnRelease !== undefined ? { resetOnRelease: lp.resetOnRelease } : {}),
       ...(lp.maxWaiting !== undefined ? { maxWaiting: lp.maxWaiting } : {}),
@@ -513,6 +516,7 @@ const POOL_ONLY_KEYS = [
 const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
   'name',
   'leakDetectionMs',
+  'leakStacksPerSecond',
   'leaseTimeoutMs',
   'resetOnRelease',
   'metrics',

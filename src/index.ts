@@ -3,7 +3,6 @@
  * @packageDocumentation
  */
 import { LeaseMisuseError } from './errors';
-import { captureSite } from './leaks';
 import { Pool } from './pool';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 
@@ -52,6 +51,6 @@ export function withTx<C extends object, R>(
     const got = value === null ? 'null' : ctor !== undefined && ctor !== Object ? `a ${String(ctor.name)}` : typeof value;
     return Promise.reject(new LeaseMisuseError(`withTx(pool, fn): the first argument must be a leasepool Pool (got ${got})`));
   }
-  const site = pool.options.leakDetectionMs > 0 ? captureSite(withTx) : undefined;
+  const site = pool.captureAcquireSite(withTx);
   return runTransaction(pool, fn, options, site);
 }

@@ -28,6 +28,12 @@ export interface PoolOptions {
   maxUses?: number;
   /** A lease held longer than this is reported as a leak (once). >= 0; 0 disables at no per-lease cost. Default 30 000. */
   leakDetectionMs?: number;
+  /**
+   * Most acquire stacks recorded per second for leak reports (a token bucket holding one second's
+   * worth). Capturing a stack costs V8 several microseconds; below this rate every acquire records
+   * one, above it a sample does. `Infinity`: every acquire; `0`: none. Default 1 000.
+   */
+  leakStacksPerSecond?: number;
   /** A lease held longer than this is revoked and its connection reclaimed. > 0, or `undefined` (never). Default `undefined`. */
   leaseTimeoutMs?: number | undefined;
   /** Reset session state (`DISCARD ALL`, `COM_RESET_CONNECTION`) at every release. Default `false`. */
@@ -50,6 +56,7 @@ export interface ResolvedPoolOptions {
   readonly maxLifetimeMs: number;
   readonly maxUses: number;
   readonly leakDetectionMs: number;
+  readonly leakStacksPerSecond: number;
   readonly leaseTimeoutMs: number | undefined;
   readonly resetOnRelease: boolean;
   readonly metrics: MetricsOptions | false;
@@ -67,6 +74,7 @@ export const DEFAULT_POOL_OPTIONS = {
   maxLifetimeMs: 1_800_000,
   maxUses: Infinity,
   leakDetectionMs: 30_000,
+  leakStacksPerSecond: 1_000,
   leaseTimeoutMs: undefined,
   resetOnRelease: false,
 } as const;
@@ -134,6 +142,10 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
   check.duration(problems, 'maxLifetimeMs', pick('maxLifetimeMs'), { allowZero: false, allowInfinity: true });
   check.integer(problems, 'maxUses', pick('maxUses'), 1, true);
   check.duration(problems, 'leakDetectionMs', pick('leakDetectionMs'), { allowZero: true, allowInfinity: false });
+  const stacksPerSecond = pick('leakStacksPerSecond');
+  if (!(typeof stacksPerSecond === 'number' && stacksPerSecond >= 0 && !Number.isNaN(stacksPerSecond))) {
+    problems.push({ field: 'leakStacksPerSecond', problem: `must be a number >= 0 or Infinity (got ${show(stacksPerSecond)})` });
+  }
   if (opts['leaseTimeoutMs'] !== undefined) {
     check.duration(problems, 'leaseTimeoutMs', opts['leaseTimeoutMs'], { allowZero: false, allowInfinity: false });
   }
@@ -166,6 +178,7 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     maxLifetimeMs: pick('maxLifetimeMs') as number,
     maxUses: pick('maxUses') as number,
     leakDetectionMs: pick('leakDetectionMs') as number,
+    leakStacksPerSecond: stacksPerSecond as number,
     leaseTimeoutMs: opts['leaseTimeoutMs'] as number | undefined,
     resetOnRelease: pick('resetOnRelease') as boolean,
     metrics: (metrics as MetricsOptions | undefined) ?? false,

@@ -22,7 +22,7 @@ import {
 import { evictNow, newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
 import type { GuardConfig } from './guard';
 import { Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
-import { captureSite, formatSite, LeakDetector } from './leaks';
+import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
@@ -127,6 +127,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   readonly #factory: ReturnType<typeof createFactory<C>>;
   readonly #waiters = new WaiterList();
   readonly #leaks: LeakDetector<C>;
+  /** How acquire stacks are taken: every time, within a rate, or (undefined) never. */
+  readonly #stacks: StackSampler | 'all' | undefined;
   readonly #dropped: FinalizationRegistry<LeaseRecord<C>>;
   readonly #max: number;
   #closing: Promise<CloseSummary> | undefined;
@@ -199,6 +201,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     this.#gp.on('factoryCreateError', () => undefined); // reported through the factory's connectFailed
     this.#gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
 
+    const stacksPerSecond = options.leakDetectionMs > 0 ? options.leakStacksPerSecond : 0;
+    this.#stacks = stacksPerSecond === Infinity ? 'all' : stacksPerSecond > 0 ? new StackSampler(stacksPerSecond) : undefined;
     this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => this.#reportLeak(record));
     this.#leaks.start();
     this.#dropped = new FinalizationRegistry((record) => this.#onDropped(record));
@@ -217,7 +221,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     } catch (err) {
       return Promise.reject(err);
     }
-    const site = this.options.leakDetectionMs > 0 ? captureSite(this.acquire) : undefined;
+    const site = this.captureAcquireSite(this.acquire);
     const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
     return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
   }
@@ -234,7 +238,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     const ambient = findAmbient(this);
     if (ambient !== undefined) return joinScope(fn, ambient.lease);
-    const site = this.options.leakDetectionMs > 0 ? captureSite(this.withLease) : undefined;
+    const site = this.captureAcquireSite(this.withLease);
     return this.scoped(fn, options, site);
   }
 
@@ -243,7 +247,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * rethrown). Nested in a transaction of this pool it becomes a savepoint.
    */
   withTx<R>(fn: (conn: C, tx: Transaction<C>) => R | PromiseLike<R>, options?: TxOptions): Promise<R> {
-    const site = this.options.leakDetectionMs > 0 ? captureSite(this.withTx) : undefined;
+    const site = this.captureAcquireSite(this.withTx);
     return runTransaction(this, fn, options, site);
   }
 
@@ -283,6 +287,16 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   }
 
   // ---------------------------------------------------------------- internals
+
+  /**
+   * @internal The caller of `entry` (a public method), for leak reports: when leak detection is
+   * on, within `leakStacksPerSecond`. Call it first thing, before any await.
+   */
+  captureAcquireSite(entry: Function): CallSite | undefined {
+    const stacks = this.#stacks;
+    if (stacks === undefined) return undefined;
+    return stacks === 'all' ? captureSite(entry) : stacks.capture(entry);
+  }
 
   /** @internal Acquire a lease; `site` is captured by the public entry point before any await. */
   async acquireLease(
@@ -547,7 +561,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     const info = this.#describe(record);
     this.logger.warn(
       { pool: this.name, leaseId: info.id, ageMs: info.ageMs, inTransaction: info.inTransaction },
-      `pool "${this.name}": lease #${info.id} held for ${info.ageMs} ms (leakDetectionMs=${this.options.leakDetectionMs}), possible leak; acquired at:\n${info.stack ?? '(stack not captured)'}`,
+      `pool "${this.name}": lease #${info.id} held for ${info.ageMs} ms (leakDetectionMs=${this.options.leakDetectionMs}), possible leak; acquired at:\n${info.stack ?? `    (acquire stack not recorded: at most leakStacksPerSecond=${this.options.leakStacksPerSecond} acquires per second record one)`}`,
     );
     if (this.listenerCount('leak') > 0) this.emit('leak', info);
   }

@@ -83,6 +83,10 @@ const poolFields = {
   maxLifetimeMs: duration({ zero: false, infinity: true }),
   maxUses: integer(1, 1_000, true),
   leakDetectionMs: duration({ zero: true, infinity: false }),
+  leakStacksPerSecond: field(
+    [good(fc.integer({ min: 0, max: 100_000 })), good(fc.double({ min: 0, max: 1e6, noNaN: true })), good(fc.constant(Infinity))],
+    [bad(fc.integer({ min: -1000, max: -1 })), bad(notANumber), bad(fc.constantFrom(NaN, -Infinity))],
+  ),
   leaseTimeoutMs: duration({ zero: false, infinity: false }),
   resetOnRelease: field([good(fc.boolean())], [bad(fc.constantFrom(0, 1, 'true', null))]),
   logger: field([good(fc.constant(quiet))], [bad(fc.constantFrom(console.log, {}, { warn: () => undefined }, 'console', null))]),

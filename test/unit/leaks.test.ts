@@ -45,6 +45,38 @@ describe('leak detection', () => {
     expect(returned.map((r) => r.id)).toEqual([a.id, b.id]);
   });
 
+  test('leakStacksPerSecond bounds the stacks recorded: past the budget a lease has none, and the report says why', async () => {
+    const { pool, logs } = setup({ name: 'leak_budget', max: 4, leakDetectionMs: 30, leakStacksPerSecond: 2 });
+    const leaks: LeakEvent[] = [];
+    pool.on('leak', (e) => leaks.push(e));
+    const held = [await pool.acquire(), await pool.acquire(), await pool.acquire()];
+    expect(pool.activeLeases().map((l) => l.stack !== undefined)).toEqual([true, true, false]);
+    await waitFor('all three are reported', () => leaks.length === 3);
+    expect(leaks[2]!.stack).toBeUndefined();
+    const report = logs.find((l) => l.level === 'warn' && l.msg?.includes(`lease #${held[2]!.id} held`));
+    expect(report?.msg).toContain('acquire stack not recorded: at most leakStacksPerSecond=2');
+    // The bucket refills at 2 per second: after half a second one more acquire records its stack.
+    await new Promise((resolve) => setTimeout(resolve, 550));
+    held.push(await pool.acquire());
+    expect(pool.activeLeases()[3]!.stack).toContain(THIS_FILE);
+    for (const lease of held) await lease.release();
+  });
+
+  test('leakStacksPerSecond: Infinity records every stack; 0 none (leaks are still reported)', async () => {
+    const all = setup({ leakDetectionMs: 30_000, leakStacksPerSecond: Infinity }).pool;
+    for (let i = 0; i < 50; i++) await all.withLease(async () => undefined);
+    const a = await all.acquire();
+    expect(all.activeLeases()[0]!.stack).toContain(THIS_FILE);
+    await a.release();
+    const none = setup({ leakDetectionMs: 30, leakStacksPerSecond: 0 }).pool;
+    const leaks: LeakEvent[] = [];
+    none.on('leak', (e) => leaks.push(e));
+    const b = await none.acquire();
+    await waitFor('reported without a stack', () => leaks.length === 1);
+    expect(leaks[0]!.stack).toBeUndefined();
+    await b.release();
+  });
+
   test('a lease released in time is never reported', async () => {
     const { pool } = setup({ leakDetectionMs: 40 });
     const leaks: LeakEvent[] = [];
