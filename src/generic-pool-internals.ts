@@ -1,12 +1,16 @@
 /**
- * The places we reach into generic-pool (pinned at 3.9.0): withdrawing a request whose
- * caller gave up, failing every request at shutdown, and running the evictor on demand.
+ * The places we reach into generic-pool (pinned at 3.9.0): building its Pool with our evictor,
+ * withdrawing a request whose caller gave up, failing every request at shutdown, and running
+ * the evictor on demand.
  * generic-pool has no public way to cancel an acquire; without this an abandoned request stays
  * queued and keeps generic-pool creating connections for nobody. If the private shape ever
  * changes, these functions do nothing and the pool falls back to handing an abandoned
  * connection straight back (and to the scheduled eviction run).
  */
-import type { Pool as GenericPool } from 'generic-pool';
+import * as genericPool from 'generic-pool';
+import type { Factory, Options, Pool as GenericPool } from 'generic-pool';
+import type { PooledConnection } from './connections';
+import { now } from './time';
 
 interface ResourceRequest {
   readonly promise: Promise<unknown>;
@@ -50,4 +54,38 @@ export function rejectAllRequests(gp: GenericPool<unknown>, reason: Error): void
 export function evictNow(gp: GenericPool<unknown>): void {
   const evict = (gp as unknown as { _evict?: () => void })._evict;
   if (typeof evict === 'function') evict.call(gp);
+}
+
+/**
+ * generic-pool's default evictor closes idle connections past the soft idle timeout (keeping
+ * `min`); ours also closes idle connections that broke or outlived `maxLifetimeMs`.
+ */
+interface Evictor {
+  evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean;
+}
+interface GenericPoolModule {
+  Pool: new (evictor: new () => Evictor, deque: unknown, queue: unknown, factory: unknown, options: Options) => GenericPool<never>;
+  DefaultEvictor: new () => Evictor;
+  Deque: unknown;
+  PriorityQueue: unknown;
+}
+
+function evictorFor(DefaultEvictor: new () => Evictor): new () => Evictor {
+  const idle = new DefaultEvictor();
+  return class Evictor {
+    evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean {
+      const conn = resource.obj;
+      if (conn.broken) conn.closeReason = 'broken';
+      else if (now() >= conn.expiresAt) conn.closeReason = 'lifetime';
+      else if (idle.evict(config, resource, available)) conn.closeReason = 'idle';
+      else return false;
+      return true;
+    }
+  };
+}
+
+/** generic-pool's Pool with our evictor (createPool offers no way to pass one). */
+export function createGenericPool<C extends object>(factory: Factory<PooledConnection<C>>, options: Options): GenericPool<PooledConnection<C>> {
+  const gp = genericPool as unknown as GenericPoolModule;
+  return new gp.Pool(evictorFor(gp.DefaultEvictor), gp.Deque, gp.PriorityQueue, factory, options);
 }

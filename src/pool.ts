@@ -4,7 +4,6 @@
  * `release.ts`; transactions in `transaction.ts`.
  */
 import { EventEmitter } from 'node:events';
-import * as genericPool from 'generic-pool';
 import type { Pool as GenericPool } from 'generic-pool';
 import type { Adapter } from './adapter';
 import { createFactory, PooledConnection } from './connections';
@@ -13,24 +12,24 @@ import {
   AcquireTimeoutError,
   attachSuppressed,
   CleanupError,
+  ConfigError,
   ConnectError,
   LeaseTimeoutError,
   NestedAcquireError,
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
-import { evictNow, newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
+import { createGenericPool, evictNow, newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
 import type { GuardConfig } from './guard';
 import { Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
-import { resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
+import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
 import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
-import { now } from './time';
-import { check, checkCallOptions } from './options';
-import { ConfigError } from './errors';
+import { now, withTimeout } from './time';
+import { Waiter, WaiterList } from './waiters';
 
 /** Options of `pool.acquire()`. */
 export interface AcquireOptions {
@@ -186,8 +185,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     );
     const min = Math.min(options.min, this.#max);
     const evictionPeriodMs = Math.min(5_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
-    const gpModule = genericPool as unknown as GenericPoolModule;
-    this.#gp = new gpModule.Pool(evictorFor(gpModule.DefaultEvictor), gpModule.Deque, gpModule.PriorityQueue, this.#factory, {
+    this.#gp = createGenericPool(this.#factory, {
       max: this.#max,
       min,
       // Idle connections above `min` close after idleTimeoutMs (generic-pool's "soft" idle timeout
@@ -604,113 +602,16 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
 
     const gp = this.#gp;
     const closeIdle = gp.drain().then(() => gp.clear());
-    await withDeadline(closeIdle, Math.max(0, graceEnd - now())).catch((err: unknown) =>
+    await withTimeout(closeIdle, Math.max(0, graceEnd - now())).catch((err: unknown) =>
       this.logger.warn({ pool: this.name, err }, `pool "${this.name}": closing idle connections did not finish in time`),
     );
     if (this.adapter.dispose !== undefined) {
-      await withDeadline(this.adapter.dispose(), Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
+      await withTimeout(this.adapter.dispose(), Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
         this.logger.warn({ pool: this.name, err }, `pool "${this.name}": disposing the ${this.adapter.name} adapter failed`),
       );
     }
     this.metrics.detach();
     return { released: activeAtStart - leftovers.length - reclaimedDuringWait, reclaimed: leftovers.length + reclaimedDuringWait };
-  }
-}
-
-/** A caller waiting for a connection; linked into the pool's `WaiterList` while it waits. */
-class Waiter {
-  prev: Waiter | undefined = undefined;
-  next: Waiter | undefined = undefined;
-  linked = false;
-  constructor(
-    readonly fail: (err: Error) => void,
-    /** `now()` after which the wait times out; `Infinity`: never. */
-    readonly deadline: number,
-    /** Called once the deadline has passed. */
-    readonly expire: () => void,
-  ) {}
-}
-
-/**
- * The callers waiting for a connection, oldest first: a doubly linked list, not a Set. A Set
- * with this much churn keeps each hash table it outgrows reachable from the one before; once one
- * of them sits in the old generation (after any full GC), every later table and each waiter it
- * held (closures, promises, the generic-pool request) survive young-generation GCs and are
- * promoted in turn until the next full GC: scavenges of several milliseconds under contention.
- *
- * Acquire deadlines share one timer, armed for the earliest deadline (a timer per waiter costs
- * about 6% of a contended acquire): when it fires, every waiter past its deadline expires and the
- * timer is armed again for the next one. A served waiter leaves the timer as it is; with no waiter
- * left it is cleared, so an idle pool holds no timer.
- */
-class WaiterList {
-  #head: Waiter | undefined = undefined;
-  #tail: Waiter | undefined = undefined;
-  #size = 0;
-  #timer: NodeJS.Timeout | undefined = undefined;
-  /** When the armed timer fires (`Infinity`: not armed). */
-  #timerAt = Infinity;
-
-  get size(): number {
-    return this.#size;
-  }
-
-  add(waiter: Waiter): void {
-    if (waiter.linked) return;
-    waiter.linked = true;
-    waiter.prev = this.#tail;
-    waiter.next = undefined;
-    if (this.#tail !== undefined) this.#tail.next = waiter;
-    else this.#head = waiter;
-    this.#tail = waiter;
-    this.#size++;
-    if (waiter.deadline < this.#timerAt) this.#arm(waiter.deadline);
-  }
-
-  remove(waiter: Waiter): void {
-    if (!waiter.linked) return;
-    waiter.linked = false;
-    if (waiter.prev !== undefined) waiter.prev.next = waiter.next;
-    else this.#head = waiter.next;
-    if (waiter.next !== undefined) waiter.next.prev = waiter.prev;
-    else this.#tail = waiter.prev;
-    waiter.prev = undefined;
-    waiter.next = undefined;
-    this.#size--;
-    if (this.#size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-    }
-  }
-
-  /** A copy, oldest first (failing a waiter removes it from the list). */
-  toArray(): Waiter[] {
-    const out: Waiter[] = [];
-    for (let w = this.#head; w !== undefined; w = w.next) out.push(w);
-    return out;
-  }
-
-  #arm(at: number): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, Math.ceil(at - now())));
-  }
-
-  #onTimer(): void {
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-    // Timers have millisecond granularity (and libuv's clock may lag now() a little): a deadline
-    // less than a millisecond away counts as reached rather than costing another timer.
-    const reached = now() + 1;
-    const expired: Waiter[] = [];
-    let next = Infinity;
-    for (let w = this.#head; w !== undefined; w = w.next) {
-      if (w.deadline <= reached) expired.push(w);
-      else if (w.deadline < next) next = w.deadline;
-    }
-    if (next !== Infinity) this.#arm(next);
-    for (const w of expired) w.expire();
   }
 }
 
@@ -749,53 +650,8 @@ function abortReason(signal: AbortSignal): Error {
   return reason instanceof Error ? reason : new DOMException('The acquire was aborted', 'AbortError');
 }
 
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not finish within ${ms} ms`)), ms);
-    timer.unref();
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
-}
-
 const ignore = (): void => undefined;
 const NO_CLEANUP_ERRORS: readonly unknown[] = Object.freeze([]);
-
-/**
- * generic-pool's default evictor closes idle connections past the soft idle timeout (keeping
- * `min`); ours also closes idle connections that broke or outlived `maxLifetimeMs`.
- */
-interface Evictor {
-  evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean;
-}
-interface GenericPoolModule {
-  Pool: new (evictor: new () => Evictor, deque: unknown, queue: unknown, factory: unknown, options: genericPool.Options) => GenericPool<never>;
-  DefaultEvictor: new () => Evictor;
-  Deque: unknown;
-  PriorityQueue: unknown;
-}
-
-function evictorFor(DefaultEvictor: new () => Evictor): new () => Evictor {
-  const idle = new DefaultEvictor();
-  return class Evictor {
-    evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean {
-      const conn = resource.obj;
-      if (conn.broken) conn.closeReason = 'broken';
-      else if (now() >= conn.expiresAt) conn.closeReason = 'lifetime';
-      else if (idle.evict(config, resource, available)) conn.closeReason = 'idle';
-      else return false;
-      return true;
-    }
-  };
-}
 
 function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
   const a = adapter as Partial<Adapter<object>> | null;
