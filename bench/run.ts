@@ -22,12 +22,12 @@ import { redact } from '../src/redact';
 import { collect } from './lib/harness';
 import type { BenchOptions, Scenario, ScenarioResult } from './lib/scenario';
 import { cycle } from './scenarios/cycle';
-import { mysqlSelect, mysqlTx } from './scenarios/mysql';
-import { pgSelect, pgTx } from './scenarios/pg';
+import { mysqlFacade, mysqlSelect, mysqlTx } from './scenarios/mysql';
+import { pgFacade, pgSelect, pgTx } from './scenarios/pg';
 import { soak } from './scenarios/soak';
 import { buildSubject } from './lib/subject';
 
-const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgTx, mysqlSelect, mysqlTx];
+const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgTx, pgFacade, mysqlSelect, mysqlTx, mysqlFacade];
 
 interface Cli {
   readonly check: boolean;

@@ -1,0 +1,175 @@
+/**
+ * The shapes of the database scenarios, shared by every driver (scenarios/pg.ts, scenarios/mysql.ts):
+ *
+ * - {@link selectScenario}: `SELECT 1` at 1, 16 and 64 callers over a pool of {@link DB_MAX};
+ *   leasepool's `withLease` against the driver pool's check-out/query/release (budget ≥ 0.95x at
+ *   every concurrency), plus leasepool without leak detection (budget: detection costs ≤ 5% at 16).
+ * - {@link txScenario}: one short transaction (UPDATE one random row of {@link ACCOUNTS}) at 16
+ *   callers; leasepool's `withTx` against a hand-written transaction on the driver's pool (≥ 0.95x),
+ *   and a check that every counted commit is in the table.
+ * - {@link facadeScenario}: `pool.query('SELECT 1')` through leasepool's drop-in facade against the
+ *   driver pool's own `query`, both built from the same options (≥ 0.95x at 16; 1 and 64 shown).
+ *
+ * Each driver file supplies what differs: how to reach its server, its pools and statements.
+ */
+import { runThroughput, type Budget, type ThroughputResult, type VariantDef, type VariantInstance } from './harness';
+import type { BenchOptions, Check, Scenario, ScenarioResult, Service } from './scenario';
+
+/** Pool size of every variant of every database scenario. */
+export const DB_MAX = 10;
+/** Rows of the accounts table the transaction scenarios update. */
+export const ACCOUNTS = 1_000;
+export const ACCOUNTS_TABLE = 'lp_bench_accounts';
+/** An account id in 1..ACCOUNTS. */
+export const randomAccount = (): number => 1 + Math.floor(Math.random() * ACCOUNTS);
+
+/** Throughput budget: the leasepool variant keeps at least 95% of its peer's ops/s. */
+const LIMIT = 0.95;
+/** Length of one timed run (ms, before `--quick` scaling); the warm-up run is half of it. */
+const SELECT_RUN_MS = 800;
+const TX_RUN_MS = 1_000;
+
+export function fmt(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+/** The harness with the settings every database scenario uses: one op per clock check, ops/s ratios. */
+function measure(
+  options: BenchOptions,
+  config: { concurrencies: readonly number[]; variants: readonly VariantDef[]; baseline: string; budgets: readonly Budget[]; runMs: number },
+): Promise<ThroughputResult> {
+  return runThroughput({
+    concurrencies: config.concurrencies,
+    variants: config.variants,
+    baseline: config.baseline,
+    ratioMetric: 'throughput',
+    durationMs: config.runMs * options.timeScale,
+    warmupMs: (config.runMs / 2) * options.timeScale,
+    checkEvery: 1,
+    reps: options.reps,
+    progress: true,
+    budgets: config.budgets,
+  });
+}
+
+const asResult = (out: ThroughputResult, checks: readonly Check[] = []): ScenarioResult => ({
+  tables: out.tables,
+  budgets: out.budgets,
+  checks,
+  results: out.results,
+});
+
+/** What a scenario is called and which server it needs. */
+export interface DbScenarioInfo {
+  readonly name: string;
+  readonly title: string;
+  readonly service: Service;
+}
+
+export interface SelectSpec extends DbScenarioInfo {
+  /** A leasepool pool running `withLease(conn => conn.query('SELECT 1'))`; leak detection at its default unless given. */
+  leasepool(leakDetectionMs?: number): VariantInstance;
+  /** The driver pool's check-out, query, release: the baseline of every budget. */
+  readonly peer: VariantDef;
+  /** Other ways to use the driver's pool, shown next to it (no budget). */
+  readonly others: readonly VariantDef[];
+}
+
+export function selectScenario(spec: SelectSpec): Scenario {
+  return {
+    name: spec.name,
+    title: spec.title,
+    service: spec.service,
+    async run(options) {
+      const concurrencies = [1, 16, 64] as const;
+      const budgets: Budget[] = concurrencies.map((at) => ({ variant: 'leasepool', baseline: spec.peer.name, at, metric: 'throughput', limit: LIMIT }));
+      budgets.push({ variant: 'leasepool', baseline: 'leasepool-noleak', at: 16, metric: 'throughput', limit: LIMIT, note: 'leak detection costs ≤ 5%' });
+      const variants: VariantDef[] = [
+        { name: 'leasepool', open: () => spec.leasepool() },
+        { name: 'leasepool-noleak', at: [16], open: () => spec.leasepool(0) },
+        spec.peer,
+        ...spec.others,
+      ];
+      return asResult(await measure(options, { concurrencies, variants, baseline: spec.peer.name, budgets, runMs: SELECT_RUN_MS }));
+    },
+  };
+}
+
+/** A variant of a transaction scenario: each op is one transaction and calls `committed()` once it committed. */
+export interface TxVariantDef {
+  readonly name: string;
+  open(committed: () => void): VariantInstance;
+}
+
+/** A fresh accounts table (ids 1..ACCOUNTS, balance 0) and the connection that made it. */
+export interface AccountsTable {
+  /** `sum(balance)`: one per commit. */
+  total(): Promise<number>;
+  /** Drop the table and close the connection (never throws for the drop). */
+  dispose(): Promise<void>;
+}
+
+export interface TxSpec extends DbScenarioInfo {
+  /** Create {@link ACCOUNTS_TABLE} afresh (closing its connection itself if that fails). */
+  createAccounts(): Promise<AccountsTable>;
+  /** A leasepool pool running `withTx(conn => UPDATE …)`. */
+  leasepool(committed: () => void): VariantInstance;
+  /** The same transaction written by hand on the driver's pool (check out, BEGIN, UPDATE, COMMIT, ROLLBACK on error, release). */
+  readonly peer: TxVariantDef;
+}
+
+export function txScenario(spec: TxSpec): Scenario {
+  return {
+    name: spec.name,
+    title: spec.title,
+    service: spec.service,
+    async run(options) {
+      const accounts = await spec.createAccounts();
+      try {
+        let commits = 0;
+        const committed = (): void => {
+          commits++;
+        };
+        const counted = (def: TxVariantDef): VariantDef => ({ name: def.name, open: () => def.open(committed) });
+        const out = await measure(options, {
+          concurrencies: [16],
+          variants: [counted({ name: 'leasepool withTx', open: (done) => spec.leasepool(done) }), counted(spec.peer)],
+          baseline: spec.peer.name,
+          budgets: [{ variant: 'leasepool withTx', baseline: spec.peer.name, at: 16, metric: 'throughput', limit: LIMIT }],
+          runMs: TX_RUN_MS,
+        });
+        const total = await accounts.total();
+        return asResult(out, [{ label: 'every commit landed once', ok: total === commits, detail: `sum(balance) ${fmt(total)}, commits counted ${fmt(commits)}` }]);
+      } finally {
+        await accounts.dispose();
+      }
+    },
+  };
+}
+
+export interface FacadeSpec extends DbScenarioInfo {
+  /** leasepool's drop-in facade, `pool.query('SELECT 1')`. */
+  readonly facade: VariantDef;
+  /** The driver's own pool built from the same options, `pool.query('SELECT 1')`: the baseline. */
+  readonly driver: VariantDef;
+}
+
+/** Issue "Drop-in replacements": swapping the import must not cost more than 5% at 16 callers. */
+export function facadeScenario(spec: FacadeSpec): Scenario {
+  return {
+    name: spec.name,
+    title: spec.title,
+    service: spec.service,
+    async run(options) {
+      return asResult(
+        await measure(options, {
+          concurrencies: [1, 16, 64],
+          variants: [spec.facade, spec.driver],
+          baseline: spec.driver.name,
+          budgets: [{ variant: spec.facade.name, baseline: spec.driver.name, at: 16, metric: 'throughput', limit: LIMIT, note: 'drop-in facade vs the driver pool' }],
+          runMs: SELECT_RUN_MS,
+        }),
+      );
+    },
+  };
+}
