@@ -153,6 +153,11 @@ const IMPLICIT_COMMIT_KEYWORDS = new Set([
   'STOP', 'CHANGE', 'PURGE', 'BACKUP',
 ]);
 
+/** The leading keyword of a statement, before any normalisation (see classifyStatement). */
+const LEADING_WORD = /^[A-Za-z_]+/;
+/** First words whose effect depends on the rest of the statement (the switch in classifyStatement). */
+const NEEDS_FULL_TEXT: ReadonlySet<string> = new Set(['BEGIN', 'START', 'COMMIT', 'ROLLBACK', 'SET', 'XA', 'CALL', 'EXECUTE']);
+
 /** Skip leading whitespace and ordinary comments. Returns -1 at an executable comment (`/*!`, `/*M!`). */
 function skipLeading(sql: string): number {
   let i = 0;
@@ -212,6 +217,18 @@ export function classifyStatement(sql: string, multipleStatements = false): Stat
   if (start < 0) return 'unknown';
   const body = sql.slice(start);
   if (multipleStatements && hasSecondStatement(body)) return 'unknown';
+  // Runs on every statement: most need only their first word (SELECT, INSERT …), read here
+  // without normalising the whole text. The word must end at an ASCII character (or the end):
+  // then it is exactly what the full path below would find.
+  const word = LEADING_WORD.exec(body)?.[0];
+  if (word !== undefined && !(body.charCodeAt(word.length) > 0x7f)) {
+    const upper = word.toUpperCase();
+    if (!NEEDS_FULL_TEXT.has(upper)) {
+      if (NONE_KEYWORDS.has(upper)) return 'none';
+      if (IMPLICIT_COMMIT_KEYWORDS.has(upper)) return 'implicit_commit';
+      return 'unknown';
+    }
+  }
   const text = body.replace(/\s+/g, ' ').toUpperCase();
   const first = /^[A-Z_]+/.exec(text)?.[0];
   if (first === undefined) return 'unknown';

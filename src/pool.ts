@@ -296,14 +296,41 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     return stacks === 'all' ? captureSite(entry) : stacks.capture(entry);
   }
 
-  /** @internal Acquire a lease; `site` is captured by the public entry point before any await. */
-  async acquireLease(
+  /**
+   * @internal Acquire a lease; `site` is captured by the public entry point before any await.
+   *
+   * Not an async function: the common acquire is one `.then` on generic-pool's promise, instead
+   * of an async function's promise plus the throwaway promise its await costs while
+   * AsyncLocalStorage's promise hooks are on (Node < 22, once any scope has run).
+   */
+  acquireLease(
     timeoutMs: number,
     signal: AbortSignal | undefined,
     site: CallSite | undefined,
     holdTimeoutMs: number | undefined,
     trackDrop: boolean,
   ): Promise<Lease<C>> {
+    let pending: PendingAcquire<C>;
+    try {
+      pending = this.#startAcquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return pending.next.then(pending.grant);
+  }
+
+  /**
+   * The synchronous half of an acquire (throws when the pool is closed, the acquire would
+   * deadlock a scope, or the queue is full): the connection on its way, and `grant`, which turns
+   * it into a lease (or, for a connection found broken or expired, closes it and takes another).
+   */
+  #startAcquire(
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    site: CallSite | undefined,
+    holdTimeoutMs: number | undefined,
+    trackDrop: boolean,
+  ): PendingAcquire<C> {
     if (this.#closed) {
       this.metrics.acquireFailed('rejected');
       throw new PoolClosedError(this.name);
@@ -321,17 +348,33 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       if (this.listenerCount('enqueue') > 0) this.emit('enqueue');
     }
     const startedAt = now();
-    let conn: PooledConnection<C>;
-    let acquiredAt: number;
-    for (;;) {
-      conn =
-        gp.available > 0 && signal === undefined
-          ? await gp.acquire()
-          : await this.#waitForConnection(startedAt, timeoutMs, signal);
-      acquiredAt = now();
-      if (!conn.broken && acquiredAt < conn.expiresAt) break;
-      this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
-    }
+    const grant = (conn: PooledConnection<C>): Lease<C> | Promise<Lease<C>> => {
+      const acquiredAt = now();
+      if (conn.broken || acquiredAt >= conn.expiresAt) {
+        // Unusable: close it and take another, within the same acquire deadline.
+        this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
+        return this.#nextConnection(startedAt, timeoutMs, signal).then(grant);
+      }
+      return this.#leaseFor(conn, startedAt, acquiredAt, site, holdTimeoutMs, trackDrop);
+    };
+    return { next: this.#nextConnection(startedAt, timeoutMs, signal), grant };
+  }
+
+  /** A connection for an acquire: at once when one is idle and there is no signal to honour. */
+  #nextConnection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<PooledConnection<C>> {
+    const gp = this.#gp;
+    return gp.available > 0 && signal === undefined ? gp.acquire() : this.#waitForConnection(startedAt, timeoutMs, signal);
+  }
+
+  /** Wrap a usable connection in a new lease (throws, giving it back, once the pool is closed). */
+  #leaseFor(
+    conn: PooledConnection<C>,
+    startedAt: number,
+    acquiredAt: number,
+    site: CallSite | undefined,
+    holdTimeoutMs: number | undefined,
+    trackDrop: boolean,
+  ): Lease<C> {
     if (this.#closed) {
       this.returnToPool(conn);
       this.metrics.acquireFailed('rejected');
@@ -361,40 +404,45 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     options: LeaseScopeOptions | undefined,
     site: CallSite | undefined,
   ): Promise<R> {
-    // Not async: handing the acquire to runAndRelease saves an async frame and its promises.
-    const acquiring = this.acquireLease(
-      options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
-      options?.signal,
-      site,
-      options?.timeoutMs,
-      false,
-    );
-    return this.runAndRelease(acquiring, (l) => runInScope(this, l, undefined, fn, l.conn, l));
+    // Not async, and not acquireLease + runAndRelease: the connection's promise feeds the scope's
+    // own promise directly, which saves the promise of an async frame and of the acquire's `.then`
+    // (see runAndRelease). A synchronous acquire failure rejects the scope (thrown in the executor).
+    return new Promise<R>((resolve, reject) => {
+      const { next, grant } = this.#startAcquire(
+        options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
+        options?.signal,
+        site,
+        options?.timeoutMs,
+        false,
+      );
+      next.then((conn) => {
+        let lease: Lease<C> | Promise<Lease<C>>;
+        try {
+          lease = grant(conn);
+        } catch (err) {
+          return reject(err);
+        }
+        if (lease instanceof Lease) runScope(lease, undefined, fn, this, resolve, reject);
+        else lease.then((l) => runScope(l, undefined, fn, this, resolve, reject), reject);
+      }, reject);
+    });
   }
 
   /**
    * @internal The scope protocol: run `body`, then release; the body's error wins and cleanup
    * errors are attached to it; if the pool revokes the lease, the caller gets the revoke reason
    * at once even if the body ignores it.
+   *
+   * Not an async function: one explicit promise per scope, settled by `runScope`/`endScope`,
+   * replaces the async function's promise, the revocation race's own promise and the two awaits
+   * (each of which costs a throwaway promise while AsyncLocalStorage's promise hooks are on, as
+   * they are on Node < 22 once any scope has run).
    */
-  async runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
-    const lease = leaseOrAcquire instanceof Lease ? leaseOrAcquire : await leaseOrAcquire;
-    const record = lease.record;
-    let result: R | undefined;
-    let failure: { error: unknown } | undefined;
-    try {
-      result = await untilRevoked(record, body(lease));
-    } catch (error) {
-      failure = { error };
-    }
-    const releasing = releaseLease(record);
-    const cleanupErrors = releasing === RELEASED_CLEAN ? NO_CLEANUP_ERRORS : await releasing;
-    if (failure !== undefined) {
-      attachSuppressed(failure.error, cleanupErrors);
-      throw failure.error;
-    }
-    if (cleanupErrors.length > 0) throw new CleanupError(cleanupErrors);
-    return result as R;
+  runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      if (leaseOrAcquire instanceof Lease) runScope(leaseOrAcquire, body, undefined, undefined, resolve, reject);
+      else leaseOrAcquire.then((lease) => runScope(lease, body, undefined, undefined, resolve, reject), reject);
+    });
   }
 
   /** @internal */
@@ -615,30 +663,107 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   }
 }
 
+/** An acquire under way: see `Pool.#startAcquire`. */
+interface PendingAcquire<C extends object> {
+  readonly next: Promise<PooledConnection<C>>;
+  readonly grant: (conn: PooledConnection<C>) => Lease<C> | Promise<Lease<C>>;
+}
+
 /** Join the ambient lease: same connection, no release at the end (the outer scope owns it). */
 async function joinScope<C extends object, R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, lease: Lease<C>): Promise<R> {
   return fn(lease.conn, lease);
 }
 
-/** Settle with `value`, or reject with the revoke reason as soon as the pool revokes the lease. */
-function untilRevoked<C extends object, R>(record: LeaseRecord<C>, value: R | PromiseLike<R>): R | PromiseLike<R> {
-  if (!isThenable(value)) return value;
-  // Any lease can be revoked (deadline, close(), reclaim), not only one with a deadline: always
-  // race. A plain callback on the record, not an AbortSignal listener (those cost microseconds).
-  return new Promise<R>((resolve, reject) => {
-    if (record.state === 'revoked') return reject(record.revokedBy);
-    record.onRevoke = reject;
+/**
+ * Run a scope's body on `lease` and settle the scope's promise: with the body's outcome, or with
+ * the revoke reason as soon as the pool revokes the lease (deadline, close(), reclaim) even if the
+ * body ignores it; then release (see `endScope`). Never throws: every path ends in `endScope`.
+ *
+ * The body is `body(lease)` (withTx brings its own), or, for withLease, `fn(conn, lease)` run in
+ * the ambient scope of `pool`, called from here without a closure in between: every frame between
+ * the event loop and a driver call costs drivers that capture a stack per statement (mysql2's
+ * promise API does, by default) and the sampled acquire stacks of leak detection.
+ */
+function runScope<C extends object, R>(
+  lease: Lease<C>,
+  body: ((lease: Lease<C>) => R | PromiseLike<R>) | undefined,
+  fn: ((conn: C, lease: Lease<C>) => R | PromiseLike<R>) | undefined,
+  pool: object | undefined,
+  resolve: (value: R) => void,
+  reject: (error: unknown) => void,
+): void {
+  const record = lease.record;
+  let value: R | PromiseLike<R>;
+  try {
+    value = body !== undefined ? body(lease) : runInScope(pool as object, lease, undefined, fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>, lease.conn, lease);
+  } catch (error) {
+    return endScope(record, true, error, resolve, reject);
+  }
+  if (!isThenable(value)) return endScope(record, false, value, resolve, reject);
+  if (record.state === 'revoked') return endScope(record, true, record.revokedBy, resolve, reject);
+  // Any lease can be revoked, not only one with a deadline: always race. A plain callback on the
+  // record, not an AbortSignal listener (those cost microseconds).
+  let settled = false;
+  record.onRevoke = (reason) => {
+    if (settled) return;
+    settled = true;
+    // reclaimLease calls this before it has set `record.releasing` to its reclaim: end the scope
+    // once it has, so that the caller hears of the revoke only after the reclaim is done.
+    queueMicrotask(() => endScope(record, true, reason, resolve, reject));
+  };
+  try {
     value.then(
       (v) => {
         record.onRevoke = undefined;
-        resolve(v);
+        if (settled) return;
+        settled = true;
+        endScope(record, false, v, resolve, reject);
       },
       (err: unknown) => {
         record.onRevoke = undefined;
-        reject(err);
+        if (settled) return;
+        settled = true;
+        endScope(record, true, err, resolve, reject);
       },
     );
-  });
+  } catch (err) {
+    // A thenable whose then() throws: the body failed.
+    record.onRevoke = undefined;
+    if (settled) return;
+    settled = true;
+    endScope(record, true, err, resolve, reject);
+  }
+}
+
+/**
+ * Release the scope's lease and settle: the body's error wins (cleanup errors attached to it),
+ * else cleanup errors reject as `CleanupError`, else the body's value. A release with nothing to
+ * wait for settles at once.
+ */
+function endScope<C extends object, R>(
+  record: LeaseRecord<C>,
+  failed: boolean,
+  outcome: unknown,
+  resolve: (value: R) => void,
+  reject: (error: unknown) => void,
+): void {
+  const releasing = releaseLease(record);
+  if (releasing === RELEASED_CLEAN) {
+    if (failed) reject(outcome);
+    else resolve(outcome as R);
+    return;
+  }
+  releasing.then((cleanupErrors) => {
+    try {
+      if (failed) {
+        attachSuppressed(outcome, cleanupErrors);
+        reject(outcome);
+      } else if (cleanupErrors.length > 0) reject(new CleanupError(cleanupErrors));
+      else resolve(outcome as R);
+    } catch (err) {
+      reject(err);
+    }
+  }, reject);
 }
 
 function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
@@ -651,7 +776,6 @@ function abortReason(signal: AbortSignal): Error {
 }
 
 const ignore = (): void => undefined;
-const NO_CLEANUP_ERRORS: readonly unknown[] = Object.freeze([]);
 
 function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
   const a = adapter as Partial<Adapter<object>> | null;
