@@ -434,7 +434,10 @@ export async function flood(target: DbTarget, options: { calls?: number; maxWait
     if (committed + queueFull !== calls) issues.push(`${calls - committed - queueFull} transfers neither committed nor were refused with POOL_QUEUE_FULL`);
     if (peakPending > maxWaiting) issues.push(`pending peaked at ${peakPending} > maxWaiting ${maxWaiting}`);
     const MiB = 1024 * 1024;
-    if (peakHeap - heapBefore > 200 * MiB) issues.push(`heap grew by ${((peakHeap - heapBefore) / MiB).toFixed(1)} MiB during the flood`);
+    // The peak is mostly garbage awaiting a GC (10,000 calls' promises, closures and 8,000 errors
+    // with stacks), so it moves with GC timing: measured 40-250 MiB on an idle or a busy machine.
+    // This bound only catches a runaway; what the flood leaves behind is the after-GC check below.
+    if (peakHeap - heapBefore > 512 * MiB) issues.push(`heap grew by ${((peakHeap - heapBefore) / MiB).toFixed(1)} MiB during the flood`);
     if (gc !== undefined && heapAfter - heapBefore > 8 * MiB) issues.push(`heap after the flood is ${((heapAfter - heapBefore) / MiB).toFixed(1)} MiB above before`);
     return {
       outcomes,
