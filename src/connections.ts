@@ -69,7 +69,7 @@ export function createFactory<C extends object>(
   adapter: Adapter<C>,
   options: FactoryOptions,
   events: FactoryEvents<C>,
-): Factory<PooledConnection<C>> & { readonly consecutiveFailures: number; liveCount: number; stop(): void } {
+): Factory<PooledConnection<C>> & { liveCount: number; stop(): void } {
   let consecutiveFailures = 0;
   // Aborted by stop() (pool close): connects in flight give up and backoff sleeps end at once,
   // so close() is not held by a dead server or a backoff.
@@ -78,9 +78,6 @@ export function createFactory<C extends object>(
   // is down, Node would print a MaxListenersExceededWarning for what is not a leak.
   setMaxListeners(0, stopping.signal);
   const state = {
-    get consecutiveFailures() {
-      return consecutiveFailures;
-    },
     liveCount: 0,
     async create(): Promise<PooledConnection<C>> {
       if (stopping.signal.aborted) {

@@ -3,54 +3,36 @@
  * statement killed on the server (`KILL QUERY`), the transaction rolled back, the connection
  * destroyed, and the caller rejects at once with LEASE_TIMEOUT. Table: `mysql_deadlines_rows_<pid>`.
  */
-import { createConnection, type Connection } from 'mysql2/promise';
+import type { Connection } from 'mysql2/promise';
 import { Registry } from 'prom-client';
 import { mysqlAdapter } from '../../adapters/mysql2';
+import { MYSQL_URL, mysqlRowsTable } from '../helpers/mysql-rows-table';
 import { createPool, type Lease, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
 import { captureLogger, metric, rejection, waitFor } from '../helpers/lifecycle';
 
-const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
-// Suffixed with the worker's pid: another jest run on this machine (same file) never drops our table.
-const TABLE = `mysql_deadlines_rows_${process.pid}`;
+const db = mysqlRowsTable('deadlines');
+const TABLE = db.table;
 const DEADLINE_MS = 500;
 const REJECT_WITHIN_MS = DEADLINE_MS + 700;
-
-let admin: Connection;
-const pools: Pool<Connection>[] = [];
-
-beforeAll(async () => {
-  admin = await createConnection(MYSQL_URL);
-  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await admin.query(`CREATE TABLE ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(64) NOT NULL) ENGINE=InnoDB`);
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await admin.end();
-});
-
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 100 })));
-});
 
 function setup(options: PoolOptions = {}): { pool: Pool<Connection>; registry: Registry; reclaims: ReclaimEvent[] } {
   const { logger } = captureLogger();
   const registry = new Registry();
   const pool = createPool(mysqlAdapter(MYSQL_URL), { name: 'mysql_deadlines', max: 1, logger, metrics: { registry }, ...options });
-  pools.push(pool);
+  db.track(pool);
   const reclaims: ReclaimEvent[] = [];
   pool.on('reclaim', (e) => reclaims.push(e));
   return { pool, registry, reclaims };
 }
 
 async function rowsTagged(tag: string): Promise<number> {
-  const [rows] = await admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
+  const [rows] = await db.admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
   return Number((rows as { n: number }[])[0]?.n);
 }
 
 /** Statements of `threadId` still running SLEEP, as the server sees them. */
 async function sleeping(threadId: number): Promise<number> {
-  const [rows] = await admin.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE id = ? AND command = 'Query' AND info LIKE '%SLEEP(%'", [threadId]);
+  const [rows] = await db.admin.query("SELECT COUNT(*) AS n FROM information_schema.processlist WHERE id = ? AND command = 'Query' AND info LIKE '%SLEEP(%'", [threadId]);
   return Number((rows as { n: number }[])[0]?.n);
 }
 
@@ -86,7 +68,7 @@ async function expectReclaimed(s: ReturnType<typeof setup>, seen: Seen, startedA
   const threadId = await s.pool.withLease(async (conn) => conn.threadId, { acquireTimeoutMs: 2_000 });
   expect(threadId).not.toBe(seen.threadId);
   await waitFor('the reclaimed connection is gone on the server', async () => {
-    const [rows] = await admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [seen.threadId]);
+    const [rows] = await db.admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [seen.threadId]);
     return (rows as unknown[]).length === 0;
   });
 }

@@ -3,35 +3,20 @@
  * leaked lease naming the acquire line of this file, the "returned" report, the defer-in-a-loop
  * leak, and a dropped lease reclaimed after gc(). Table: `mysql_leaks_rows_<pid>`.
  */
-import { createConnection, type Connection } from 'mysql2/promise';
+import type { Connection } from 'mysql2/promise';
 import { Registry } from 'prom-client';
 import { mysqlAdapter } from '../../adapters/mysql2';
+import { MYSQL_URL, mysqlRowsTable } from '../helpers/mysql-rows-table';
 import { createPool, type Lease, type LeakEvent, type LeakReturnedEvent, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
 import { captureLogger, delay, metric, siteOf, topSite, waitFor, type LogEntry } from '../helpers/lifecycle';
 
-const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
-// Suffixed with the worker's pid: another jest run on this machine (same file) never drops our table.
-const TABLE = `mysql_leaks_rows_${process.pid}`;
+const db = mysqlRowsTable('leaks');
+const TABLE = db.table;
 const LEAK_MS = 200;
 const gc = (globalThis as { gc?: () => void }).gc;
 
-let admin: Connection;
-const pools: Pool<Connection>[] = [];
-
 beforeAll(async () => {
   if (typeof gc !== 'function') throw new Error('global.gc is missing: run jest with node --expose-gc (as npm test does)');
-  admin = await createConnection(MYSQL_URL);
-  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await admin.query(`CREATE TABLE ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(64) NOT NULL) ENGINE=InnoDB`);
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await admin.end();
-});
-
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 100 })));
 });
 
 interface Setup {
@@ -47,7 +32,7 @@ function setup(options: PoolOptions = {}): Setup {
   const { logger, entries } = captureLogger();
   const registry = new Registry();
   const pool = createPool(mysqlAdapter(MYSQL_URL), { name: 'mysql_leaks', max: 6, leakDetectionMs: LEAK_MS, logger, metrics: { registry }, ...options });
-  pools.push(pool);
+  db.track(pool);
   const leaks: LeakEvent[] = [];
   const returned: LeakReturnedEvent[] = [];
   const reclaims: ReclaimEvent[] = [];
@@ -62,7 +47,7 @@ function internalFrames(stack: string | undefined): string[] {
 }
 
 async function rowsTagged(tag: string): Promise<number> {
-  const [rows] = await admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
+  const [rows] = await db.admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
   return Number((rows as { n: number }[])[0]?.n);
 }
 
@@ -146,7 +131,7 @@ describe('leases found by the garbage collector (mysql)', () => {
     expect(next.conn.threadId).not.toBe(dropped.threadId);
     await next.release();
     await waitFor('the dropped connection is gone on the server', async () => {
-      const [rows] = await admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [dropped.threadId]);
+      const [rows] = await db.admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [dropped.threadId]);
       return (rows as unknown[]).length === 0;
     });
     expect(await rowsTagged('dropped-in-tx')).toBe(0);

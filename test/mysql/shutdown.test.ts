@@ -4,49 +4,31 @@
  * a killed connection or a blackholed connect never holds close past its deadline.
  * Table: `mysql_shutdown_rows_<pid>`.
  */
-import { createConnection, type Connection } from 'mysql2/promise';
+import type { Connection } from 'mysql2/promise';
 import { Registry } from 'prom-client';
 import { mysqlAdapter } from '../../adapters/mysql2';
+import { MYSQL_URL, mysqlRowsTable } from '../helpers/mysql-rows-table';
 import { createPool, type Pool, type PoolOptions } from '../../src';
 import { blackhole, captureLogger, metric, waitFor, type LogEntry } from '../helpers/lifecycle';
 
-const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
-// Suffixed with the worker's pid: another jest run on this machine (same file) never drops our table.
-const TABLE = `mysql_shutdown_rows_${process.pid}`;
-
-let admin: Connection;
-const pools: Pool<Connection>[] = [];
-
-beforeAll(async () => {
-  admin = await createConnection(MYSQL_URL);
-  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await admin.query(`CREATE TABLE ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(64) NOT NULL) ENGINE=InnoDB`);
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await admin.end();
-});
-
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 100 })));
-});
+const db = mysqlRowsTable('shutdown');
+const TABLE = db.table;
 
 function setup(options: PoolOptions = {}): { pool: Pool<Connection>; registry: Registry; logs: LogEntry[] } {
   const { logger, entries } = captureLogger();
   const registry = new Registry();
   const pool = createPool(mysqlAdapter(MYSQL_URL), { name: 'mysql_shutdown', max: 2, logger, metrics: { registry }, ...options });
-  pools.push(pool);
+  db.track(pool);
   return { pool, registry, logs: entries };
 }
 
 async function rowsTagged(tag: string): Promise<number> {
-  const [rows] = await admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
+  const [rows] = await db.admin.query(`SELECT COUNT(*) AS n FROM ${TABLE} WHERE tag = ?`, [tag]);
   return Number((rows as { n: number }[])[0]?.n);
 }
 
 async function gone(threadId: number): Promise<boolean> {
-  const [rows] = await admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [threadId]);
+  const [rows] = await db.admin.query('SELECT 1 FROM information_schema.processlist WHERE id = ?', [threadId]);
   return (rows as unknown[]).length === 0;
 }
 
@@ -89,7 +71,7 @@ describe('pool.close({ timeoutMs }) (mysql)', () => {
     const { pool, logs } = setup();
     const leaked = await pool.acquire();
     const threadId = leaked.conn.threadId;
-    await admin.query(`KILL ${Number(threadId)}`);
+    await db.admin.query(`KILL ${Number(threadId)}`);
     await waitFor('the pool notices the dead leased connection', () => logs.some((e) => e.level === 'error' && e.msg.includes('while leased')));
 
     const startedAt = Date.now();
@@ -110,7 +92,7 @@ describe('pool.close({ timeoutMs }) (mysql)', () => {
         acquireTimeoutMs: 20_000,
         logger,
       });
-      pools.push(pool);
+      db.track(pool);
       const waiting = pool.acquire().then(
         () => undefined,
         (e: unknown) => e,
