@@ -113,7 +113,8 @@ export interface Adapter<C extends object = object> {
    */
   onLease?(conn: C): void;
   /**
-   * Called when a connection goes back to the idle set, after the release path. Must not throw.
+   * Called when a healthy connection comes back after the release path: into the idle set, or
+   * straight to a caller waiting for one (then `onLease` follows). Must not throw.
    * (pg with `allowExitOnIdle`: `unref()` the socket so an idle pool does not keep the process alive.)
    */
   onIdle?(conn: C): void;

@@ -12,7 +12,8 @@ import type { Factory, Options, Pool as GenericPool } from 'generic-pool';
 import type { PooledConnection } from './connections';
 import { now } from './time';
 
-interface ResourceRequest {
+/** A request queued in generic-pool (private shape). */
+export interface ResourceRequest {
   readonly promise: Promise<unknown>;
   reject(reason: unknown): void;
 }

@@ -9,7 +9,7 @@ import type { CallSite, LeaseRecord } from './lease';
 import { now } from './time';
 
 /** Frames kept in an acquire stack: enough to show the caller and its callers. */
-const SITE_FRAMES = 8;
+const SITE_FRAMES = 5;
 
 /** Capture the caller of `entry` (a public pool method) without formatting it. */
 export function captureSite(entry: Function): CallSite {

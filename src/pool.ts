@@ -19,7 +19,7 @@ import {
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
-import { createGenericPool, evictNow, newestRequest, rejectAllRequests, withdrawRequest } from './generic-pool-internals';
+import { createGenericPool, evictNow, rejectAllRequests } from './generic-pool-internals';
 import type { GuardConfig } from './guard';
 import { Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
@@ -29,7 +29,7 @@ import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type Res
 import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 import { now, withTimeout } from './time';
-import { Waiter, WaiterList } from './waiters';
+import { WaitingRoom } from './waiters';
 
 /** Options of `pool.acquire()`. */
 export interface AcquireOptions {
@@ -124,7 +124,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   readonly #active = new Set<LeaseRecord<C>>();
   readonly #gp: GenericPool<PooledConnection<C>>;
   readonly #factory: ReturnType<typeof createFactory<C>>;
-  readonly #waiters = new WaiterList();
+  readonly #waiters: WaitingRoom<C>;
   readonly #leaks: LeakDetector<C>;
   /** How acquire stacks are taken: every time, within a rate, or (undefined) never. */
   readonly #stacks: StackSampler | 'all' | undefined;
@@ -198,6 +198,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     });
     this.#gp.on('factoryCreateError', () => undefined); // reported through the factory's connectFailed
     this.#gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
+    this.#waiters = new WaitingRoom(this.#gp, this.#max, {
+      timeoutError: (timeoutMs) => new AcquireTimeoutError(this.name, timeoutMs, this.stats()),
+      failed: (reason) => this.metrics.acquireFailed(reason),
+      returnToPool: (conn) => this.returnToPool(conn),
+    });
 
     const stacksPerSecond = options.leakDetectionMs > 0 ? options.leakStacksPerSecond : 0;
     this.#stacks = stacksPerSecond === Infinity ? 'all' : stacksPerSecond > 0 ? new StackSampler(stacksPerSecond) : undefined;
@@ -360,10 +365,15 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     return { next: this.#nextConnection(startedAt, timeoutMs, signal), grant };
   }
 
-  /** A connection for an acquire: at once when one is idle and there is no signal to honour. */
+  /**
+   * A connection for an acquire: an idle one at once (generic-pool hands it over synchronously),
+   * unless others already wait for one; otherwise a place in the waiting room.
+   */
   #nextConnection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<PooledConnection<C>> {
     const gp = this.#gp;
-    return gp.available > 0 && signal === undefined ? gp.acquire() : this.#waitForConnection(startedAt, timeoutMs, signal);
+    return gp.available > 0 && this.#waiters.size === 0 && signal?.aborted !== true
+      ? gp.acquire()
+      : this.#waiters.wait(startedAt, timeoutMs, signal);
   }
 
   /** Wrap a usable connection in a new lease (throws, giving it back, once the pool is closed). */
@@ -472,17 +482,22 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     if (this.#active.size === 0) this.#onDrained?.();
   }
 
-  /** @internal */
+  /** @internal A healthy connection goes to the longest-waiting caller, else back to generic-pool. */
   returnToPool(conn: PooledConnection<C>): void {
     if (!this.#gp.isBorrowedResource(conn)) return;
+    // Called for a hand-off too: adapters pair onLease/onIdle (the drop-ins' release events).
     this.adapter.onIdle?.(conn.raw);
+    if (this.#waiters.handOff(conn)) return;
     void this.#gp.release(conn);
   }
 
   /** @internal */
   destroyConnection(conn: PooledConnection<C>, reason: CloseReason): void {
     conn.closeReason = reason;
-    if (this.#gp.isBorrowedResource(conn)) void this.#gp.destroy(conn);
+    if (!this.#gp.isBorrowedResource(conn)) return;
+    void this.#gp.destroy(conn);
+    // Its slot is free: a caller waiting for a release may need a new connection instead.
+    this.#waiters.pump();
   }
 
   /** @internal */
@@ -536,58 +551,10 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     };
   }
 
-  #waitForConnection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<PooledConnection<C>> {
-    if (signal?.aborted) {
-      this.metrics.acquireFailed('aborted');
-      return Promise.reject(abortReason(signal));
-    }
-    const gp = this.#gp;
-    const granted = gp.acquire();
-    const request = newestRequest(gp, granted);
-    return new Promise<PooledConnection<C>>((resolve, reject) => {
-      let settled = false;
-      const finish = (err: Error | undefined, conn?: PooledConnection<C>): boolean => {
-        if (settled) return false;
-        settled = true;
-        this.#waiters.remove(waiter);
-        signal?.removeEventListener('abort', onAbort);
-        if (err === undefined) resolve(conn as PooledConnection<C>);
-        else {
-          withdrawRequest(request);
-          reject(err);
-        }
-        return true;
-      };
-      const waiter = new Waiter(
-        (err) => {
-          if (finish(err)) this.metrics.acquireFailed(err instanceof ConnectError ? 'error' : 'rejected');
-        },
-        startedAt + timeoutMs,
-        () => {
-          if (finish(new AcquireTimeoutError(this.name, timeoutMs, { ...this.stats() }))) this.metrics.acquireFailed('timeout');
-        },
-      );
-      const onAbort = (): void => {
-        if (finish(abortReason(signal as AbortSignal))) this.metrics.acquireFailed('aborted');
-      };
-      this.#waiters.add(waiter); // arms the list's deadline timer if this deadline comes first
-      signal?.addEventListener('abort', onAbort, { once: true });
-      granted.then(
-        (conn) => {
-          // A connection that arrives after its caller gave up goes back to the pool.
-          if (!finish(undefined, conn)) this.returnToPool(conn);
-        },
-        (err: unknown) => {
-          if (finish(err instanceof Error ? err : new Error(String(err)))) this.metrics.acquireFailed('error');
-        },
-      );
-    });
-  }
-
   #failWaiters(error: ConnectError): void {
-    // Every caller waiting now needed that connection (generic-pool creates one per waiter):
-    // give each the real error at once rather than a timeout later.
-    for (const waiter of this.#waiters.toArray()) waiter.fail(error);
+    // The database is unreachable: every caller waiting now gets the real error at once rather
+    // than a timeout later (the next acquire tries again).
+    this.#waiters.failAll(error, 'error');
     this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
   }
 
@@ -623,7 +590,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     this.#leaks.stop();
     this.#factory.stop();
     const closedError = new PoolClosedError(this.name);
-    for (const waiter of this.#waiters.toArray()) waiter.fail(closedError);
+    this.#waiters.stop();
+    this.#waiters.failAll(closedError, 'rejected');
     rejectAllRequests(this.#gp as GenericPool<unknown>, closedError);
 
     const activeAtStart = this.#active.size;
@@ -768,11 +736,6 @@ function endScope<C extends object, R>(
 
 function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<R>).then === 'function';
-}
-
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason : new DOMException('The acquire was aborted', 'AbortError');
 }
 
 const ignore = (): void => undefined;

@@ -270,6 +270,76 @@ describe('AbortSignal', () => {
   });
 });
 
+describe('the waiting room', () => {
+  test('a released connection goes straight to the longest-waiting caller, in arrival order', async () => {
+    const { pool, db } = setup({ max: 1, acquireTimeoutMs: 5_000 });
+    const held = await pool.acquire();
+    const served: string[] = [];
+    const waiting = ['first', 'second', 'third'].map((name) =>
+      pool.acquire().then((lease) => {
+        served.push(name);
+        return lease;
+      }),
+    );
+    expect(pool.stats().pending).toBe(3);
+    await held.release();
+    const first = await waiting[0]!;
+    // Handed over, never idle in between: the others still wait, nobody else was served.
+    expect(served).toEqual(['first']);
+    expect(pool.stats()).toMatchObject({ size: 1, idle: 0, active: 1, pending: 2 });
+    expect(first.conn.id).toBe(db.connections[0]!.id);
+    await first.release();
+    const second = await waiting[1]!;
+    await second.release();
+    const third = await waiting[2]!;
+    expect(served).toEqual(['first', 'second', 'third']);
+    await third.release();
+    expect(pool.stats()).toMatchObject({ size: 1, idle: 1, active: 0, pending: 0 });
+    expect(db.connectAttempts).toBe(1);
+  });
+
+  test.each([
+    ['min 0', 0],
+    ['min 2 (generic-pool tops up on its own)', 2],
+  ])('callers waiting for a release get new connections when the leased ones are destroyed instead (%s)', async (_label, min) => {
+    const { pool, db } = setup({ max: 2, min, acquireTimeoutMs: 2_000 });
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    const waiting = [pool.acquire(), pool.acquire(), pool.acquire()];
+    expect(pool.stats().pending).toBe(3);
+    const attemptsBefore = db.connectAttempts;
+    // Both leased connections die: their slots come free, no release will serve the waiters.
+    await expect(a.conn.query('FATAL')).rejects.toThrow('connection lost');
+    await expect(b.conn.query('FATAL')).rejects.toThrow('connection lost');
+    await a.release();
+    await b.release();
+    const [c, d] = await Promise.all([waiting[0]!, waiting[1]!]);
+    expect(db.connectAttempts - attemptsBefore).toBeGreaterThanOrEqual(2);
+    expect(pool.stats()).toMatchObject({ size: 2, active: 2, pending: 1 });
+    const handedOn = c.conn.id;
+    await c.release();
+    const e = await waiting[2]!;
+    expect(e.conn.id).toBe(handedOn);
+    await d.release();
+    await e.release();
+    expect(pool.stats()).toMatchObject({ size: 2, idle: 2, active: 0, pending: 0 });
+  });
+
+  test('a caller that gives up while a connection is being opened for it leaves no fetch behind', async () => {
+    const { pool, db } = setup({ max: 2, acquireTimeoutMs: 5_000 }, { connectDelayMs: 60 });
+    const held = await pool.acquire();
+    expect(db.connectAttempts).toBe(1);
+    const err = await rejection(pool.acquire({ timeoutMs: 20 }));
+    expect(err).toBeInstanceOf(AcquireTimeoutError);
+    // The connect already under way completes and the connection goes idle: nobody waits for it,
+    // and nothing goes on opening connections for the caller that left.
+    await waitFor('the late connection is idle', () => pool.stats().idle === 1);
+    expect(pool.stats()).toMatchObject({ size: 2, idle: 1, active: 1, pending: 0 });
+    expect(db.connectAttempts).toBe(2);
+    await held.release();
+  });
+});
+
 describe('stats', () => {
   test('shape and values, pending > 0 while waiting', async () => {
     const { pool, registry } = setup({ name: 'acq_stats', max: 2, min: 0 });
