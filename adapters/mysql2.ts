@@ -872,11 +872,12 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       if (state !== undefined) noteResult(state, result);
     },
 
-    async exec(conn: Connection, sql: string): Promise<void> {
+    exec(conn: Connection, sql: string): Promise<void> {
+      // Not async: one promise fewer per control statement (START TRANSACTION, COMMIT …).
       const state = states.get(conn);
-      if (state !== undefined) noteSent(state, classifyStatement(sql, state.core.config.multipleStatements === true));
-      const result: unknown = await conn.query(sql);
-      if (state !== undefined) noteResult(state, result);
+      if (state === undefined) return conn.query(sql).then(ignoreResult);
+      noteSent(state, classifyStatement(sql, state.core.config.multipleStatements === true));
+      return conn.query(sql).then((result: unknown) => noteResult(state, result));
     },
 
     txStatus(conn: Connection): TxStatus {
@@ -953,3 +954,5 @@ export type {
   ResultSetHeader,
   RowDataPacket,
 } from 'mysql2/promise';
+
+function ignoreResult(): void {}

@@ -27,13 +27,20 @@ export function findAmbient<C extends object>(pool: { readonly adapter: { connec
   return undefined;
 }
 
-/** Run `fn(...args)` with `lease`/`frame` as the ambient scope of `pool`. */
-export function runInScope<C extends object, A extends unknown[], R>(
-  pool: object,
-  lease: Lease<C>,
-  frame: TxFrame<C> | undefined,
-  fn: (...args: A) => R,
-  ...args: A
-): R {
-  return storage.run({ pool, lease, frame, parent: storage.getStore() } as unknown as Ambient, fn, ...args);
+/**
+ * Make `lease`/`frame` the ambient scope of `pool` for the code that runs now, until
+ * `leaveScope(returned value)`: `storage.run()` without its stack frame (and ours), because a
+ * driver that captures a stack per statement (mysql2 does by default) pays for every frame
+ * between the event loop and its call. The caller must restore with `leaveScope` in a `finally`.
+ */
+export function enterScope(pool: object, lease: Lease<object>, frame: TxFrame<object> | undefined): Ambient | undefined {
+  const previous = storage.getStore();
+  storage.enterWith({ pool, lease, frame, parent: previous });
+  return previous;
 }
+
+/** Restore the scope `enterScope` replaced. */
+export function leaveScope(previous: Ambient | undefined): void {
+  storage.enterWith(previous as Ambient);
+}
+

@@ -41,6 +41,60 @@ export function withdrawRequest(request: ResourceRequest | undefined): void {
   request.reject(withdrawn);
 }
 
+interface PooledResource<T> {
+  readonly obj: T;
+  allocate(): void;
+}
+interface Internals<T> {
+  readonly _availableObjects?: { readonly length: number; shift(): PooledResource<T> | undefined };
+  readonly _waitingClientsQueue?: { readonly length: number };
+  readonly _resourceLoans?: Map<T, unknown>;
+  readonly _Promise?: PromiseConstructor;
+  readonly _draining?: boolean;
+  readonly _config?: { readonly testOnBorrow?: boolean };
+}
+type LoanClass = new (pooled: PooledResource<unknown>, promise: PromiseConstructor) => unknown;
+
+const ResourceLoan = ((): LoanClass | undefined => {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const loaded: unknown = require('generic-pool/lib/ResourceLoan');
+    return typeof loaded === 'function' ? (loaded as LoanClass) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/**
+ * Borrow an idle connection at once, exactly as generic-pool's own dispatch does (a loan, the
+ * resource marked allocated) but without a request: no ResourceRequest with its promise, no queue
+ * node, nothing to wait on. `undefined` when none is idle, when requests are queued (they come
+ * first), when generic-pool is draining, or when its private shape is not the one we know — then
+ * the caller uses `gp.acquire()`.
+ */
+export function takeIdle<T>(gp: GenericPool<T>): T | undefined {
+  const internals = gp as unknown as Internals<T>;
+  const available = internals._availableObjects;
+  const loans = internals._resourceLoans;
+  if (
+    available === undefined ||
+    available.length === 0 ||
+    loans === undefined ||
+    ResourceLoan === undefined ||
+    internals._Promise === undefined ||
+    internals._draining !== false ||
+    internals._waitingClientsQueue?.length !== 0 ||
+    internals._config?.testOnBorrow !== false
+  ) {
+    return undefined;
+  }
+  const pooled = available.shift();
+  if (pooled === undefined) return undefined;
+  loans.set(pooled.obj, new ResourceLoan(pooled as PooledResource<unknown>, internals._Promise));
+  pooled.allocate();
+  return pooled.obj;
+}
+
 /** Reject every queued request (shutdown). */
 export function rejectAllRequests(gp: GenericPool<unknown>, reason: Error): void {
   const queue = queueOf(gp);

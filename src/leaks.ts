@@ -5,7 +5,7 @@
  * and stops at the first one younger than the threshold, so a scan costs O(leaks + 1).
  * With `leakDetectionMs: 0` there is no timer and no acquire stack: zero cost per lease.
  */
-import type { CallSite, LeaseRecord } from './lease';
+import type { ActiveLeases, CallSite, LeaseRecord } from './lease';
 import { now } from './time';
 
 /** Frames kept in an acquire stack: enough to show the caller and its callers. */
@@ -61,7 +61,7 @@ export class LeakDetector<C extends object> {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly active: ReadonlySet<LeaseRecord<C>>,
+    private readonly active: ActiveLeases<C>,
     private readonly thresholdMs: number,
     private readonly onLeak: (record: LeaseRecord<C>) => void,
   ) {}

@@ -49,6 +49,10 @@ export class LeaseRecord<C extends object = object> {
   savepointSeq = 0;
   /** The top-level COMMIT is on the wire: a revoke now cannot tell the caller the work was undone. */
   committing = false;
+  /** Neighbours in the pool's {@link ActiveLeases} (acquire order). */
+  prevActive: LeaseRecord<C> | undefined = undefined;
+  nextActive: LeaseRecord<C> | undefined = undefined;
+  isActiveListed = false;
 
   constructor(
     readonly owner: LeaseOwner<C>,
@@ -74,6 +78,59 @@ export class LeaseRecord<C extends object = object> {
       if (this.state === 'revoked') this.controller.abort(this.revokedBy);
     }
     return this.controller.signal;
+  }
+}
+
+/**
+ * The pool's active leases in acquire order, oldest first: the leak detector's scan stops at the
+ * first young one. An intrusive doubly linked list rather than a Set: a Set with one insert and
+ * one delete per lease keeps each hash table it outgrows reachable from the one before, and once
+ * one of them sits in the old generation, the records it held survive young-generation GCs.
+ */
+export class ActiveLeases<C extends object> implements Iterable<LeaseRecord<C>> {
+  #first: LeaseRecord<C> | undefined = undefined;
+  #last: LeaseRecord<C> | undefined = undefined;
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The oldest active lease. */
+  get first(): LeaseRecord<C> | undefined {
+    return this.#first;
+  }
+
+  add(record: LeaseRecord<C>): void {
+    if (record.isActiveListed) return;
+    record.isActiveListed = true;
+    record.prevActive = this.#last;
+    if (this.#last !== undefined) this.#last.nextActive = record;
+    else this.#first = record;
+    this.#last = record;
+    this.#size++;
+  }
+
+  delete(record: LeaseRecord<C>): void {
+    if (!record.isActiveListed) return;
+    record.isActiveListed = false;
+    const { prevActive, nextActive } = record;
+    if (prevActive !== undefined) prevActive.nextActive = nextActive;
+    else this.#first = nextActive;
+    if (nextActive !== undefined) nextActive.prevActive = prevActive;
+    else this.#last = prevActive;
+    record.prevActive = undefined;
+    record.nextActive = undefined;
+    this.#size--;
+  }
+
+  *[Symbol.iterator](): Iterator<LeaseRecord<C>> {
+    // The successor is read before yielding: the consumer may delete the current record.
+    for (let record = this.#first; record !== undefined; ) {
+      const next = record.nextActive;
+      yield record;
+      record = next;
+    }
   }
 }
 

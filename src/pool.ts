@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
 import type { Adapter } from './adapter';
 import { createFactory, PooledConnection } from './connections';
-import { findAmbient, runInScope } from './context';
+import { enterScope, findAmbient, leaveScope } from './context';
 import {
   AcquireTimeoutError,
   attachSuppressed,
@@ -19,9 +19,9 @@ import {
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
-import { createGenericPool, evictNow, rejectAllRequests } from './generic-pool-internals';
+import { createGenericPool, evictNow, rejectAllRequests, takeIdle } from './generic-pool-internals';
 import type { GuardConfig } from './guard';
-import { Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
+import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
@@ -121,7 +121,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   /** @internal */ readonly maxUses: number;
   /** @internal */ readonly controlTimeoutMs = CONTROL_TIMEOUT_MS;
   /** Active leases in acquire order (the leak detector relies on the order). */
-  readonly #active = new Set<LeaseRecord<C>>();
+  readonly #active = new ActiveLeases<C>();
   readonly #gp: GenericPool<PooledConnection<C>>;
   readonly #factory: ReturnType<typeof createFactory<C>>;
   readonly #waiters: WaitingRoom<C>;
@@ -315,19 +315,20 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     holdTimeoutMs: number | undefined,
     trackDrop: boolean,
   ): Promise<Lease<C>> {
-    let pending: PendingAcquire<C>;
     try {
-      pending = this.#startAcquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
+      const pending = this.#startAcquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
+      const conn = pending.connection;
+      return conn instanceof PooledConnection ? Promise.resolve(pending.grant(conn)) : conn.then(pending.grant);
     } catch (err) {
       return Promise.reject(err);
     }
-    return pending.next.then(pending.grant);
   }
 
   /**
    * The synchronous half of an acquire (throws when the pool is closed, the acquire would
-   * deadlock a scope, or the queue is full): the connection on its way, and `grant`, which turns
-   * it into a lease (or, for a connection found broken or expired, closes it and takes another).
+   * deadlock a scope, or the queue is full): the connection (an idle one at once, or one on its
+   * way), and `grant`, which turns it into a lease (or, for a connection found broken or expired,
+   * closes it and takes another).
    */
   #startAcquire(
     timeoutMs: number,
@@ -354,26 +355,33 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     const startedAt = now();
     const grant = (conn: PooledConnection<C>): Lease<C> | Promise<Lease<C>> => {
-      const acquiredAt = now();
+      // An idle connection taken at once was acquired when the acquire started.
+      const acquiredAt = conn === first ? startedAt : now();
       if (conn.broken || acquiredAt >= conn.expiresAt) {
         // Unusable: close it and take another, within the same acquire deadline.
         this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
-        return this.#nextConnection(startedAt, timeoutMs, signal).then(grant);
+        const next = this.#connection(startedAt, timeoutMs, signal);
+        return next instanceof PooledConnection ? grant(next) : next.then(grant);
       }
       return this.#leaseFor(conn, startedAt, acquiredAt, site, holdTimeoutMs, trackDrop);
     };
-    return { next: this.#nextConnection(startedAt, timeoutMs, signal), grant };
+    const connection = this.#connection(startedAt, timeoutMs, signal);
+    const first = connection instanceof PooledConnection ? connection : undefined;
+    return { connection, grant };
   }
 
   /**
-   * A connection for an acquire: an idle one at once (generic-pool hands it over synchronously),
-   * unless others already wait for one; otherwise a place in the waiting room.
+   * A connection for an acquire: an idle one at once (taken from generic-pool synchronously, no
+   * request, no promise), unless others already wait for one; otherwise a place in the waiting room.
    */
-  #nextConnection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<PooledConnection<C>> {
-    const gp = this.#gp;
-    return gp.available > 0 && this.#waiters.size === 0 && signal?.aborted !== true
-      ? gp.acquire()
-      : this.#waiters.wait(startedAt, timeoutMs, signal);
+  #connection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): PooledConnection<C> | Promise<PooledConnection<C>> {
+    if (this.#waiters.size === 0 && signal?.aborted !== true) {
+      const gp = this.#gp;
+      const idle = takeIdle(gp);
+      if (idle !== undefined) return idle;
+      if (gp.available > 0) return gp.acquire(); // generic-pool's private shape changed: its own way
+    }
+    return this.#waiters.wait(startedAt, timeoutMs, signal);
   }
 
   /** Wrap a usable connection in a new lease (throws, giving it back, once the pool is closed). */
@@ -418,14 +426,23 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     // own promise directly, which saves the promise of an async frame and of the acquire's `.then`
     // (see runAndRelease). A synchronous acquire failure rejects the scope (thrown in the executor).
     return new Promise<R>((resolve, reject) => {
-      const { next, grant } = this.#startAcquire(
+      const { connection, grant } = this.#startAcquire(
         options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
         options?.signal,
         site,
         options?.timeoutMs,
         false,
       );
-      next.then((conn) => {
+      // runScope is called straight from each reaction, not through a helper: see runScope.
+      const granted = (lease: Lease<C>): void => runScope(lease, undefined, fn, this, resolve, reject);
+      if (connection instanceof PooledConnection) {
+        // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
+        const lease = grant(connection);
+        if (lease instanceof Lease) RESOLVED.then(() => runScope(lease, undefined, fn, this, resolve, reject));
+        else lease.then(granted, reject);
+        return;
+      }
+      connection.then((conn) => {
         let lease: Lease<C> | Promise<Lease<C>>;
         try {
           lease = grant(conn);
@@ -433,7 +450,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
           return reject(err);
         }
         if (lease instanceof Lease) runScope(lease, undefined, fn, this, resolve, reject);
-        else lease.then((l) => runScope(l, undefined, fn, this, resolve, reject), reject);
+        else lease.then(granted, reject);
       }, reject);
     });
   }
@@ -521,11 +538,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   /** @internal GaugeSource */
   gaugeSnapshot(): ReturnType<GaugeSource['gaugeSnapshot']> {
     const gp = this.#gp;
-    let oldest = 0;
-    for (const record of this.#active) {
-      oldest = (now() - record.acquiredAt) / 1000;
-      break;
-    }
+    const first = this.#active.first;
+    const oldest = first === undefined ? 0 : (now() - first.acquiredAt) / 1000;
     return {
       idle: this.#idleCount(),
       active: gp.borrowed,
@@ -633,7 +647,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
 
 /** An acquire under way: see `Pool.#startAcquire`. */
 interface PendingAcquire<C extends object> {
-  readonly next: Promise<PooledConnection<C>>;
+  readonly connection: PooledConnection<C> | Promise<PooledConnection<C>>;
   readonly grant: (conn: PooledConnection<C>) => Lease<C> | Promise<Lease<C>>;
 }
 
@@ -662,10 +676,21 @@ function runScope<C extends object, R>(
 ): void {
   const record = lease.record;
   let value: R | PromiseLike<R>;
-  try {
-    value = body !== undefined ? body(lease) : runInScope(pool as object, lease, undefined, fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>, lease.conn, lease);
-  } catch (error) {
-    return endScope(record, true, error, resolve, reject);
+  if (body !== undefined) {
+    try {
+      value = body(lease);
+    } catch (error) {
+      return endScope(record, true, error, resolve, reject);
+    }
+  } else {
+    const previous = enterScope(pool as object, lease as Lease<object>, undefined);
+    try {
+      value = (fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>)(lease.conn, lease);
+    } catch (error) {
+      return endScope(record, true, error, resolve, reject);
+    } finally {
+      leaveScope(previous);
+    }
   }
   if (!isThenable(value)) return endScope(record, false, value, resolve, reject);
   if (record.state === 'revoked') return endScope(record, true, record.revokedBy, resolve, reject);
@@ -739,6 +764,7 @@ function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
 }
 
 const ignore = (): void => undefined;
+const RESOLVED = Promise.resolve();
 
 function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
   const a = adapter as Partial<Adapter<object>> | null;

@@ -29,7 +29,7 @@ export interface WaitingRoomHost<C extends object> {
   timeoutError(timeoutMs: number): Error;
   /** A wait ended without a connection. */
   failed(reason: WaitFailure): void;
-  /** A fetched connection nobody waits for any more (hand it on, or back to generic-pool). */
+  /** A fetched connection nobody waits for any more: back to generic-pool. */
   returnToPool(conn: PooledConnection<C>): void;
 }
 
@@ -142,7 +142,7 @@ export class WaitingRoom<C extends object> {
     fetched.then(
       (conn) => {
         this.#settled(request);
-        this.host.returnToPool(conn); // hands it to the longest-waiting caller, if any is left
+        if (!this.handOff(conn)) this.host.returnToPool(conn); // the caller it was for gave up
       },
       () => this.#settled(request), // withdrawn, or generic-pool is draining: nobody to tell
     );

@@ -25,9 +25,13 @@ export const randomAccount = (): number => 1 + Math.floor(Math.random() * ACCOUN
 
 /** Throughput budget: the leasepool variant keeps at least 95% of its peer's ops/s. */
 const LIMIT = 0.95;
-/** Length of one timed run (ms, before `--quick` scaling); the warm-up run is half of it. */
-const SELECT_RUN_MS = 800;
-const TX_RUN_MS = 1_000;
+/**
+ * Length of one timed run (ms, before `--quick` scaling); the warm-up run is as long. Database
+ * runs are short and twice as many as `--reps` asks: ratios over a shared two-core machine wander
+ * by several percent from one second to the next, and more rep-by-rep pairs give a steadier median.
+ */
+const SELECT_RUN_MS = 400;
+const TX_RUN_MS = 500;
 
 export function fmt(n: number): string {
   return n.toLocaleString('en-US');
@@ -44,9 +48,9 @@ function measure(
     baseline: config.baseline,
     ratioMetric: 'throughput',
     durationMs: config.runMs * options.timeScale,
-    warmupMs: (config.runMs / 2) * options.timeScale,
+    warmupMs: config.runMs * options.timeScale,
     checkEvery: 1,
-    reps: options.reps,
+    reps: options.reps * 2,
     progress: true,
     budgets: config.budgets,
   });
@@ -81,7 +85,7 @@ export function selectScenario(spec: SelectSpec): Scenario {
     title: spec.title,
     service: spec.service,
     async run(options) {
-      const concurrencies = [1, 16, 64] as const;
+      const concurrencies = (process.env['BENCH_C'] !== undefined ? process.env['BENCH_C'].split(',').map(Number) : [1, 16, 64]) as readonly number[];
       const budgets: Budget[] = concurrencies.map((at) => ({ variant: 'leasepool', baseline: spec.peer.name, at, metric: 'throughput', limit: LIMIT }));
       budgets.push({ variant: 'leasepool', baseline: 'leasepool-noleak', at: 16, metric: 'throughput', limit: LIMIT, note: 'leak detection costs ≤ 5%' });
       const variants: VariantDef[] = [

@@ -15,6 +15,14 @@
  *
  * CPU per op is the steadier figure when the machine is shared: wall time includes waiting for a
  * core, CPU time mostly does not.
+ *
+ * Budgets compare variants rep by rep: the ratio of a budget is the median over the reps of the
+ * ratio within each rep (the two variants ran seconds apart), not the ratio of the two medians —
+ * drift in the machine's speed over a scenario (a neighbour, a database checkpoint) cancels out.
+ *
+ * Heap per op comes from one extra run per variant after the timed ones, with V8's GC profiler
+ * on: the profiler records heap statistics at every collection, which costs a latency-bound run
+ * (one caller on a database) up to a sixth of its throughput, so no timed run carries it.
  */
 import { GCProfiler } from 'node:v8';
 
@@ -100,12 +108,21 @@ export function collect(times = 1): void {
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** One time-boxed run of `concurrency` callers looping over `op`. */
-export async function timedRun(op: () => Promise<unknown>, concurrency: number, durationMs: number, checkEvery: number): Promise<RunSample> {
+/**
+ * One time-boxed run of `concurrency` callers looping over `op`. With `measureHeap` the GC
+ * profiler runs too (heap bytes per op); without it `heapBytesPerOp` is NaN.
+ */
+export async function timedRun(
+  op: () => Promise<unknown>,
+  concurrency: number,
+  durationMs: number,
+  checkEvery: number,
+  measureHeap = false,
+): Promise<RunSample> {
   await tick();
-  const profiler = new GCProfiler();
+  const profiler = measureHeap ? new GCProfiler() : undefined;
   const heapStart = process.memoryUsage().heapUsed;
-  profiler.start();
+  profiler?.start();
   const cpuStart = process.cpuUsage();
   const start = performance.now();
   const deadline = start + durationMs;
@@ -131,7 +148,7 @@ export async function timedRun(op: () => Promise<unknown>, concurrency: number, 
   const elapsedMs = performance.now() - start;
   const cpu = process.cpuUsage(cpuStart);
   const heapEnd = process.memoryUsage().heapUsed;
-  const profile = profiler.stop();
+  const profile = profiler?.stop();
   if (failure !== undefined) throw failure;
   let freed = 0;
   for (const s of profile?.statistics ?? []) {
@@ -144,7 +161,7 @@ export async function timedRun(op: () => Promise<unknown>, concurrency: number, 
     nsPerOp: (elapsedMs * 1e6) / ops,
     opsPerSec: (ops * 1000) / elapsedMs,
     cpuUsPerOp: (cpu.user + cpu.system) / ops,
-    heapBytesPerOp: Math.max(0, heapEnd - heapStart + freed) / ops,
+    heapBytesPerOp: profiler === undefined ? NaN : Math.max(0, heapEnd - heapStart + freed) / ops,
   };
 }
 
@@ -201,7 +218,8 @@ export async function runThroughput(config: ThroughputConfig): Promise<Throughpu
       }
       for (const v of here) {
         const s = samples.get(v.name) ?? [];
-        const med = medianSample(s);
+        const heap = await timedRun(opOf(v.name), c, config.durationMs / 2, config.checkEvery, true);
+        const med = { ...medianSample(s), heapBytesPerOp: heap.heapBytesPerOp };
         const ns = s.map((x) => x.nsPerOp);
         results.push({ variant: v.name, concurrency: c, samples: s, median: med, spread: (Math.max(...ns) - Math.min(...ns)) / med.nsPerOp });
       }
@@ -230,7 +248,11 @@ export function evaluateBudget(budget: Budget, results: readonly VariantResult[]
   if (a === undefined || b === undefined) {
     return { ...budget, ratio: NaN, ok: false, line: `c=${budget.at} ${budget.variant} / ${budget.baseline}: not measured (budget ${bound}) MISSED` };
   }
-  const ratio = ratioOf(budget.metric, a.median, b.median);
+  // Rep by rep (the samples of one rep ran next to each other), then the median of those ratios.
+  const reps = Math.min(a.samples.length, b.samples.length);
+  const paired: number[] = [];
+  for (let i = 0; i < reps; i++) paired.push(ratioOf(budget.metric, a.samples[i] as RunSample, b.samples[i] as RunSample));
+  const ratio = reps > 0 ? median(paired) : ratioOf(budget.metric, a.median, b.median);
   const ok = budget.metric === 'time' ? ratio <= budget.limit : ratio >= budget.limit;
   const line = `c=${budget.at} ${budget.variant} / ${budget.baseline} = ${ratio.toFixed(2)}x ${what} (budget ${bound}) ${ok ? 'OK' : 'MISSED'}`;
   return { ...budget, ratio, ok, line };
