@@ -117,6 +117,17 @@ function coreOf(conn: PromiseConnection): CoreConnection {
   return (conn as unknown as { connection: CoreConnection }).connection;
 }
 
+/** Run one statement the way mysql2's promise pool does: `values` passed to query only when defined, to execute only when truthy. */
+function send(conn: PromiseConnection, method: 'query' | 'execute', sql: string | QueryOptions, values: unknown): Promise<unknown> {
+  const c = conn as unknown as StatementMethods;
+  if (method === 'query') return values !== undefined ? c.query(sql, values) : c.query(sql);
+  return values ? c.execute(sql, values) : c.execute(sql);
+}
+interface StatementMethods {
+  query(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
+  execute(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
+}
+
 /** Set on a raw connection while it is leased: `'release'` is emitted only for connections that were handed out. */
 const LEASED = Symbol('leasepool.mysql2.leased');
 type Marked = PromiseConnection & { [LEASED]?: boolean };
@@ -274,31 +285,34 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
 
   // ------------------------------------------------------------------------------------------
 
+  /**
+   * `pool.query()`/`pool.execute()`: a scope of the core with the statement as its body (inside
+   * withTx, or another scope of this pool, the statement joins that scope's connection instead).
+   * No closure or `.catch` per call beyond what mysql2's read-only handling needs: the hot path.
+   */
   #statement(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, site: CallSite | undefined): Promise<unknown> {
     const core = this.#core;
     const ambient = findAmbient(core);
-    const send = (conn: PromiseConnection): Promise<unknown> => {
-      const run = conn[method] as (sql: string | QueryOptions, values?: unknown) => Promise<unknown>;
-      // mysql2's promise pool passes `values` to query only when defined, to execute only when truthy.
-      return (method === 'query' ? values !== undefined : Boolean(values)) ? run(sql, values) : run(sql);
-    };
-    // Inside withTx (or another scope of this pool) the statement joins that scope's connection.
-    const result =
-      ambient !== undefined
-        ? Promise.resolve(ambient.lease).then((lease) => send(lease.conn))
-        : core.scoped(
-            (conn) =>
-              send(conn).catch((err: unknown) => {
-                if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
-                throw err;
-              }),
-            undefined,
-            site,
-          );
-    return result.catch((err: unknown) => {
-      throw this.#translate(err);
-    });
+    if (ambient !== undefined) {
+      return Promise.resolve(ambient.lease)
+        .then((lease) => send(lease.conn, method, sql, values))
+        .catch((err: unknown) => {
+          throw this.#translate(err);
+        });
+    }
+    return core.scoped(
+      (conn) => send(conn, method, sql, values).catch((err: unknown) => {
+        // mysql2's pool destroys the connection of a statement refused by a read-only server.
+        if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
+        throw err;
+      }),
+      undefined,
+      site,
+      this.#translateError,
+    );
   }
+
+  readonly #translateError = (err: unknown): unknown => this.#translate(err);
 
   #wrap(lease: Lease<PromiseConnection>): PoolConnection {
     const guarded = lease.conn;

@@ -21,7 +21,7 @@ import type { ClientBase, ClientConfig, PoolClient, PoolConfig, QueryArrayConfig
 import type { Adapter, ConnectionEvents } from '../src/adapter';
 import { findAmbient } from '../src/context';
 import { AcquireTimeoutError, ConfigError, ConnectError, PoolClosedError } from '../src/errors';
-import type { Lease } from '../src/lease';
+import type { CallSite, Lease } from '../src/lease';
 import { consoleLogger, type Logger } from '../src/logger';
 import type { MetricsOptions } from '../src/metrics';
 import { show } from '../src/options';
@@ -129,6 +129,13 @@ export interface Pool {
 }
 
 /**
+ * Set on a client while it is on a lease (between the core's onLease and onIdle): a property, not
+ * a Set, because a Set with an insert and a delete per lease churns its hash table.
+ */
+const LEASED = Symbol('leasepool.pg.leased');
+type Marked = Client & { [LEASED]?: boolean };
+
+/**
  * node-postgres' `Pool`, on leasepool. See the module documentation; `pool.withTx()`,
  * `pool.withLease()` and `pool.leasepool` (stats, active leases, leak events) come on top.
  */
@@ -146,12 +153,12 @@ export class Pool extends EventEmitter {
   readonly #logger: Logger;
   readonly #log: (...messages: unknown[]) => void;
   readonly #acquireTimeoutMs: number;
+  /** The scope options of every `pool.query()`. */
+  readonly #queryScope: LeaseScopeOptions;
   readonly #endTimeoutMs: number;
   readonly #lifetimeMs: number;
   /** Open clients → when they connected (performance.now()). */
   readonly #live = new Map<Client, number>();
-  /** Clients on a lease (between the core's onLease and onIdle). */
-  readonly #leased = new Set<Client>();
   /** Clients handed out by `connect()` → the guarded client the caller holds. */
   readonly #handedOut = new Map<Client, PoolClient>();
   /** Abort reasons of connects that hit `connectionTimeoutMillis`. */
@@ -170,6 +177,7 @@ export class Pool extends EventEmitter {
     this.Client = pgConfig.Client ?? Client;
     this.#log = typeof pgConfig.log === 'function' ? pgConfig.log : noop;
     this.#acquireTimeoutMs = resolved.acquireTimeoutMs;
+    this.#queryScope = { acquireTimeoutMs: resolved.acquireTimeoutMs };
     this.#endTimeoutMs = resolved.endTimeoutMs;
     this.#lifetimeMs = resolved.lifetimeMs;
     const name = lp.name ?? 'default';
@@ -192,11 +200,11 @@ export class Pool extends EventEmitter {
       close: (client) => this.#close(base, client),
       onReleaseCall: (client, _method, args) => this.#onReleaseCall(client, args),
       onLease: (client) => {
-        this.#leased.add(client);
+        (client as Marked)[LEASED] = true;
         base.onLease?.(client);
       },
       onIdle: (client) => {
-        this.#leased.delete(client);
+        (client as Marked)[LEASED] = false;
         base.onIdle?.(client);
       },
     };
@@ -299,7 +307,8 @@ export class Pool extends EventEmitter {
     if (text !== null && typeof text === 'object' && typeof (text as { submit?: unknown }).submit === 'function') {
       throw new TypeError('pool.query() does not take a Submittable (QueryStream, Cursor): check out a client with pool.connect() and call client.query() on it');
     }
-    const result = this.#query(text, values);
+    // The leak report's acquire stack starts at the caller of query(), not in this file.
+    const result = this.#query(text, values, this.#core.captureAcquireSite(this.query));
     if (typeof callback !== 'function') return result;
     const cb = callback as (err: unknown, result?: unknown) => void;
     result.then(
@@ -364,34 +373,36 @@ export class Pool extends EventEmitter {
     return client;
   }
 
-  async #query(text: unknown, values: unknown): Promise<unknown> {
-    if (this.ending) throw new Error(MESSAGES.ended);
+  /**
+   * `pool.query()`: a scope of the core with the statement as its body. Not async, and the
+   * events cost nothing unless someone listens: this is the drop-in's hot path.
+   */
+  #query(text: unknown, values: unknown, site: CallSite | undefined): Promise<unknown> {
+    if (this.ending) return Promise.reject(new Error(MESSAGES.ended));
     const core = this.#core;
-    const joined = findAmbient(core) !== undefined;
-    let started = false;
-    try {
-      return await core.withLease(
-        async (conn) => {
-          started = true;
-          if (joined) return conn.query(text as string, values as unknown[]);
-          const client = conn as PoolClient;
-          this.#emit('acquire', client);
-          let error: Error | null = null; // pg-pool passes the query callback's `err`: null on success
-          try {
-            return await conn.query(text as string, values as unknown[]);
-          } catch (err) {
-            error = err as Error;
-            throw err;
-          } finally {
-            this.#emit('release', error, client);
-          }
-        },
-        { acquireTimeoutMs: this.#acquireTimeoutMs },
-      );
-    } catch (err) {
-      throw started ? err : this.#pgError(err);
-    }
+    // Inside withLease/withTx of this pool the statement joins that scope's client.
+    if (findAmbient(core) !== undefined) return core.withLease((conn) => conn.query(text as string, values as unknown[]));
+    return core.scoped((conn) => this.#queryOn(conn, text, values), this.#queryScope, site, this.#queryError);
   }
+
+  #queryOn(conn: Client, text: unknown, values: unknown): Promise<unknown> {
+    const client = conn as PoolClient;
+    this.#emit('acquire', client);
+    // pg's callback form, as pg-pool's own query() uses: no promise of pg's and none of the
+    // guard's around it, only ours.
+    return new Promise((resolve, reject) => {
+      const query = conn.query as unknown as (text: unknown, values: unknown, callback: (err: Error | null, res: unknown) => void) => void;
+      query.call(conn, text, values, (err, res) => {
+        // pg-pool passes the query callback's `err`: null on success.
+        this.#emit('release', err as Error, client);
+        if (err) reject(err);
+        else resolve(res);
+      });
+    });
+  }
+
+  /** Acquire failures of `pool.query()` as pg.Pool reports them; the statement's own errors as they are. */
+  readonly #queryError = (err: unknown, started: boolean): unknown => (started ? err : this.#pgError(err));
 
   /** Errors of checking out a client, as pg.Pool reports them (leasepool's error kept as `cause`). */
   #pgError(err: unknown): unknown {
@@ -447,7 +458,7 @@ export class Pool extends EventEmitter {
     try {
       await base.close(client);
     } finally {
-      this.#leased.delete(client);
+      (client as Marked)[LEASED] = false;
       this.#handedOut.delete(client);
       if (this.#live.delete(client)) this.#emit('remove', client as PoolClient);
     }
@@ -472,7 +483,7 @@ export class Pool extends EventEmitter {
    */
   #clientError(client: Client, err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    if (this.#leased.has(client)) {
+    if ((client as Marked)[LEASED] === true) {
       if (client.listenerCount('error') <= 1) {
         this.#logger.error({ err: error }, `pg client failed while checked out: ${redact(error.message)}`);
       }

@@ -206,7 +206,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
 
     const stacksPerSecond = options.leakDetectionMs > 0 ? options.leakStacksPerSecond : 0;
     this.#stacks = stacksPerSecond === Infinity ? 'all' : stacksPerSecond > 0 ? new StackSampler(stacksPerSecond) : undefined;
-    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => this.#reportLeak(record));
+    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => this.#reportLeak(record), this.#stacks instanceof StackSampler ? this.#stacks : undefined);
     this.#leaks.start();
     this.#dropped = new FinalizationRegistry((record) => this.#onDropped(record));
   }
@@ -416,30 +416,48 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     return lease;
   }
 
-  /** @internal Acquire, run `fn` in the lease's scope, release however it ends. */
+  /**
+   * @internal Acquire, run `fn` in the lease's scope, release however it ends. `mapError` (the
+   * drop-ins) rewrites the error the scope rejects with: `started` is false for a failed acquire,
+   * true once `fn` ran — without a `.catch` and its promise per call.
+   */
   scoped<R>(
     fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>,
     options: LeaseScopeOptions | undefined,
     site: CallSite | undefined,
+    mapError?: (error: unknown, started: boolean) => unknown,
   ): Promise<R> {
     // Not async, and not acquireLease + runAndRelease: the connection's promise feeds the scope's
     // own promise directly, which saves the promise of an async frame and of the acquire's `.then`
-    // (see runAndRelease). A synchronous acquire failure rejects the scope (thrown in the executor).
-    return new Promise<R>((resolve, reject) => {
-      const { connection, grant } = this.#startAcquire(
-        options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
-        options?.signal,
-        site,
-        options?.timeoutMs,
-        false,
-      );
+    // (see runAndRelease). A synchronous acquire failure rejects the scope.
+    return new Promise<R>((resolve, rejectAny) => {
+      const failAcquire = mapError === undefined ? rejectAny : (err: unknown) => rejectAny(mapError(err, false));
+      const reject = mapError === undefined ? rejectAny : (err: unknown) => rejectAny(mapError(err, true));
+      let pending: PendingAcquire<C>;
+      try {
+        pending = this.#startAcquire(
+          options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
+          options?.signal,
+          site,
+          options?.timeoutMs,
+          false,
+        );
+      } catch (err) {
+        return failAcquire(err);
+      }
+      const { connection, grant } = pending;
       // runScope is called straight from each reaction, not through a helper: see runScope.
       const granted = (lease: Lease<C>): void => runScope(lease, undefined, fn, this, resolve, reject);
       if (connection instanceof PooledConnection) {
         // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
-        const lease = grant(connection);
+        let lease: Lease<C> | Promise<Lease<C>>;
+        try {
+          lease = grant(connection);
+        } catch (err) {
+          return failAcquire(err);
+        }
         if (lease instanceof Lease) RESOLVED.then(() => runScope(lease, undefined, fn, this, resolve, reject));
-        else lease.then(granted, reject);
+        else lease.then(granted, failAcquire);
         return;
       }
       connection.then((conn) => {
@@ -447,11 +465,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         try {
           lease = grant(conn);
         } catch (err) {
-          return reject(err);
+          return failAcquire(err);
         }
         if (lease instanceof Lease) runScope(lease, undefined, fn, this, resolve, reject);
-        else lease.then(granted, reject);
-      }, reject);
+        else lease.then(granted, failAcquire);
+      }, failAcquire);
     });
   }
 

@@ -165,6 +165,15 @@ export async function timedRun(
   };
 }
 
+/** The `q` quantile (0..1) of `values`, interpolated between the nearest ranks. */
+export function quantile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (sorted.length - 1) * q;
+  const low = Math.floor(at);
+  const high = Math.ceil(at);
+  return (sorted[low] as number) + ((sorted[high] as number) - (sorted[low] as number)) * (at - low);
+}
+
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
@@ -218,7 +227,7 @@ export async function runThroughput(config: ThroughputConfig): Promise<Throughpu
       }
       for (const v of here) {
         const s = samples.get(v.name) ?? [];
-        const heap = await timedRun(opOf(v.name), c, config.durationMs / 2, config.checkEvery, true);
+        const heap = process.env['NOHEAP'] !== undefined ? { heapBytesPerOp: NaN } : await timedRun(opOf(v.name), c, config.durationMs / 2, config.checkEvery, true);
         const med = { ...medianSample(s), heapBytesPerOp: heap.heapBytesPerOp };
         const ns = s.map((x) => x.nsPerOp);
         results.push({ variant: v.name, concurrency: c, samples: s, median: med, spread: (Math.max(...ns) - Math.min(...ns)) / med.nsPerOp });
@@ -254,7 +263,8 @@ export function evaluateBudget(budget: Budget, results: readonly VariantResult[]
   for (let i = 0; i < reps; i++) paired.push(ratioOf(budget.metric, a.samples[i] as RunSample, b.samples[i] as RunSample));
   const ratio = reps > 0 ? median(paired) : ratioOf(budget.metric, a.median, b.median);
   const ok = budget.metric === 'time' ? ratio <= budget.limit : ratio >= budget.limit;
-  const line = `c=${budget.at} ${budget.variant} / ${budget.baseline} = ${ratio.toFixed(2)}x ${what} (budget ${bound}) ${ok ? 'OK' : 'MISSED'}`;
+  const spread = paired.length >= 4 ? `, middle half of ${paired.length} reps ${quantile(paired, 0.25).toFixed(2)}–${quantile(paired, 0.75).toFixed(2)}` : '';
+  const line = `c=${budget.at} ${budget.variant} / ${budget.baseline} = ${ratio.toFixed(2)}x ${what} (budget ${bound}${spread}) ${ok ? 'OK' : 'MISSED'}`;
   return { ...budget, ratio, ok, line };
 }
 
