@@ -37,7 +37,7 @@ export interface CompatLeasepoolOptions {
   name?: string;
   /** A connection held longer than this is reported (once) with the stack that took it. 0 disables. Default 30 000. */
   leakDetectionMs?: number;
-  /** Most acquire stacks recorded per second for leak reports (leasepool's `leakStacksPerSecond`). Default 1 000. */
+  /** Most acquire stacks recorded per second for leak reports (leasepool's `leakStacksPerSecond`). Default 100. */
   leakStacksPerSecond?: number;
   /** A connection held longer than this is taken back: its statement cancelled, its transaction rolled back, the connection closed. Default: never. */
   leaseTimeoutMs?: number;

@@ -56,7 +56,7 @@ export interface PgPoolLeasepoolOptions {
   name?: string;
   /** A client held longer than this is reported once (logger warning with the `connect()` stack, event `leak` on `pool.leasepool`). `0` disables. Default 30 000. */
   leakDetectionMs?: number;
-  /** Most acquire stacks recorded per second for leak reports (leasepool's `leakStacksPerSecond`). Default 1 000. */
+  /** Most acquire stacks recorded per second for leak reports (leasepool's `leakStacksPerSecond`). Default 100. */
   leakStacksPerSecond?: number;
   /** A client held longer than this is taken back: its statement cancelled, its transaction rolled back, the connection closed; further use throws `LeaseRevokedError`. Default: never. */
   leaseTimeoutMs?: number | undefined;

@@ -20,9 +20,10 @@
  * ratio within each rep (the two variants ran seconds apart), not the ratio of the two medians —
  * drift in the machine's speed over a scenario (a neighbour, a database checkpoint) cancels out.
  *
- * Heap per op comes from one extra run per variant after the timed ones, with V8's GC profiler
- * on: the profiler records heap statistics at every collection, which costs a latency-bound run
- * (one caller on a database) up to a sixth of its throughput, so no timed run carries it.
+ * Heap per op comes from one extra run per variant and concurrency after all the timed ones, with
+ * V8's GC profiler on: the profiler records heap statistics at every collection, which costs a
+ * latency-bound run (one caller on a database) up to a sixth of its throughput, so no timed run
+ * carries it (nor follows one that did).
  */
 import { GCProfiler } from 'node:v8';
 
@@ -100,6 +101,33 @@ export interface ThroughputResult {
 }
 
 declare const gc: (() => void) | undefined;
+
+/** A young-generation GC: what a run leaves behind is not collected during the next one. Keeps optimized code. */
+function collectYoung(): void {
+  if (typeof gc === 'function') (gc as unknown as (options: { type: 'minor' }) => void)({ type: 'minor' });
+}
+
+/** A deterministic pseudo-random sequence in [0, 1) (mulberry32): the same orders in every run of the bench. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A shuffled copy (Fisher-Yates). */
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
 
 /** Collect garbage (needs `--expose-gc`; a no-op without it). */
 export function collect(times = 1): void {
@@ -194,8 +222,11 @@ function medianSample(samples: readonly RunSample[]): RunSample {
 
 /**
  * Measure every variant at every concurrency. Within one concurrency the variants run
- * interleaved, rep after rep (A,B,C, B,C,A, C,A,B …: the start rotates so no variant always runs
- * right after the same neighbour). A full GC and a warm-up run of each variant come first.
+ * interleaved, rep after rep, each rep in a fresh order drawn by a seeded shuffle: a run is
+ * measurably affected by the one before it (on this machine the run after `pg.Pool.query` lost up
+ * to 15%), so no variant may always follow the same neighbour — a plain rotation (A,B,C, B,C,A …)
+ * has C before A in every rep. A young-generation GC before each run leaves none of the previous
+ * run's garbage to it. A full GC and a warm-up run of each variant come first.
  */
 export async function runThroughput(config: ThroughputConfig): Promise<ThroughputResult> {
   const instances = new Map<string, VariantInstance>();
@@ -217,9 +248,10 @@ export async function runThroughput(config: ThroughputConfig): Promise<Throughpu
       const samples = new Map<string, RunSample[]>(here.map((v) => [v.name, []]));
       collect(2);
       for (const v of here) await timedRun(opOf(v.name), c, config.warmupMs, config.checkEvery);
+      const random = seededRandom(c);
       for (let rep = 0; rep < config.reps; rep++) {
-        for (let k = 0; k < here.length; k++) {
-          const v = here[(k + rep) % here.length] as VariantDef;
+        for (const v of shuffled(here, random)) {
+          collectYoung();
           const sample = await timedRun(opOf(v.name), c, config.durationMs, config.checkEvery);
           samples.get(v.name)?.push(sample);
           if (config.progress === true) process.stderr.write('.');
@@ -227,11 +259,16 @@ export async function runThroughput(config: ThroughputConfig): Promise<Throughpu
       }
       for (const v of here) {
         const s = samples.get(v.name) ?? [];
-        const heap = process.env['NOHEAP'] !== undefined ? { heapBytesPerOp: NaN } : await timedRun(opOf(v.name), c, config.durationMs / 2, config.checkEvery, true);
-        const med = { ...medianSample(s), heapBytesPerOp: heap.heapBytesPerOp };
+        const med = medianSample(s);
         const ns = s.map((x) => x.nsPerOp);
         results.push({ variant: v.name, concurrency: c, samples: s, median: med, spread: (Math.max(...ns) - Math.min(...ns)) / med.nsPerOp });
       }
+    }
+    // Heap per op last, once every timed run is done (see the header).
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i] as VariantResult;
+      const heap = await timedRun(opOf(r.variant), r.concurrency, config.durationMs / 2, config.checkEvery, true);
+      results[i] = { ...r, median: { ...r.median, heapBytesPerOp: heap.heapBytesPerOp } };
     }
   } finally {
     if (config.progress === true) process.stderr.write('\n');

@@ -33,7 +33,7 @@ test('defaults', async () => {
       maxLifetimeMs: 1_800_000,
       maxUses: Infinity,
       leakDetectionMs: 30_000,
-      leakStacksPerSecond: 1_000,
+      leakStacksPerSecond: 100,
       leaseTimeoutMs: undefined,
       resetOnRelease: false,
       metrics: false,
