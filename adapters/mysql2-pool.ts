@@ -300,12 +300,25 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
           throw this.#translate(err);
         });
     }
+    // The statement is sent from the body itself, not through a helper: mysql2 captures a stack
+    // per statement (its `trace` option), and every frame between the event loop and it costs.
     return core.scoped(
-      (conn) => send(conn, method, sql, values).catch((err: unknown) => {
-        // mysql2's pool destroys the connection of a statement refused by a read-only server.
-        if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
-        throw err;
-      }),
+      (conn) => {
+        const c = conn as unknown as StatementMethods;
+        const sent =
+          method === 'query'
+            ? values !== undefined
+              ? c.query(sql, values)
+              : c.query(sql)
+            : values
+              ? c.execute(sql, values)
+              : c.execute(sql);
+        return sent.catch((err: unknown) => {
+          // mysql2's pool destroys the connection of a statement refused by a read-only server.
+          if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
+          throw err;
+        });
+      },
       undefined,
       site,
       this.#translateError,

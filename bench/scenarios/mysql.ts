@@ -71,7 +71,6 @@ export const mysqlSelect = selectScenario({
       };
     },
   },
-  others: [{ name: 'mysql2 pool.query', open: mysqlQuery }],
 });
 
 export const mysqlTx = txScenario({

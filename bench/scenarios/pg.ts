@@ -75,7 +75,6 @@ export const pgSelect = selectScenario({
       };
     },
   },
-  others: [{ name: 'pg.Pool.query', open: pgQuery }],
 });
 
 export const pgTx = txScenario({
