@@ -22,6 +22,7 @@ import type { Connection as CoreConnection, ExecuteValues, FieldPacket, QueryOpt
 import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
 
 import { findAmbient } from '../src/context';
+import { trackCallback } from '../src/guard';
 import { ConfigError, PoolClosedError, PoolQueueFullError } from '../src/errors';
 import type { Adapter } from '../src/adapter';
 import type { CallSite, Lease } from '../src/lease';
@@ -123,6 +124,31 @@ function send(conn: PromiseConnection, method: 'query' | 'execute', sql: string 
   if (method === 'query') return values !== undefined ? c.query(sql, values) : c.query(sql);
   return values ? c.execute(sql, values) : c.execute(sql);
 }
+/** The driver's callback API on the core connection (what mysql2's own pool.query uses). */
+interface CallbackStatements {
+  query(sql: string | QueryOptions, ...rest: unknown[]): void;
+  execute(sql: string | QueryOptions, ...rest: unknown[]): void;
+}
+
+/** A callback statement's `(rows, fields)` as the promise API resolves it: what the adapter observes. */
+const resultPair = (rest: readonly unknown[]): unknown => [rest[0], rest[1]];
+
+/** The caller of `entry`, captured the way mysql2's `trace` does (formatted only if an error needs it). */
+function callerStack(entry: Function): { stack?: string } {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, entry);
+  return holder;
+}
+
+/** mysql2's `trace`: the error keeps its message and fields, its frames become the caller's. */
+function withCallerStack(err: unknown, caller: { stack?: string } | undefined): void {
+  const stack = caller?.stack;
+  if (typeof stack !== 'string' || !(err instanceof Error)) return;
+  const lines = stack.split('\n');
+  lines[0] = `${err.name}: ${err.message}`;
+  err.stack = lines.join('\n');
+}
+
 interface StatementMethods {
   query(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
   execute(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
@@ -159,6 +185,8 @@ interface Settings {
   readonly stringifyObjects: boolean;
   readonly timezone: Timezone;
   readonly endTimeoutMs: number;
+  /** mysql2's `trace`: a statement's error carries the stack of the `pool.query()` call. */
+  readonly trace: boolean;
 }
 
 /**
@@ -236,14 +264,16 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   query<T extends QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
     if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
     const site = this.#core.captureAcquireSite(this.query);
-    return this.#statement('query', sql, values, site) as Promise<[T, FieldPacket[]]>;
+    const caller = this.#settings.trace ? callerStack(this.query) : undefined;
+    return this.#statement('query', sql, values, site, caller) as Promise<[T, FieldPacket[]]>;
   }
 
   /** Prepare (cached per connection) and execute one statement on a pooled connection. Resolves `[rows, fields]`. */
   execute<T extends QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
     if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
     const site = this.#core.captureAcquireSite(this.execute);
-    return this.#statement('execute', sql, values, site) as Promise<[T, FieldPacket[]]>;
+    const caller = this.#settings.trace ? callerStack(this.execute) : undefined;
+    return this.#statement('execute', sql, values, site, caller) as Promise<[T, FieldPacket[]]>;
   }
 
   /**
@@ -286,11 +316,20 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   // ------------------------------------------------------------------------------------------
 
   /**
-   * `pool.query()`/`pool.execute()`: a scope of the core with the statement as its body (inside
-   * withTx, or another scope of this pool, the statement joins that scope's connection instead).
-   * No closure or `.catch` per call beyond what mysql2's read-only handling needs: the hot path.
+   * `pool.query()`/`pool.execute()`: a scope of the core whose body sends the statement on the
+   * driver's callback API, as mysql2's own pool does — one promise, and the stack of the caller
+   * captured at `pool.query()` (mysql2's `trace`) instead of deep inside the scope. The lease's
+   * bookkeeping (statement in flight, transaction status, fatal errors) is the guard's own
+   * (`trackCallback`). Inside withTx, or another scope of this pool, the statement joins that
+   * scope's connection instead.
    */
-  #statement(method: 'query' | 'execute', sql: string | QueryOptions, values: unknown, site: CallSite | undefined): Promise<unknown> {
+  #statement(
+    method: 'query' | 'execute',
+    sql: string | QueryOptions,
+    values: unknown,
+    site: CallSite | undefined,
+    caller: { stack?: string } | undefined,
+  ): Promise<unknown> {
     const core = this.#core;
     const ambient = findAmbient(core);
     if (ambient !== undefined) {
@@ -300,25 +339,32 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
           throw this.#translate(err);
         });
     }
-    // The statement is sent from the body itself, not through a helper: mysql2 captures a stack
-    // per statement (its `trace` option), and every frame between the event loop and it costs.
     return core.scoped(
-      (conn) => {
-        const c = conn as unknown as StatementMethods;
-        const sent =
-          method === 'query'
-            ? values !== undefined
-              ? c.query(sql, values)
-              : c.query(sql)
-            : values
-              ? c.execute(sql, values)
-              : c.execute(sql);
-        return sent.catch((err: unknown) => {
-          // mysql2's pool destroys the connection of a statement refused by a read-only server.
-          if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
-          throw err;
-        });
-      },
+      (conn, lease) =>
+        new Promise<unknown>((resolve, reject) => {
+          const record = lease.record;
+          const raw = record.connection.raw;
+          core.adapter.observeStatement?.(raw, method, sql);
+          const done = trackCallback(
+            record,
+            raw,
+            method,
+            (err: unknown, rows: unknown, fields: unknown) => {
+              if (!err) return resolve([rows, fields]);
+              // mysql2's pool destroys the connection of a statement refused by a read-only server.
+              if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
+              withCallerStack(err, caller);
+              reject(err);
+            },
+            resultPair,
+          );
+          const driver = coreOf(raw) as unknown as CallbackStatements;
+          if (method === 'query') {
+            if (values !== undefined) driver.query(sql, values, done);
+            else driver.query(sql, done);
+          } else if (values) driver.execute(sql, values, done);
+          else driver.execute(sql, done);
+        }),
       undefined,
       site,
       this.#translateError,
@@ -535,6 +581,7 @@ export function createPool(config: string | PoolOptions): Pool {
     stringifyObjects: Boolean(options.stringifyObjects),
     timezone: normaliseTimezone(options.timezone),
     endTimeoutMs,
+    trace: options.trace !== false,
   };
   for (const key of POOL_KEYS) delete options[key];
 

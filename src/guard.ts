@@ -111,14 +111,7 @@ function wrapMethod<C extends object>(
       const last = args.length - 1;
       if (last >= 0 && typeof args[last] === 'function') {
         // Callback form: track the statement until the callback runs.
-        const callback = args[last] as AnyFn;
-        record.inflight++;
-        args[last] = (err: unknown, ...rest: unknown[]) => {
-          record.inflight--;
-          if (err) owner.noteError(record, err);
-          else owner.adapter.observeResult?.(target, prop as string, rest[0]);
-          return callback(err, ...rest);
-        };
+        args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn, firstResult);
       }
     }
     let result: unknown;
@@ -151,6 +144,33 @@ function wrapMethod<C extends object>(
       );
     }
     return result;
+  };
+}
+
+/** What a driver callback `(err, result, …)` reports as the statement's result. */
+const firstResult = (rest: readonly unknown[]): unknown => rest[0];
+
+/**
+ * @internal A statement sent with a callback on a lease's raw connection (by the guard, for the
+ * callback form of a statement method, and by the mysql2 drop-in, on the driver's callback API):
+ * in flight until `callback` runs; a failure goes through the adapter's `isFatal`, a result to its
+ * `observeResult` (as `resultOf` of the callback's arguments after `err`). The caller has already
+ * told the adapter about the statement (`observeStatement`).
+ */
+export function trackCallback<C extends object>(
+  record: LeaseRecord<C>,
+  target: C,
+  method: string,
+  callback: AnyFn,
+  resultOf: (rest: readonly unknown[]) => unknown,
+): AnyFn {
+  const owner = record.owner;
+  record.inflight++;
+  return (err: unknown, ...rest: unknown[]) => {
+    record.inflight--;
+    if (err) owner.noteError(record, err);
+    else owner.adapter.observeResult?.(target, method, resultOf(rest));
+    return callback(err, ...rest);
   };
 }
 

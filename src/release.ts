@@ -5,7 +5,8 @@
  *             2. transaction open or failed → ROLLBACK (counted); a failed rollback → destroy
  *             3. broken / mid-query / past maxLifetimeMs / past maxUses → destroy
  *             4. resetOnRelease → reset; a failed reset → destroy
- *             5. back to the pool; lease duration observed; dropped from the leak registry
+ *             5. back to the pool (straight to the longest-waiting caller, else generic-pool's
+ *                idle set); lease duration observed; dropped from the leak registry
  *   reclaim:  the pool takes a lease back (deadline, dropped handle, shutdown): revoke, cancel
  *             the running statement, roll back, destroy the connection, report it.
  *

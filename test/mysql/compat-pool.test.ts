@@ -636,6 +636,24 @@ describe('recovery and leasepool guarantees', () => {
     expect(Number(after[0]?.id)).not.toBe(second);
   });
 
+  test("pool.query()'s error carries the stack of the caller's line (mysql2's trace), on the facade as on mysql2", async () => {
+    for (const pool of [facade({ connectionLimit: 1 }), native({ connectionLimit: 1 })]) {
+      const here = new Error(); const err = (await rejection(pool.query('SELEC 1'))) as Error & { errno?: number };
+      expect(err.errno).toBe(1064);
+      expect(err.stack?.split('\n')[0]).toBe(`Error: ${err.message}`);
+      expect(topSite(err.stack)).toBe(siteOf(here));
+    }
+  });
+
+  test('a transaction opened by pool.query() is seen by the release path: rolled back and counted, never handed on', async () => {
+    const registry = new Registry();
+    const pool = facade({ connectionLimit: 1, leasepool: { name: 'mysql_compat_raw_tx', metrics: { registry } } });
+    await pool.query('START TRANSACTION');
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'mysql_compat_raw_tx', kind: 'rollback_on_release' })).toBe(1);
+    const [rows] = await pool.query<RowDataPacket[]>(`SELECT @@in_transaction AS open`);
+    expect(Number(rows[0]?.open)).toBe(0);
+  });
+
   test('a statement failing because the server is read-only destroys its connection, as mysql2 does', async () => {
     for (const pool of [facade({ connectionLimit: 1 }), native({ connectionLimit: 1 })]) {
       await pool.query('SET SESSION TRANSACTION READ ONLY');
