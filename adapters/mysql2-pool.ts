@@ -339,8 +339,8 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
           throw this.#translate(err);
         });
     }
-    return core.scoped(
-      (conn, lease) =>
+    return core.scopedLease(
+      (lease) =>
         new Promise<unknown>((resolve, reject) => {
           const record = lease.record;
           const raw = record.connection.raw;
@@ -352,7 +352,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
             (err: unknown, rows: unknown, fields: unknown) => {
               if (!err) return resolve([rows, fields]);
               // mysql2's pool destroys the connection of a statement refused by a read-only server.
-              if (isReadOnlyError(err)) void (conn as unknown as { destroy(): Promise<void> }).destroy();
+              if (isReadOnlyError(err)) void (lease.conn as unknown as { destroy(): Promise<void> }).destroy();
               withCallerStack(err, caller);
               reject(err);
             },

@@ -427,6 +427,29 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     site: CallSite | undefined,
     mapError?: (error: unknown, started: boolean) => unknown,
   ): Promise<R> {
+    return this.#scope(fn, undefined, options, site, mapError);
+  }
+
+  /**
+   * @internal `scoped` for a body that takes the lease alone and calls no pool method (a drop-in's
+   * single statement): no guarded connection is made for it and no ambient scope entered.
+   */
+  scopedLease<R>(
+    body: (lease: Lease<C>) => R | PromiseLike<R>,
+    options: LeaseScopeOptions | undefined,
+    site: CallSite | undefined,
+    mapError?: (error: unknown, started: boolean) => unknown,
+  ): Promise<R> {
+    return this.#scope(undefined, body, options, site, mapError);
+  }
+
+  #scope<R>(
+    fn: ((conn: C, lease: Lease<C>) => R | PromiseLike<R>) | undefined,
+    body: ((lease: Lease<C>) => R | PromiseLike<R>) | undefined,
+    options: LeaseScopeOptions | undefined,
+    site: CallSite | undefined,
+    mapError: ((error: unknown, started: boolean) => unknown) | undefined,
+  ): Promise<R> {
     // Not async, and not acquireLease + runAndRelease: the connection's promise feeds the scope's
     // own promise directly, which saves the promise of an async frame and of the acquire's `.then`
     // (see runAndRelease). A synchronous acquire failure rejects the scope.
@@ -447,7 +470,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       }
       const { connection, grant } = pending;
       // runScope is called straight from each reaction, not through a helper: see runScope.
-      const granted = (lease: Lease<C>): void => runScope(lease, undefined, fn, this, resolve, reject);
+      const granted = (lease: Lease<C>): void => runScope(lease, body, fn, this, resolve, reject);
       if (connection instanceof PooledConnection) {
         // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
         let lease: Lease<C> | Promise<Lease<C>>;
@@ -456,7 +479,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         } catch (err) {
           return failAcquire(err);
         }
-        if (lease instanceof Lease) RESOLVED.then(() => runScope(lease, undefined, fn, this, resolve, reject));
+        if (lease instanceof Lease) RESOLVED.then(() => runScope(lease, body, fn, this, resolve, reject));
         else lease.then(granted, failAcquire);
         return;
       }
@@ -467,7 +490,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         } catch (err) {
           return failAcquire(err);
         }
-        if (lease instanceof Lease) runScope(lease, undefined, fn, this, resolve, reject);
+        if (lease instanceof Lease) runScope(lease, body, fn, this, resolve, reject);
         else lease.then(granted, failAcquire);
       }, failAcquire);
     });
