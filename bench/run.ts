@@ -9,13 +9,17 @@
  *   npm run bench -- --source           run leasepool from its TypeScript sources (through tsx)
  *                                       instead of the tsc build it ships as (see lib/subject.ts)
  *
- * Within a scenario the variants (leasepool and its peers) run interleaved in one process over
- * the repetitions; budgets are ratios of medians declared with each scenario. Database scenarios
+ * Each scenario runs in a process of its own (a fresh V8: code the scenarios share — leasepool's
+ * core, driven by pg in one and mysql2 in another — is not left polymorphic by the ones before,
+ * which no single-driver application would see). Within a scenario the variants (leasepool and its
+ * peers) run interleaved in that one process over the repetitions; budgets are rep-by-rep ratios
+ * declared with each scenario. Database scenarios
  * read PG_URL (default postgres://postgres@127.0.0.1:5432/test) and MYSQL_URL (default
  * mysql://root@127.0.0.1:3306/test); an unreachable database skips its scenarios, except under
  * `--check` where it is a failure. Needs `--expose-gc` (the npm script passes it).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { redact } from '../src/redact';
@@ -25,7 +29,7 @@ import { cycle } from './scenarios/cycle';
 import { mysqlFacade, mysqlSelect, mysqlTx } from './scenarios/mysql';
 import { pgFacade, pgSelect, pgTx } from './scenarios/pg';
 import { soak } from './scenarios/soak';
-import { buildSubject } from './lib/subject';
+import { buildSubject, subjectEnv } from './lib/subject';
 
 const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgTx, pgFacade, mysqlSelect, mysqlTx, mysqlFacade];
 
@@ -35,6 +39,17 @@ interface Cli {
   readonly reps: number;
   readonly quick: boolean;
   readonly source: boolean;
+  /** Internal: run exactly this scenario here and write what the parent needs to `report`. */
+  readonly scenario: string | undefined;
+  readonly report: string | undefined;
+}
+
+/** What a scenario's process tells the parent. */
+interface Report {
+  readonly summary: string[];
+  readonly failures: string[];
+  readonly errors: string[];
+  evaluated: number;
 }
 
 function usage(message: string): never {
@@ -48,9 +63,13 @@ function parseArgs(argv: readonly string[]): Cli {
   let reps: number | undefined;
   let quick = false;
   let source = false;
+  let scenario: string | undefined;
+  let report: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--check') check = true;
+    else if (arg === '--scenario') scenario = argv[++i];
+    else if (arg === '--report') report = argv[++i];
     else if (arg === '--quick') quick = true;
     else if (arg === '--source') source = true;
     else if (arg === '--only') {
@@ -63,24 +82,74 @@ function parseArgs(argv: readonly string[]): Cli {
     } else if (arg === '--help' || arg === '-h') usage('leasepool benchmarks');
     else usage(`unknown argument ${JSON.stringify(arg)}`);
   }
-  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source };
+  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source, scenario, report };
 }
 
 async function main(): Promise<number> {
   const cli = parseArgs(process.argv.slice(2));
-  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
-    process.stderr.write('warning: run with --expose-gc (npm run bench does): heap figures and the soak need global.gc()\n');
-  }
-  const options: BenchOptions = { reps: cli.reps, timeScale: cli.quick ? 0.25 : 1, quick: cli.quick, check: cli.check };
+  if (cli.scenario !== undefined) return runHere(cli);
   const selected = SCENARIOS.filter((s) => cli.only === undefined || s.name.includes(cli.only));
   if (selected.length === 0) usage(`no scenario matches ${JSON.stringify(cli.only)} (have: ${SCENARIOS.map((s) => s.name).join(', ')})`);
 
   const subject = buildSubject(cli.source);
   const cpus = os.cpus();
   console.log(
-    `leasepool bench — node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}, reps ${options.reps}${cli.quick ? ' (quick)' : ''}${cli.check ? ', --check' : ''}`,
+    `leasepool bench — node ${process.version}, ${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}, reps ${cli.reps}${cli.quick ? ' (quick)' : ''}${cli.check ? ', --check' : ''}`,
   );
-  console.log(`leasepool under test: ${subject}`);
+  console.log(`leasepool under test: ${subject}; each scenario in a process of its own`);
+  const started = performance.now();
+  const total: Report = { summary: [], failures: [], errors: [], evaluated: 0 };
+  const reportFile = path.join(os.tmpdir(), `leasepool-bench-${process.pid}.json`);
+  for (const scenario of selected) {
+    const args = ['--expose-gc', '--import', 'tsx', __filename, '--scenario', scenario.name, '--report', reportFile, '--reps', String(cli.reps)];
+    if (cli.check) args.push('--check');
+    if (cli.quick) args.push('--quick');
+    if (cli.source) args.push('--source');
+    rmSync(reportFile, { force: true });
+    const child = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...subjectEnv(cli.source) } });
+    let report: Report | undefined;
+    try {
+      report = JSON.parse(readFileSync(reportFile, 'utf8')) as Report;
+    } catch {
+      report = undefined;
+    }
+    if (report === undefined) {
+      total.errors.push(`${scenario.name}: its process ended without a report (exit ${String(child.status ?? child.signal)})`);
+      continue;
+    }
+    total.summary.push(...report.summary);
+    total.failures.push(...report.failures);
+    total.errors.push(...report.errors);
+    total.evaluated += report.evaluated;
+  }
+  rmSync(reportFile, { force: true });
+  console.log(`\n=== summary (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  return conclude(total, cli.check);
+}
+
+/** Print the summary lines and the verdict; the exit code. */
+function conclude(report: Report, check: boolean): number {
+  for (const line of report.summary) console.log(`  ${line}`);
+  for (const e of report.errors) console.log(`  ${e}`);
+  if (report.failures.length > 0) {
+    console.log(`\n${report.failures.length} budget(s)/check(s) missed or failed${check ? '' : ' (not an error without --check)'}:`);
+    for (const f of report.failures) console.log(`  ${f}`);
+  } else if (report.errors.length === 0) {
+    console.log(report.evaluated > 0 ? '\nall budgets met' : '\nno budget evaluated');
+  }
+  return report.errors.length > 0 || (check && report.failures.length > 0) ? 1 : 0;
+}
+
+/** One scenario, in this process (the child `main` spawns); what the parent needs goes to `--report`. */
+async function runHere(cli: Cli): Promise<number> {
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+    process.stderr.write('warning: run with --expose-gc (npm run bench does): heap figures and the soak need global.gc()\n');
+  }
+  const options: BenchOptions = { reps: cli.reps, timeScale: cli.quick ? 0.25 : 1, quick: cli.quick, check: cli.check };
+  const selected = SCENARIOS.filter((s) => s.name === cli.scenario);
+  if (selected.length === 0) usage(`no scenario named ${JSON.stringify(cli.scenario)}`);
+  const subject = buildSubject(cli.source);
+  const cpus = os.cpus();
   const resultsDir = path.join(__dirname, 'results');
   mkdirSync(resultsDir, { recursive: true });
   const failures: string[] = [];
@@ -88,7 +157,6 @@ async function main(): Promise<number> {
   const errors: string[] = [];
   const summary: string[] = [];
   let evaluated = 0;
-  const started = performance.now();
 
   for (const scenario of selected) {
     console.log(`\n=== ${scenario.name}: ${scenario.title}`);
@@ -156,15 +224,10 @@ async function main(): Promise<number> {
     writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   }
 
-  console.log(`\n=== summary (${((performance.now() - started) / 1000).toFixed(1)} s)`);
-  for (const line of summary) console.log(`  ${line}`);
-  for (const e of errors) console.log(`  ${e}`);
-  if (failures.length > 0) {
-    console.log(`\n${failures.length} budget(s)/check(s) missed or failed${cli.check ? '' : ' (not an error without --check)'}:`);
-    for (const f of failures) console.log(`  ${f}`);
-  } else if (errors.length === 0) {
-    console.log(evaluated > 0 ? '\nall budgets met' : '\nno budget evaluated');
-  }
+
+  const report: Report = { summary, failures, errors, evaluated };
+  if (cli.report !== undefined) writeFileSync(cli.report, JSON.stringify(report));
+  else conclude(report, cli.check);
   return errors.length > 0 || (cli.check && failures.length > 0) ? 1 : 0;
 }
 

@@ -36,6 +36,11 @@ export function buildSubject(useSource: boolean): string {
   return `compiled by tsc into ${path.relative(ROOT, BUILD)}`;
 }
 
+/** The environment a scenario's process needs to load the subject just built (not build it again). */
+export function subjectEnv(useSource: boolean): Record<string, string> {
+  return useSource ? {} : { LEASEPOOL_BENCH_BUILD: BUILD };
+}
+
 function load<T>(rel: string): T {
   const file = fromSource ? path.join(ROOT, rel) : path.join(BUILD, `${rel}.js`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
