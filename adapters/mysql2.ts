@@ -90,7 +90,8 @@ interface CoreConnection {
   /** Fails the running and queued commands with `err`, emits it, closes. */
   _handleFatalError?(err: Error): void;
   /** The callback API: no promise, and no `trace` stack capture (the promise API's). */
-  query(sql: string, callback: (err: unknown, result: unknown) => void): unknown;
+  query(sql: unknown, ...rest: unknown[]): unknown;
+  execute(sql: unknown, ...rest: unknown[]): unknown;
   on(event: 'error', listener: (err: unknown) => void): unknown;
   once(event: 'connect', listener: () => void): unknown;
   destroy(): void;
@@ -882,7 +883,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       // through the driver's callback API: the promise API would capture a stack for `trace` at
       // each of them, deep inside leasepool where it tells nobody anything, at ~0.4 µs a frame.
       return new Promise<void>((resolve, reject) => {
-        state.core.query(sql, (err, result) => {
+        state.core.query(sql, (err: unknown, result: unknown) => {
           if (err) return reject(err);
           noteResult(state, result);
           resolve();
@@ -939,7 +940,53 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
     observeStatement: observe,
     observeResult: observeOutcome,
+    sendStatement,
   };
+}
+
+/**
+ * `lease.conn.query()` / `.execute()` in promise form, sent on the driver's callback API: what
+ * mysql2's promise connection does, minus its promise and its stack capture deep inside the
+ * scope. With `trace` (mysql2's default) the stack is captured here instead, above the guard's
+ * function — the caller's own line — and put on a failed statement's error as mysql2 would.
+ */
+function sendStatement(
+  conn: Connection,
+  method: string,
+  args: readonly unknown[],
+  caller: Function,
+  onEnd: (err: unknown, result: unknown) => void,
+): Promise<unknown> | undefined {
+  if (method !== 'query' && method !== 'execute') return undefined;
+  const core = states.get(conn)?.core;
+  if (core === undefined) return undefined;
+  const holder: { stack?: string } | undefined = core.config.trace === false ? undefined : {};
+  if (holder !== undefined) Error.captureStackTrace(holder, caller);
+  const [sql, values] = args;
+  return new Promise((resolve, reject) => {
+    const done = (err: unknown, rows: unknown, fields: unknown): void => {
+      if (err) {
+        onEnd(err, undefined);
+        callerStackOn(err, holder);
+        reject(err);
+        return;
+      }
+      const result = [rows, fields];
+      onEnd(undefined, result);
+      resolve(result);
+    };
+    if (values !== undefined) core[method](sql, values, done);
+    else core[method](sql, done);
+  });
+}
+
+/** mysql2's `trace`: the error keeps its message and fields; its frames become the caller's. */
+function callerStackOn(err: unknown, holder: { stack?: string } | undefined): void {
+  const stack = holder?.stack;
+  if (typeof stack !== 'string' || !(err instanceof Error)) return;
+  const lines = stack.split('\n');
+  lines[0] = `${err.name}: ${err.message}`;
+  err.stack = lines.join('\n');
 }
 
 /** `validateBegin` is also available without an adapter instance. */

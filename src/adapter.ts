@@ -83,6 +83,22 @@ export interface Adapter<C extends object = object> {
   /** Optional hook: called with every result of a call through `lease.conn` (MySQL reads server status flags). */
   observeResult?(conn: C, method: string, result: unknown): void;
   /**
+   * Optional: send a statement user code called through `lease.conn` in its promise form (no
+   * callback argument) the adapter's own, cheaper way — mysql2's callback API instead of its
+   * promise wrapper, which costs a promise and a stack capture at every statement. Returns
+   * `undefined` to let the guard call the driver's method itself; otherwise a promise that settles
+   * exactly as the driver's would, after calling `onEnd(err, result)` once (the guard's
+   * bookkeeping). `caller` is the guard's function on the stack: a driver option that records
+   * the caller's stack (mysql2's `trace`) captures above it.
+   */
+  sendStatement?(
+    conn: C,
+    method: string,
+    args: readonly unknown[],
+    caller: Function,
+    onEnd: (err: unknown, result: unknown) => void,
+  ): Promise<unknown> | undefined;
+  /**
    * Throw a `ConfigError` for transaction options this database cannot honour
    * (e.g. `deferrable` on MySQL). Called before BEGIN, once per `withTx` call.
    */

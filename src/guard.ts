@@ -112,6 +112,9 @@ function wrapMethod<C extends object>(
       if (last >= 0 && typeof args[last] === 'function') {
         // Callback form: track the statement until the callback runs.
         args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn, firstResult);
+      } else if (owner.adapter.sendStatement !== undefined) {
+        const sent = sendThroughAdapter(record, target, prop as string, args, guarded);
+        if (sent !== undefined) return sent;
       }
     }
     let result: unknown;
@@ -145,6 +148,26 @@ function wrapMethod<C extends object>(
     }
     return result;
   };
+}
+
+/** A promise-form statement sent by the adapter's `sendStatement`, tracked like any other; undefined when it declines. */
+function sendThroughAdapter<C extends object>(record: LeaseRecord<C>, target: C, method: string, args: unknown[], caller: Function): Promise<unknown> | undefined {
+  const owner = record.owner;
+  record.inflight++;
+  let sent: Promise<unknown> | undefined;
+  try {
+    sent = owner.adapter.sendStatement?.(target, method, args, caller, (err, result) => {
+      record.inflight--;
+      if (err) owner.noteError(record, err);
+      else owner.adapter.observeResult?.(target, method, result);
+    });
+  } catch (err) {
+    record.inflight--;
+    owner.noteError(record, err);
+    throw err;
+  }
+  if (sent === undefined) record.inflight--;
+  return sent;
 }
 
 /** What a driver callback `(err, result, …)` reports as the statement's result. */

@@ -137,3 +137,26 @@ describe('leases found by the garbage collector (mysql)', () => {
     expect(await rowsTagged('dropped-in-tx')).toBe(0);
   });
 });
+
+describe("mysql2's trace on lease.conn", () => {
+  test("a failed statement's error carries the caller's line, as mysql2's promise API gives it", async () => {
+    const { pool } = setup({ leakDetectionMs: 0 });
+    const here = new Error(); const err = (await pool.withLease((conn) => conn.query('SELEC 1')).catch((e: unknown) => e)) as Error & { errno?: number };
+    expect(err.errno).toBe(1064);
+    expect(err.stack?.split('\n')[0]).toBe(`Error: ${err.message}`);
+    expect(topSite(err.stack)).toBe(siteOf(here));
+    const [rows] = await pool.withLease((conn) => conn.execute('SELECT ? AS v', [7]));
+    expect(rows).toEqual([{ v: 7 }]);
+  });
+
+  test('with trace: false no stack is captured for it: the error keeps the driver\'s own frames', async () => {
+    const pool = createPool(mysqlAdapter({ uri: MYSQL_URL, trace: false }), { max: 1, leakDetectionMs: 0, metrics: false, logger: captureLogger().logger });
+    try {
+      const here = new Error(); const err = (await pool.withLease((conn) => conn.query('SELEC 1')).catch((e: unknown) => e)) as Error & { errno?: number };
+      expect(err.errno).toBe(1064);
+      expect(topSite(err.stack)).not.toBe(siteOf(here));
+    } finally {
+      await pool.close();
+    }
+  });
+});
