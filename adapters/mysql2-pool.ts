@@ -30,7 +30,7 @@ import type { Logger } from '../src/logger';
 import type { MetricsOptions } from '../src/metrics';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
 import { runTransaction, type Transaction, type TxOptions } from '../src/transaction';
-import { mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+import { applyCallerStack, captureCaller, mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
 
 /** leasepool's own options of the drop-in pool (the `leasepool` key of {@link PoolOptions}). */
 export interface CompatLeasepoolOptions {
@@ -132,22 +132,6 @@ interface CallbackStatements {
 
 /** A callback statement's `(rows, fields)` as the promise API resolves it: what the adapter observes. */
 const resultPair = (rest: readonly unknown[]): unknown => [rest[0], rest[1]];
-
-/** The caller of `entry`, captured the way mysql2's `trace` does (formatted only if an error needs it). */
-function callerStack(entry: Function): { stack?: string } {
-  const holder: { stack?: string } = {};
-  Error.captureStackTrace(holder, entry);
-  return holder;
-}
-
-/** mysql2's `trace`: the error keeps its message and fields, its frames become the caller's. */
-function withCallerStack(err: unknown, caller: { stack?: string } | undefined): void {
-  const stack = caller?.stack;
-  if (typeof stack !== 'string' || !(err instanceof Error)) return;
-  const lines = stack.split('\n');
-  lines[0] = `${err.name}: ${err.message}`;
-  err.stack = lines.join('\n');
-}
 
 interface StatementMethods {
   query(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
@@ -264,7 +248,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   query<T extends QueryResult>(sql: string | QueryOptions, values?: QueryValues): Promise<[T, FieldPacket[]]> {
     if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
     const site = this.#core.captureAcquireSite(this.query);
-    const caller = this.#settings.trace ? callerStack(this.query) : undefined;
+    const caller = this.#settings.trace ? captureCaller(this.query) : undefined;
     return this.#statement('query', sql, values, site, caller) as Promise<[T, FieldPacket[]]>;
   }
 
@@ -272,7 +256,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   execute<T extends QueryResult>(sql: string | QueryOptions, values?: ExecuteValues): Promise<[T, FieldPacket[]]> {
     if (typeof values === 'function') throw new Error(MYSQL2_MESSAGES.callback);
     const site = this.#core.captureAcquireSite(this.execute);
-    const caller = this.#settings.trace ? callerStack(this.execute) : undefined;
+    const caller = this.#settings.trace ? captureCaller(this.execute) : undefined;
     return this.#statement('execute', sql, values, site, caller) as Promise<[T, FieldPacket[]]>;
   }
 
@@ -353,7 +337,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
               if (!err) return resolve([rows, fields]);
               // mysql2's pool destroys the connection of a statement refused by a read-only server.
               if (isReadOnlyError(err)) void (lease.conn as unknown as { destroy(): Promise<void> }).destroy();
-              withCallerStack(err, caller);
+              applyCallerStack(err, caller);
               reject(err);
             },
             resultPair,

@@ -960,14 +960,13 @@ function sendStatement(
   if (method !== 'query' && method !== 'execute') return undefined;
   const core = states.get(conn)?.core;
   if (core === undefined) return undefined;
-  const holder: { stack?: string } | undefined = core.config.trace === false ? undefined : {};
-  if (holder !== undefined) Error.captureStackTrace(holder, caller);
+  const holder = core.config.trace === false ? undefined : captureCaller(caller);
   const [sql, values] = args;
   return new Promise((resolve, reject) => {
     const done = (err: unknown, rows: unknown, fields: unknown): void => {
       if (err) {
         onEnd(err, undefined);
-        callerStackOn(err, holder);
+        applyCallerStack(err, holder);
         reject(err);
         return;
       }
@@ -980,8 +979,15 @@ function sendStatement(
   });
 }
 
-/** mysql2's `trace`: the error keeps its message and fields; its frames become the caller's. */
-function callerStackOn(err: unknown, holder: { stack?: string } | undefined): void {
+/** @internal The caller of `entry`, captured the way mysql2's `trace` does (formatted only if an error needs it). */
+export function captureCaller(entry: Function): { stack?: string } {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, entry);
+  return holder;
+}
+
+/** @internal mysql2's `trace`: the error keeps its message and fields; its frames become the caller's. */
+export function applyCallerStack(err: unknown, holder: { stack?: string } | undefined): void {
   const stack = holder?.stack;
   if (typeof stack !== 'string' || !(err instanceof Error)) return;
   const lines = stack.split('\n');

@@ -153,14 +153,10 @@ function wrapMethod<C extends object>(
 /** A promise-form statement sent by the adapter's `sendStatement`, tracked like any other; undefined when it declines. */
 function sendThroughAdapter<C extends object>(record: LeaseRecord<C>, target: C, method: string, args: unknown[], caller: Function): Promise<unknown> | undefined {
   const owner = record.owner;
-  record.inflight++;
+  const onEnd = trackCallback(record, target, method, noop, firstResult); // counts it in flight
   let sent: Promise<unknown> | undefined;
   try {
-    sent = owner.adapter.sendStatement?.(target, method, args, caller, (err, result) => {
-      record.inflight--;
-      if (err) owner.noteError(record, err);
-      else owner.adapter.observeResult?.(target, method, result);
-    });
+    sent = owner.adapter.sendStatement?.(target, method, args, caller, onEnd);
   } catch (err) {
     record.inflight--;
     owner.noteError(record, err);
