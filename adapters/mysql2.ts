@@ -21,7 +21,7 @@
 import { createConnection as createCoreConnection } from 'mysql2';
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
 
-import type { Adapter, BeginOptions, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
+import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redact, redactError } from '../src/redact';
 
@@ -760,6 +760,15 @@ async function closeConnection(conn: Connection, closeTimeoutMs: number): Promis
 // ---------------------------------------------------------------------------------------------
 // The adapter.
 
+/** @internal What the dialect's fixed statements do (classifyStatement's answers, without its text scan at every transaction). */
+export const CONTROL_EFFECTS: ReadonlyMap<string, StatementEffect> = new Map<string, StatementEffect>([
+  ['START TRANSACTION', 'begin'],
+  ['START TRANSACTION READ ONLY', 'begin'],
+  ['START TRANSACTION READ WRITE', 'begin'],
+  ['COMMIT', 'end'],
+  ['ROLLBACK', 'end'],
+]);
+
 /** Methods of a mysql2 promise connection that talk to the server. */
 const STATEMENT_METHODS = [
   'query',
@@ -878,7 +887,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     exec(conn: Connection, sql: string): Promise<void> {
       const state = states.get(conn);
       if (state === undefined) return conn.query(sql).then(ignoreResult);
-      noteSent(state, classifyStatement(sql, state.core.config.multipleStatements === true));
+      noteSent(state, CONTROL_EFFECTS.get(sql) ?? classifyStatement(sql, state.core.config.multipleStatements === true));
       // The pool's own control statements (START TRANSACTION, COMMIT, ROLLBACK, savepoints) go
       // through the driver's callback API: the promise API would capture a stack for `trace` at
       // each of them, deep inside leasepool where it tells nobody anything, at ~0.4 µs a frame.
@@ -941,32 +950,34 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     observeStatement: observe,
     observeResult: observeOutcome,
     sendStatement,
+    traceStatement,
   };
 }
 
 /**
  * `lease.conn.query()` / `.execute()` in promise form, sent on the driver's callback API: what
  * mysql2's promise connection does, minus its promise and its stack capture deep inside the
- * scope. With `trace` (mysql2's default) the stack is captured here instead, above the guard's
- * function — the caller's own line — and put on a failed statement's error as mysql2 would.
+ * scope. With `trace` (mysql2's default) the guard has captured the caller's stack in the
+ * function the user called (see `traceStatement`); it goes on a failed statement's error as
+ * mysql2 would put its own.
  */
 function sendStatement(
   conn: Connection,
   method: string,
   args: readonly unknown[],
-  caller: Function,
+  callerStack: CallerStack | undefined,
   onEnd: (err: unknown, result: unknown) => void,
 ): Promise<unknown> | undefined {
   if (method !== 'query' && method !== 'execute') return undefined;
   const core = states.get(conn)?.core;
   if (core === undefined) return undefined;
-  const holder = core.config.trace === false ? undefined : captureCaller(caller);
-  const [sql, values] = args;
+  const sql = args[0];
+  const values = args[1];
   return new Promise((resolve, reject) => {
     const done = (err: unknown, rows: unknown, fields: unknown): void => {
       if (err) {
         onEnd(err, undefined);
-        applyCallerStack(err, holder);
+        applyCallerStack(err, callerStack);
         reject(err);
         return;
       }
@@ -979,15 +990,22 @@ function sendStatement(
   });
 }
 
+/** mysql2's `trace` (default on): a statement sent by `sendStatement` carries its caller's stack. */
+function traceStatement(conn: Connection, method: string): boolean {
+  if (method !== 'query' && method !== 'execute') return false;
+  const core = states.get(conn)?.core;
+  return core !== undefined && core.config.trace !== false;
+}
+
 /** @internal The caller of `entry`, captured the way mysql2's `trace` does (formatted only if an error needs it). */
-export function captureCaller(entry: Function): { stack?: string } {
-  const holder: { stack?: string } = {};
+export function captureCaller(entry: Function): CallerStack {
+  const holder: CallerStack = {};
   Error.captureStackTrace(holder, entry);
   return holder;
 }
 
 /** @internal mysql2's `trace`: the error keeps its message and fields; its frames become the caller's. */
-export function applyCallerStack(err: unknown, holder: { stack?: string } | undefined): void {
+export function applyCallerStack(err: unknown, holder: CallerStack | undefined): void {
   const stack = holder?.stack;
   if (typeof stack !== 'string' || !(err instanceof Error)) return;
   const lines = stack.split('\n');

@@ -4,6 +4,7 @@
  * lease operations, counts statements in flight, and marks the lease broken on a fatal error.
  */
 import { LeaseReleasedError } from './errors';
+import type { CallerStack } from './adapter';
 import type { Lease, LeaseRecord } from './lease';
 
 /** Per-adapter constants the guard needs, computed once per pool. */
@@ -113,7 +114,13 @@ function wrapMethod<C extends object>(
         // Callback form: track the statement until the callback runs.
         args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn, firstResult);
       } else if (owner.adapter.sendStatement !== undefined) {
-        const sent = sendThroughAdapter(record, target, prop as string, args, guarded);
+        let callerStack: CallerStack | undefined;
+        if (owner.adapter.traceStatement?.(target, prop as string) === true) {
+          // Here, not in the adapter: the capture walks every frame down to `guarded` (see Adapter.traceStatement).
+          callerStack = {};
+          Error.captureStackTrace(callerStack, guarded);
+        }
+        const sent = sendThroughAdapter(record, target, prop as string, args, callerStack);
         if (sent !== undefined) return sent;
       }
     }
@@ -151,12 +158,18 @@ function wrapMethod<C extends object>(
 }
 
 /** A promise-form statement sent by the adapter's `sendStatement`, tracked like any other; undefined when it declines. */
-function sendThroughAdapter<C extends object>(record: LeaseRecord<C>, target: C, method: string, args: unknown[], caller: Function): Promise<unknown> | undefined {
+function sendThroughAdapter<C extends object>(
+  record: LeaseRecord<C>,
+  target: C,
+  method: string,
+  args: unknown[],
+  callerStack: CallerStack | undefined,
+): Promise<unknown> | undefined {
   const owner = record.owner;
   const onEnd = trackCallback(record, target, method, noop, firstResult); // counts it in flight
   let sent: Promise<unknown> | undefined;
   try {
-    sent = owner.adapter.sendStatement?.(target, method, args, caller, onEnd);
+    sent = owner.adapter.sendStatement?.(target, method, args, callerStack, onEnd);
   } catch (err) {
     record.inflight--;
     owner.noteError(record, err);

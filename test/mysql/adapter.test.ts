@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 import { createConnection } from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 
-import { classifyStatement, mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
+import { CONTROL_EFFECTS, classifyStatement, mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
 import type { MysqlAdapter } from '../../adapters/mysql2';
 import type { ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
@@ -683,5 +683,11 @@ describe('dialect', () => {
     expect(classifyStatement('SELECT 1 /* ; COMMIT */', true)).toBe('none');
     expect(classifyStatement('SELECT 1; /*!COMMIT */', true)).toBe('unknown');
     expect(classifyStatement('COMMIT WORK RELEASE')).toBe('unknown');
+  });
+
+  test("the pool's own control statements skip the text scan with the very answers it gives", () => {
+    const controls = [...mysqlDialect.begin({}), ...mysqlDialect.begin({ readOnly: true }), ...mysqlDialect.begin({ readOnly: false }), mysqlDialect.commit, mysqlDialect.rollback];
+    for (const sql of controls) expect([sql, CONTROL_EFFECTS.get(sql)]).toEqual([sql, classifyStatement(sql)]);
+    expect(CONTROL_EFFECTS.size).toBe(new Set(controls).size);
   });
 });
