@@ -645,6 +645,14 @@ describe('recovery and leasepool guarantees', () => {
     }
   });
 
+  test('with trace: false neither pool captures the caller: the error keeps the driver\'s frames', async () => {
+    for (const pool of [facade({ connectionLimit: 1, trace: false }), native({ connectionLimit: 1, trace: false })]) {
+      const here = new Error(); const err = (await rejection(pool.query('SELEC 1'))) as Error & { errno?: number };
+      expect(err.errno).toBe(1064);
+      expect(topSite(err.stack)).not.toBe(siteOf(here));
+    }
+  });
+
   test('a transaction opened by pool.query() is seen by the release path: rolled back and counted, never handed on', async () => {
     const registry = new Registry();
     const pool = facade({ connectionLimit: 1, leasepool: { name: 'mysql_compat_raw_tx', metrics: { registry } } });
