@@ -209,6 +209,12 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       while (frame.tail !== undefined) await frame.tail;
     } catch (error) {
       record.txDepth = 0;
+      if (endedInBody(adapter, raw)) {
+        // A statement of the body ended the transaction (MySQL's implicit commit at DDL, a raw
+        // COMMIT): nothing is left to roll back, and a rerun would repeat work that may be committed.
+        metrics.transaction('rollback', (now() - startedAt) / 1000);
+        throw withAttempts(error, attempt);
+      }
       if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
       throw withAttempts(error, attempt);
     }
@@ -274,10 +280,11 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
     const result = await body;
     while (frame.tail !== undefined) await frame.tail;
     ensureActive(record);
-    await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
+    // A savepoint does not outlive its transaction: after an implicit commit there is none to release.
+    if (!endedInBody(adapter, raw)) await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
     return result;
   } catch (error) {
-    if (record.state === 'active' && !record.connection.broken) {
+    if (record.state === 'active' && !record.connection.broken && !endedInBody(adapter, raw)) {
       try {
         await adapter.exec(raw, adapter.sql.rollbackToSavepoint(name));
         await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
@@ -319,6 +326,15 @@ async function settledStatus<C extends object>(adapter: Adapter<C>, raw: C): Pro
     status = adapter.txStatus?.(raw);
   }
   return status;
+}
+
+/**
+ * True when the driver knows the connection is out of any transaction although leasepool opened
+ * one that it has not ended: a statement of the body ended it. `'unknown'` is not idle (when in
+ * doubt, roll back).
+ */
+function endedInBody<C extends object>(adapter: Adapter<C>, raw: C): boolean {
+  return adapter.txStatus?.(raw) === 'idle';
 }
 
 /** ROLLBACK after a failed body; a failing rollback is attached to the body's error and the connection destroyed. */

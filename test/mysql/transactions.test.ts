@@ -62,7 +62,7 @@ afterAll(async () => {
 
 describe('DDL inside a transaction commits implicitly', () => {
   test('withTx: the server ends the transaction at the DDL; leasepool follows, no rollback on release, no crash', async () => {
-    const { pool, m } = makePool({ max: 1 });
+    const { pool, sent, m } = makePool({ max: 1 });
     const id = await pool.withTx(async (conn) => {
       await insert(conn, 1);
       expect(await inTx(conn)).toBe(true);
@@ -85,6 +85,9 @@ describe('DDL inside a transaction commits implicitly', () => {
     );
     expect(err).toBe(boom);
     expect(await ids()).toEqual([1, 2, 3, 4]);
+    // No ROLLBACK on a connection the DDL took out of its transaction; the failed call still counts as one.
+    expect(sent.slice(sent.indexOf(`DROP TABLE ${DDL}`))).not.toContain('ROLLBACK');
+    expect(await m('leasepool_transactions_total', { outcome: 'rollback' })).toBe(1);
 
     expect(await m('leasepool_recoveries_total', { kind: 'rollback_on_release' })).toBe(0);
     expect(await m('leasepool_connections_closed_total', { reason: 'broken' })).toBe(0);
@@ -92,6 +95,65 @@ describe('DDL inside a transaction commits implicitly', () => {
       expect(Number(await one(conn, 'SELECT CONNECTION_ID()'))).toBe(id); // kept, not destroyed
       expect(await inTx(conn)).toBe(false);
     });
+  });
+
+  test('a retryable error after the DDL is not retried: the rerun would repeat work the DDL committed', async () => {
+    const { pool, sent, m } = makePool({ max: 1 });
+    let runs = 0;
+    const deadlock = Object.assign(new Error('Deadlock found when trying to get lock'), { errno: 1213, code: 'ER_LOCK_DEADLOCK' });
+    expect(pool.adapter.isRetryable(deadlock)).toBe(true);
+    const err = await rejection(
+      pool.withTx(
+        async (conn) => {
+          runs++;
+          await insert(conn, 1);
+          await conn.query(`CREATE TABLE ${DDL} (id int)`);
+          throw deadlock;
+        },
+        { retries: 3, retryBaseDelayMs: 1 },
+      ),
+    );
+    expect(err).toBe(deadlock);
+    expect(runs).toBe(1);
+    expect(await ids()).toEqual([1]);
+    expect(sent).not.toContain('ROLLBACK');
+    expect(await m('leasepool_transactions_total', { outcome: 'retry' })).toBe(0);
+
+    // The control case: the same error inside an open transaction is rolled back and rerun.
+    runs = 0;
+    await pool.withTx(
+      async (conn) => {
+        runs++;
+        await insert(conn, 2);
+        if (runs === 1) throw deadlock;
+      },
+      { retries: 3, retryBaseDelayMs: 1 },
+    );
+    expect(runs).toBe(2);
+    expect(await ids()).toEqual([1, 2]);
+    expect(sent.filter((s) => s === 'ROLLBACK')).toHaveLength(1);
+  });
+
+  test('nested: a savepoint the DDL ended is neither released nor rolled back to; the connection is kept', async () => {
+    const { pool, sent, m } = makePool({ max: 1 });
+    const boom = new Error('inner, after the DDL');
+    await pool.withTx(async (outer) => {
+      await insert(outer, 1);
+      await pool.withTx(async (conn) => {
+        await insert(conn, 2);
+        await conn.query(`CREATE TABLE ${DDL} (id int)`);
+      });
+      expect(await rejection(pool.withTx(async (conn) => {
+        await insert(conn, 3);
+        throw boom;
+      }))).toBe(boom);
+    });
+    // The DDL committed 1 and 2; 3 ran in autocommit mode after it (MySQL semantics).
+    expect(await ids()).toEqual([1, 2, 3]);
+    expect(sent.filter((s) => /^(RELEASE|ROLLBACK TO) SAVEPOINT/.test(s))).toEqual([]);
+    expect(await m('leasepool_connections_closed_total', { reason: 'broken' })).toBe(0);
+    expect(await m('leasepool_connections_created_total')).toBe(1);
+    expect(await m('leasepool_transactions_total', { outcome: 'commit' })).toBe(1);
   });
 
   test('raw lease: START TRANSACTION, INSERT, DDL, release: the status is known to be idle, no ROLLBACK is sent, the write stays', async () => {
