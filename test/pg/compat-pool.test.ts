@@ -447,6 +447,27 @@ describe('timeouts and limits', () => {
     expect([keep.totalCount, keep.idleCount]).toEqual([1, 1]);
   });
 
+  test('min: idle clients above min are closed, min are kept (as pg.Pool); leasepool opens them up front', async () => {
+    const ends: Array<[number, number]> = [];
+    for (const [name, make] of both) {
+      const pool = make({ min: 2, idleTimeoutMillis: 200 });
+      const events = record(pool);
+      // The documented difference: pg.Pool opens connections on demand only.
+      if (name === 'leasepool Pool') await waitUntil('min opened up front', () => pool.totalCount === 2);
+      else expect(pool.totalCount).toBe(0);
+      const clients = await Promise.all([pool.connect(), pool.connect(), pool.connect()]);
+      expect(pool.totalCount).toBe(3);
+      for (const client of clients) client.release();
+      await waitUntil(`${name}: the client above min is removed`, () => events.includes('remove'), 3_000);
+      await new Promise((r) => setTimeout(r, 400)); // two more idle timeouts: nothing else goes
+      ends.push([pool.totalCount, pool.idleCount]);
+    }
+    expect(ends).toEqual([
+      [2, 2],
+      [2, 2],
+    ]);
+  });
+
   test('maxUses: a client is replaced after that many checkouts', async () => {
     const pool = lpPool({ max: 1, maxUses: 2 });
     const events = record(pool);
@@ -485,6 +506,16 @@ describe('Client, onConnect, verify, allowExitOnIdle', () => {
     expect((client as unknown as TaggedClient).tag).toBe('tagged');
     expect(pool.Client).toBe(TaggedClient);
     client.release();
+  });
+
+  test("log receives pg-pool's lines: a new client connected, ending", async () => {
+    const lines: string[] = [];
+    const pool = new Pool({ connectionString: PG_URL, log: (...messages: unknown[]) => lines.push(String(messages[0])) });
+    await pool.query('SELECT 1');
+    expect(lines).toContain('new client connected');
+    expect(lines).not.toContain('ending');
+    await pool.end();
+    expect(lines.indexOf('ending')).toBeGreaterThan(lines.indexOf('new client connected'));
   });
 
   test('onConnect runs on each new client before it is used, and before the connect event', async () => {
@@ -569,6 +600,24 @@ describe('connection errors', () => {
     }
     expect(errors[1]).toEqual(errors[0]);
     expect(errors[0]?.code).toBe('ECONNREFUSED');
+  });
+
+  test('connect(cb) when the server refuses: cb(err) with no client, as pg.Pool calls it', async () => {
+    const hole = await blackhole();
+    const port = hole.port;
+    await hole.close();
+    const seen: Array<{ code?: string; message: string; client: unknown; done: string }> = [];
+    for (const [, make] of both) {
+      const pool = make({ connectionString: undefined, host: '127.0.0.1', port });
+      seen.push(
+        await new Promise((resolve) =>
+          pool.connect((err, client, done) => resolve({ code: (err as { code?: string } | undefined)?.code, message: String(err?.message), client, done: typeof done })),
+        ),
+      );
+      expect([pool.totalCount, pool.idleCount, pool.waitingCount]).toEqual([0, 0, 0]);
+    }
+    expect(seen[1]).toEqual(seen[0]);
+    expect(seen[0]).toMatchObject({ code: 'ECONNREFUSED', client: undefined });
   });
 
   test('a role that does not exist: the same server error as pg.Pool (28000)', async () => {

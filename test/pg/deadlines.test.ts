@@ -85,7 +85,7 @@ function thrown(fn: () => unknown): unknown {
 /** Everything the spec says about a lease reclaimed at its deadline. */
 async function expectReclaimed(
   s: { pool: Pool<Client>; registry: Registry; reclaims: ReclaimEvent[] },
-  seen: { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown },
+  seen: { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> },
   startedAt: number,
   err: unknown,
   tag: string,
@@ -94,8 +94,10 @@ async function expectReclaimed(
   expect(err).toMatchObject({ code: 'LEASE_TIMEOUT', timeoutMs: DEADLINE_MS });
   expect(elapsed).toBeGreaterThanOrEqual(DEADLINE_MS - 20);
   expect(elapsed).toBeLessThan(REJECT_WITHIN_MS);
-  // Cancelled on the server (SQLSTATE 57014 query_canceled), not left running.
-  if ('sleepError' in seen) expect((seen.sleepError as DatabaseError).code).toBe('57014');
+  // Cancelled on the server (SQLSTATE 57014 query_canceled), not left running. The caller was told
+  // at the deadline; the statement's own error comes once the cancel has landed.
+  const sleepError = seen.sleep !== undefined ? await rejection(seen.sleep) : seen.sleepError;
+  expect((sleepError as DatabaseError).code).toBe('57014');
   expect(await sleepingBackends(seen.pid)).toBe(0);
   // The transaction was rolled back.
   expect(await rowsTagged(tag)).toBe(0);
@@ -122,16 +124,13 @@ describe('lease deadlines (pg)', () => {
   test('leaseTimeoutMs around pg_sleep(30) inside withTx after an INSERT: LEASE_TIMEOUT, sleep cancelled, row absent, lease revoked, pool serves on', async () => {
     const s = setup({ leaseTimeoutMs: DEADLINE_MS });
     const tag = 'pool-deadline';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown };
+    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
     const startedAt = Date.now();
     const err = await rejection(
       s.pool.withTx(async (conn, tx) => {
         Object.assign(seen, { pid: pidOf(conn), conn, lease: tx.lease });
         await conn.query(`INSERT INTO ${TABLE} (tag) VALUES ($1)`, [tag]);
-        await conn.query('SELECT pg_sleep(30)').catch((e: unknown) => {
-          seen.sleepError = e;
-          throw e;
-        });
+        await (seen.sleep = conn.query('SELECT pg_sleep(30)'));
       }),
     );
     await expectReclaimed(s, seen, startedAt, err, tag);
@@ -158,7 +157,7 @@ describe('lease deadlines (pg)', () => {
   test('per-call timeoutMs on withLease (hand-written BEGIN): same outcome without a pool-wide deadline', async () => {
     const s = setup();
     const tag = 'withlease-timeout';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown };
+    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
     const startedAt = Date.now();
     const err = await rejection(
       s.pool.withLease(
@@ -166,10 +165,7 @@ describe('lease deadlines (pg)', () => {
           Object.assign(seen, { pid: pidOf(conn), conn, lease });
           await conn.query('BEGIN');
           await conn.query(`INSERT INTO ${TABLE} (tag) VALUES ($1)`, [tag]);
-          await conn.query('SELECT pg_sleep(30)').catch((e: unknown) => {
-            seen.sleepError = e;
-            throw e;
-          });
+          await (seen.sleep = conn.query('SELECT pg_sleep(30)'));
           await conn.query('COMMIT');
         },
         { timeoutMs: DEADLINE_MS },
@@ -181,17 +177,14 @@ describe('lease deadlines (pg)', () => {
   test('per-call timeoutMs on withTx', async () => {
     const s = setup();
     const tag = 'withtx-timeout';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown };
+    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
     const startedAt = Date.now();
     const err = await rejection(
       s.pool.withTx(
         async (conn, tx) => {
           Object.assign(seen, { pid: pidOf(conn), conn, lease: tx.lease });
           await conn.query(`INSERT INTO ${TABLE} (tag) VALUES ($1)`, [tag]);
-          await conn.query('SELECT pg_sleep(30)').catch((e: unknown) => {
-            seen.sleepError = e;
-            throw e;
-          });
+          await (seen.sleep = conn.query('SELECT pg_sleep(30)'));
         },
         { timeoutMs: DEADLINE_MS },
       ),
@@ -202,7 +195,7 @@ describe('lease deadlines (pg)', () => {
   test('a callback that ignores tx.signal and swallows the cancel still gets LEASE_TIMEOUT on time; its later queries throw LEASE_REVOKED', async () => {
     const s = setup();
     const tag = 'ignores-signal';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown };
+    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
     let proceed!: () => void;
     const proceeding = new Promise<void>((resolve) => (proceed = resolve));
     let laterError: unknown;
@@ -214,9 +207,9 @@ describe('lease deadlines (pg)', () => {
           Object.assign(seen, { pid: pidOf(conn), conn, lease: tx.lease });
           await conn.query(`INSERT INTO ${TABLE} (tag) VALUES ($1)`, [tag]);
           try {
-            await conn.query('SELECT pg_sleep(30)');
-          } catch (e) {
-            seen.sleepError = e; // swallowed: the callback carries on as if nothing happened
+            await (seen.sleep = conn.query('SELECT pg_sleep(30)'));
+          } catch {
+            // swallowed: the callback carries on as if nothing happened
           }
           await proceeding; // never looks at tx.signal
           try {
