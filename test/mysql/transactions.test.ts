@@ -179,6 +179,47 @@ describe('DDL inside a transaction commits implicitly', () => {
   });
 });
 
+describe('the lease\'s conn is the driver\'s own connection', () => {
+  test('query and execute (prepared) keep working inside withTx, and roll back with it', async () => {
+    const { pool } = makePool({ max: 1 });
+    await pool.withTx(async (conn) => {
+      await conn.execute(`INSERT INTO ${ROWS} (id, v) VALUES (?, ?)`, [1, 10]);
+      const [rows] = await conn.execute(`SELECT v FROM ${ROWS} WHERE id = ?`, [1]);
+      expect(rows).toEqual([{ v: 10 }]);
+      expect(await inTx(conn)).toBe(true);
+    });
+    const boom = new Error('undo');
+    expect(await rejection(pool.withTx(async (conn) => {
+      await conn.execute(`INSERT INTO ${ROWS} (id, v) VALUES (?, ?)`, [2, 20]);
+      throw boom;
+    }))).toBe(boom);
+    expect(await ids()).toEqual([1]);
+  });
+});
+
+describe('when in doubt at release, roll back', () => {
+  test('a prepared statement that may end a transaction: the status is unknown, so the release rolls back (counted); nothing leaks', async () => {
+    const { pool, sent, m } = makePool({ max: 1 });
+    const lease = await pool.acquire();
+    const id = Number(await one(lease.conn, 'SELECT CONNECTION_ID()'));
+    await lease.conn.query('START TRANSACTION');
+    await insert(lease.conn, 7);
+    // Prepared, never executed: the transaction is in fact still open, but a prepared statement's
+    // effect is invisible to the tracking, so the adapter no longer claims to know.
+    const statement = await lease.conn.prepare('COMMIT');
+    await statement.close();
+    expect(pool.adapter.txStatus?.(lease.conn)).toBe('unknown');
+    await lease.release();
+    expect(sent.filter((s) => s === 'ROLLBACK')).toHaveLength(1);
+    expect(await m('leasepool_recoveries_total', { kind: 'rollback_on_release' })).toBe(1);
+    expect(await ids()).toEqual([]);
+    await pool.withLease(async (conn) => {
+      expect(Number(await one(conn, 'SELECT CONNECTION_ID()'))).toBe(id); // rolled back and kept, not destroyed
+      expect(await inTx(conn)).toBe(false);
+    });
+  });
+});
+
 describe('BEGIN options', () => {
   test('deferrable is a ConfigError on MySQL, before anything is sent (also inside a transaction)', async () => {
     const { pool, sent, m } = makePool();

@@ -61,6 +61,24 @@ afterAll(async () => {
   await admin.end();
 });
 
+describe('the lease\'s conn is the driver\'s own client', () => {
+  test('a pg.Client behind the guard: callback and config-object query forms keep working inside withTx', async () => {
+    const { pool } = makePool({ max: 1 });
+    await pool.withTx(async (conn) => {
+      expect(conn).toBeInstanceOf(Client);
+      // Code written for a pg.Client, unchanged: the callback form, and a query config object.
+      const viaCallback = await new Promise<number>((resolve, reject) =>
+        conn.query(`INSERT INTO ${ROWS} (id) VALUES ($1) RETURNING id`, [1], (err, res) => (err ? reject(err) : resolve(res.rows[0].id))),
+      );
+      expect(viaCallback).toBe(1);
+      const viaConfig = await conn.query<{ id: number }>({ text: `INSERT INTO ${ROWS} (id) VALUES ($1) RETURNING id`, values: [2], name: 'pg_tx_insert' });
+      expect(viaConfig.rows).toEqual([{ id: 2 }]);
+      expect(conn.getTransactionStatus?.()).toBe('T');
+    });
+    expect(await ids()).toEqual([1, 2]);
+  });
+});
+
 describe('BEGIN options are really applied', () => {
   test('each isolation level, as the server reports it inside the transaction (and in a savepoint)', async () => {
     const { pool, sent } = makePool();

@@ -805,6 +805,47 @@ export function describeBehaviour<C extends object>(target: BehaviourTarget<C>):
       expect(sent.some((s) => /DROP/i.test(s))).toBe(false);
     });
 
+    // A connection is a session of its own (not on PGlite: every connection is the one embedded session).
+    if (caps.concurrentSessions) {
+      test('resetOnRelease: the next borrower of the same connection finds no session state (and without it, it does)', async () => {
+        const TEMP = `${target.prefix}_session_tmp`;
+        const leftBehind = async (resetOnRelease: boolean): Promise<{ sameConnection: boolean; tempTableSeen: boolean }> => {
+          const { pool, m } = makePool({ max: 1, resetOnRelease });
+          const first = await pool.withLease(async (conn) => {
+            await target.query(conn, `CREATE TEMPORARY TABLE ${TEMP} (x int)`);
+            return target.serverId(conn);
+          });
+          const seen = await pool.withLease(async (conn) => ({
+            sameConnection: (await target.serverId(conn)) === first,
+            tempTableSeen: await target.query(conn, `SELECT x FROM ${TEMP}`).then(
+              () => true,
+              () => false,
+            ),
+          }));
+          expect(await m('leasepool_connections_closed_total', { reason: 'reset' })).toBe(0);
+          await pool.close();
+          return seen;
+        };
+        expect(await leftBehind(false)).toEqual({ sameConnection: true, tempTableSeen: true });
+        expect(await leftBehind(true)).toEqual({ sameConnection: true, tempTableSeen: false });
+      });
+
+      test('resetOnRelease: a connection whose reset fails is destroyed, counted, and the pool goes on', async () => {
+        const base = target.adapter();
+        const refused = new Error('reset refused');
+        const { pool, m } = makePool({ max: 1, resetOnRelease: true }, { ...base, reset: () => Promise.reject(refused) });
+        const first = await pool.withLease((conn) => target.serverId(conn));
+        await eventually('the connection is closed', async () => (await m('leasepool_connections_closed_total', { reason: 'reset' })) === 1);
+        const second = await pool.withLease(async (conn) => {
+          await insert(conn, 1);
+          return target.serverId(conn);
+        });
+        expect(second).not.toBe(first);
+        expect(await ids()).toEqual([1]);
+        expect(await m('leasepool_connections_created_total')).toBe(2);
+      });
+    }
+
     test('use after release: LEASE_RELEASED, and the pool is not disturbed', async () => {
       const { pool } = makePool({ max: 1 });
       const lease = await pool.acquire();

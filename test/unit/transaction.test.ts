@@ -68,13 +68,21 @@ test('rollback on throw: the original error (identity), ROLLBACK sent, connectio
 });
 
 test('a failing ROLLBACK is attached to the body error and the connection destroyed', async () => {
-  const { pool, db } = setup({ max: 1 });
+  const { pool, db, registry } = setup({ name: 'tx_failed_rollback', max: 1 });
   const boom = new Error('boom');
   db.failRollback = true;
   const err = await rejection(pool.withTx(async () => Promise.reject(boom)));
   expect(err).toBe(boom);
   expect(suppressedErrors(err)).toEqual([expect.objectContaining({ message: 'rollback failed' })]);
   expect(db.connections[0]!.closed).toBe(true);
+  // Counted: the transaction as a rollback, the connection as closed broken; the next caller gets a new one.
+  const m = (name: string, labels: Record<string, string>): Promise<number> => metric(registry, name, { pool: 'tx_failed_rollback', ...labels });
+  expect(await m('leasepool_transactions_total', { outcome: 'rollback' })).toBe(1);
+  expect(await m('leasepool_connections_closed_total', { reason: 'broken' })).toBe(1);
+  db.failRollback = false;
+  await pool.withTx((conn) => conn.query('NEXT'));
+  expect(db.connections).toHaveLength(2);
+  expect(db.connections[1]!.log).toEqual(['BEGIN', 'NEXT', 'COMMIT']);
 });
 
 test('a body that throws synchronously is rolled back too', async () => {
@@ -335,6 +343,38 @@ describe('retries', () => {
     expect(await metric(registry, 'leasepool_transactions_total', { pool: 'tx_retry', outcome: 'retry' })).toBe(2);
     expect(await metric(registry, 'leasepool_transactions_total', { pool: 'tx_retry', outcome: 'rollback' })).toBe(2);
     expect(await metric(registry, 'leasepool_transactions_total', { pool: 'tx_retry', outcome: 'commit' })).toBe(1);
+  });
+
+  test('backoff: exponential, capped at retryMaxDelayMs, full jitter (uniform from 0)', async () => {
+    const { pool } = setup({ max: 1 });
+    const timeline: string[] = [];
+    const realSetTimeout = global.setTimeout;
+    // Backoff sleeps are recorded and cut short; the pool's own deadlines (seconds long) run as usual.
+    const timers = jest.spyOn(global, 'setTimeout').mockImplementation(((fn: () => void, ms = 0) => {
+      if (ms >= 1_000) return realSetTimeout(fn, ms);
+      timeline.push(`wait ${ms}`);
+      return realSetTimeout(fn, 0);
+    }) as typeof setTimeout);
+    const random = jest.spyOn(Math, 'random');
+    try {
+      for (const r of [0.5, 0, 0.999]) {
+        random.mockReturnValue(r);
+        timeline.push(`random ${r}`);
+        await pool.withTx(
+          async (conn, tx) => {
+            timeline.push(`attempt ${tx.attempt}`);
+            if (tx.attempt < 5) await conn.query('RETRYABLE');
+          },
+          { retries: 4, retryBaseDelayMs: 8, retryMaxDelayMs: 20 },
+        );
+      }
+    } finally {
+      timers.mockRestore();
+      random.mockRestore();
+    }
+    // Ceilings 8, 16, 20 (capped), 20; each wait is random() times its ceiling.
+    const waits = (r: number): string[] => [8, 16, 20, 20].flatMap((ceiling, i) => [`attempt ${i + 1}`, `wait ${r * ceiling}`]).concat('attempt 5');
+    expect(timeline).toEqual([`random 0.5`, ...waits(0.5), `random 0`, ...waits(0), `random 0.999`, ...waits(0.999)]);
   });
 
   test('when retries run out the last error is thrown with error.attempts', async () => {
