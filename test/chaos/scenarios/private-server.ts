@@ -10,7 +10,7 @@
  * removes the directory; call it in `finally`.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, chownSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -100,8 +100,11 @@ function tcpAnswers(port: number): Promise<boolean> {
   });
 }
 
-/** A private PostgreSQL cluster (database `postgres`, user `postgres`, trust auth). */
-export async function startPrivatePostgres(): Promise<PrivateServer> {
+/**
+ * A private PostgreSQL cluster (database `postgres`, user `postgres`): trust auth, or with
+ * `password`, SCRAM-SHA-256 over TCP for that password (the socket stays trust).
+ */
+export async function startPrivatePostgres(auth: { readonly password?: string } = {}): Promise<PrivateServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'lp-chaos-pg-'));
   if (isRoot) chownSync(dir, Number(await run('id', ['-u', 'postgres']).then((s) => s.trim())), Number(await run('id', ['-g', 'postgres']).then((s) => s.trim())));
   const data = path.join(dir, 'data');
@@ -146,7 +149,14 @@ export async function startPrivatePostgres(): Promise<PrivateServer> {
     },
   };
   try {
-    await pgTool('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'], 60_000);
+    const authArgs = ['-A', 'trust'];
+    if (auth.password !== undefined) {
+      const pwfile = path.join(dir, 'pwfile');
+      writeFileSync(pwfile, `${auth.password}\n`, { mode: 0o600 });
+      if (isRoot) chownSync(pwfile, Number((await run('id', ['-u', 'postgres'])).trim()), Number((await run('id', ['-g', 'postgres'])).trim()));
+      authArgs.push('--auth-host=scram-sha-256', `--pwfile=${pwfile}`);
+    }
+    await pgTool('initdb', ['-D', data, ...authArgs, '-U', 'postgres', '--no-sync', '-E', 'UTF8'], 60_000);
     await server.start();
   } catch (err) {
     await server.destroy();
