@@ -3,8 +3,12 @@
  * activeLeases(), and lease deadlines (leaseTimeoutMs, withLease/withTx timeoutMs) that revoke
  * the lease even when the callback ignores its signal.
  */
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import * as path from 'node:path';
 import { LeaseRevokedError, LeaseTimeoutError, withTx, type LeakEvent, type LeakReturnedEvent, type ReclaimEvent } from '../../src';
+import type { ActiveLeases } from '../../src/lease';
+import { LeakDetector } from '../../src/leaks';
 import { FakeError } from '../helpers/fake-adapter';
 import { closeAll, metric, rejection, setup, waitFor } from '../helpers/unit';
 
@@ -102,6 +106,40 @@ describe('leak detection', () => {
     expect(event.stack).toContain(THIS_FILE);
     done();
     await scope;
+  });
+
+  test('the scan walks the active leases oldest first and stops at the first young one', () => {
+    const t = performance.now();
+    const records = [t - 5_000, t - 4_000, t - 3_000, ...Array.from({ length: 1_000 }, () => t)].map((acquiredAt) => ({ acquiredAt, leakReported: false }));
+    let visited = 0;
+    const active = {
+      *[Symbol.iterator]() {
+        for (const record of records) {
+          visited++;
+          yield record;
+        }
+      },
+    };
+    const reported: number[] = [];
+    const detector = new LeakDetector(active as unknown as ActiveLeases<object>, 1_000, (r) => reported.push(r.acquiredAt), undefined);
+    expect(detector.scan()).toBe(3);
+    expect(reported).toEqual([t - 5_000, t - 4_000, t - 3_000]);
+    expect(visited).toBe(4);
+    // A second scan reports nothing again, and still stops at the first young lease.
+    visited = 0;
+    expect(detector.scan()).toBe(0);
+    expect(visited).toBe(4);
+  });
+
+  test("the detector's timer never keeps the process alive: a process holding a leaked lease exits on its own", async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'fixtures', 'held-lease.ts')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    clearTimeout(killer);
+    expect({ code, signal, out: out.trim() }).toEqual({ code: 0, signal: null, out: 'holding lease 1, active 1' });
   });
 
   test('leakDetectionMs 0: no stack is captured', async () => {
