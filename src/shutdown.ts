@@ -36,6 +36,7 @@ export function shutdownOnSignals(pools: Closable | readonly Closable[], options
     const exitCode = 128 + (SIGNAL_NUMBERS[signal] ?? 15);
     if (shuttingDown) {
       process.exit(exitCode);
+      return; // process.exit can be stubbed (tests, process managers): never close twice
     }
     shuttingDown = true;
     void Promise.all(

@@ -153,3 +153,23 @@ test('shutdownOnSignals closes every pool on the first signal and reports each s
   }
   expect(process.listeners('SIGUSR2')).toHaveLength(0);
 });
+
+test('shutdownOnSignals: a second signal while the pools close exits at once, with that signal\'s code', async () => {
+  const { pool } = setup();
+  const held = await pool.acquire();
+  const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+  const off = shutdownOnSignals(pool, { signals: ['SIGTERM', 'SIGHUP'], timeoutMs: 10_000 });
+  try {
+    process.emit('SIGTERM', 'SIGTERM');
+    expect(pool.stats().closed).toBe(true);
+    expect(exit).not.toHaveBeenCalled(); // the close waits for the held lease, up to its deadline
+    process.emit('SIGHUP', 'SIGHUP');
+    expect(exit.mock.calls).toEqual([[129]]); // at once: 128 + SIGHUP
+    await held.release();
+    await waitFor('the close finished and exited too', () => exit.mock.calls.length === 2);
+    expect(exit.mock.calls[1]).toEqual([143]); // 128 + SIGTERM, the first signal
+  } finally {
+    off();
+    exit.mockRestore();
+  }
+});
