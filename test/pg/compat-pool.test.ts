@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import { pgAdapter, Pool, type PgPoolConfig } from '../../adapters/pg';
 import { ConfigError, ConnectError, LeaseReleasedError, LeaseRevokedError } from '../../src/errors';
 import { createPool } from '../../src/pool';
+import { siteOf } from '../helpers/lifecycle';
 import { pgPasswordServer } from '../helpers/pg-password-server';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -683,11 +684,11 @@ describe('connection errors', () => {
 describe('leasepool on top', () => {
   test('a client held too long is reported with the stack that checked it out, and its return too', async () => {
     const pool = lpPool({ leasepool: { leakDetectionMs: 100 } });
-    const client = await pool.connect();
+    const here = new Error(); const client = await pool.connect();
     await waitUntil('a leak warning', () => log.warn.mock.calls.length > 0, 3_000);
     const warning = String(log.warn.mock.calls[0]?.[1]);
     expect(warning).toMatch(/held for \d+ ms/);
-    expect(warning).toContain('compat-pool.test.ts');
+    expect(warning).toContain(`${siteOf(here)}:`); // the file and line of pool.connect() above
     client.release();
     await waitUntil('the return is reported', () => log.warn.mock.calls.some((c) => /returned after/.test(String(c[1]))));
   });
