@@ -56,6 +56,8 @@ describeBehaviour<Client>({
   prefix: 'beh_pgbouncer',
   capabilities: {
     concurrentSessions: true,
+    // Transaction pooling: outside a transaction a client has no server session of its own.
+    sessionPerConnection: false,
     // Killing a server backend does not kill an idle client connection: PgBouncer just opens another.
     kill: false,
     cancel: true,

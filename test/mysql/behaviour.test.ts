@@ -30,7 +30,7 @@ async function alive(admin: Admin, id: number): Promise<boolean> {
 describeBehaviour<Connection>({
   name: 'mysql2',
   prefix: `beh_mysql_${RUN}`,
-  capabilities: { concurrentSessions: true, kill: true, cancel: true, credentials: true, abortsOnError: false },
+  capabilities: { sessionPerConnection: true, concurrentSessions: true, kill: true, cancel: true, credentials: true, abortsOnError: false },
   adapter: () => mysqlAdapter(MYSQL_URL),
   async openAdmin(): Promise<Admin> {
     const conn = await createConnection(MYSQL_URL);

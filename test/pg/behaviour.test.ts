@@ -19,7 +19,7 @@ async function alive(admin: Admin, pid: number): Promise<boolean> {
 describeBehaviour<Client>({
   name: 'pg',
   prefix: `beh_pg_${RUN}`,
-  capabilities: { concurrentSessions: true, kill: true, cancel: true, credentials: true, abortsOnError: true },
+  capabilities: { sessionPerConnection: true, concurrentSessions: true, kill: true, cancel: true, credentials: true, abortsOnError: true },
   adapter: () => pgAdapter(PG_URL),
   async openAdmin(): Promise<Admin> {
     const client = new Client(PG_URL);

@@ -18,7 +18,7 @@ const instance = (): PGlite => {
 describeBehaviour<PgliteConnection>({
   name: 'pglite',
   prefix: 'beh_pglite',
-  capabilities: { concurrentSessions: false, kill: false, cancel: false, credentials: false, abortsOnError: true },
+  capabilities: { sessionPerConnection: false, concurrentSessions: false, kill: false, cancel: false, credentials: false, abortsOnError: true },
   async setup() {
     db = await PGlite.create();
   },

@@ -36,6 +36,12 @@ export interface Admin {
 export interface BehaviourCapabilities {
   /** Several independent sessions (false for PGlite: one session, so no concurrent transactions). */
   readonly concurrentSessions: boolean;
+  /**
+   * A pool connection keeps one server session from connect to close, so session state (a temporary
+   * table) follows the connection: false for PGlite (one embedded session for all) and behind
+   * PgBouncer in transaction pooling (a new server session per transaction).
+   */
+  readonly sessionPerConnection: boolean;
   /** A server backend can be killed from another session. */
   readonly kill: boolean;
   /** The adapter can cancel a running statement. */
@@ -805,8 +811,7 @@ export function describeBehaviour<C extends object>(target: BehaviourTarget<C>):
       expect(sent.some((s) => /DROP/i.test(s))).toBe(false);
     });
 
-    // A connection is a session of its own (not on PGlite: every connection is the one embedded session).
-    if (caps.concurrentSessions) {
+    if (caps.sessionPerConnection) {
       test('resetOnRelease: the next borrower of the same connection finds no session state (and without it, it does)', async () => {
         const TEMP = `${target.prefix}_session_tmp`;
         const leftBehind = async (resetOnRelease: boolean): Promise<{ sameConnection: boolean; tempTableSeen: boolean }> => {
