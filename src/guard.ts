@@ -7,11 +7,13 @@ import { LeaseReleasedError } from './errors';
 import type { CallerStack } from './adapter';
 import type { Lease, LeaseRecord } from './lease';
 
+/** What a method of the raw connection is to the guard: a lease operation, or a statement to track. */
+export type MethodKind = 'release' | 'destroy' | 'statement';
+
 /** Per-adapter constants the guard needs, computed once per pool. */
 export interface GuardConfig {
-  readonly releaseMethods: ReadonlySet<PropertyKey>;
-  readonly destroyMethods: ReadonlySet<PropertyKey>;
-  readonly statementMethods: ReadonlySet<PropertyKey>;
+  /** The adapter's lifecycle and statement methods by name (one lookup per method access). */
+  readonly methodKinds: ReadonlyMap<PropertyKey, MethodKind>;
   /** The adapter's `lifecycleMethods.doubleReleaseMessage`: a second release call throws it. */
   readonly doubleReleaseMessage: string | undefined;
 }
@@ -36,7 +38,7 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
       // that calling it throws the driver's own "released twice" error (and a first call after
       // a revoke simply joins the reclaim).
       const config = record.owner.guardConfig;
-      if (config.doubleReleaseMessage !== undefined && config.releaseMethods.has(prop)) {
+      if (config.doubleReleaseMessage !== undefined && config.methodKinds.get(prop) === 'release') {
         return releaseMethod(record, this.lease, target, prop);
       }
       throw record.useError();
@@ -45,9 +47,9 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
     if (typeof value !== 'function') {
       // Lifecycle methods the adapter names are lease operations even where the raw connection
       // lacks them (a plain pg.Client has no release(); code written for pg-pool calls it).
-      const config = record.owner.guardConfig;
-      if (value === undefined && (config.releaseMethods.has(prop) || config.destroyMethods.has(prop))) {
-        return wrapMethod(record, this.lease, target, prop, noop, this.proxyRef);
+      if (value === undefined) {
+        const kind = record.owner.guardConfig.methodKinds.get(prop);
+        if (kind === 'release' || kind === 'destroy') return wrapMethod(record, this.lease, target, prop, noop, this.proxyRef);
       }
       return value;
     }
@@ -93,17 +95,17 @@ function wrapMethod<C extends object>(
   method: AnyFn,
   proxyRef: { proxy: C | undefined },
 ): AnyFn {
-  const config = record.owner.guardConfig;
-  if (config.releaseMethods.has(prop)) {
+  const kind = record.owner.guardConfig.methodKinds.get(prop);
+  if (kind === 'release') {
     return releaseMethod(record, lease, target, prop);
   }
-  if (config.destroyMethods.has(prop)) {
+  if (kind === 'destroy') {
     return () => {
       record.connection.markBroken(new Error(`${String(prop)}() called on a leased connection`));
       return lease.release();
     };
   }
-  const isStatement = config.statementMethods.has(prop);
+  const isStatement = kind === 'statement';
   return function guarded(this: unknown, ...args: unknown[]): unknown {
     if (record.state !== 'active') throw record.useError();
     const owner = record.owner;

@@ -20,7 +20,7 @@ import {
   PoolQueueFullError,
 } from './errors';
 import { createGenericPool, evictNow, rejectAllRequests, takeIdle } from './generic-pool-internals';
-import type { GuardConfig } from './guard';
+import type { GuardConfig, MethodKind } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
@@ -159,12 +159,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       );
     }
     const lifecycle = adapter.lifecycleMethods;
-    this.guardConfig = {
-      releaseMethods: new Set(lifecycle?.release ?? []),
-      destroyMethods: new Set(lifecycle?.destroy ?? []),
-      statementMethods: new Set(adapter.statementMethods ?? ['query', 'execute']),
-      doubleReleaseMessage: lifecycle?.doubleReleaseMessage,
-    };
+    const methodKinds = new Map<PropertyKey, MethodKind>();
+    for (const name of adapter.statementMethods ?? ['query', 'execute']) methodKinds.set(name, 'statement');
+    for (const name of lifecycle?.destroy ?? []) methodKinds.set(name, 'destroy');
+    for (const name of lifecycle?.release ?? []) methodKinds.set(name, 'release');
+    this.guardConfig = { methodKinds, doubleReleaseMessage: lifecycle?.doubleReleaseMessage };
     this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
 
     this.#factory = createFactory(

@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 import { createConnection } from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 
-import { CONTROL_EFFECTS, classifyStatement, mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
+import { classifyStatement, mysqlAdapter, mysqlDialect, statementEffect } from '../../adapters/mysql2';
 import type { MysqlAdapter } from '../../adapters/mysql2';
 import type { ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
@@ -685,9 +685,25 @@ describe('dialect', () => {
     expect(classifyStatement('COMMIT WORK RELEASE')).toBe('unknown');
   });
 
-  test("the pool's own control statements skip the text scan with the very answers it gives", () => {
-    const controls = [...mysqlDialect.begin({}), ...mysqlDialect.begin({ readOnly: true }), ...mysqlDialect.begin({ readOnly: false }), mysqlDialect.commit, mysqlDialect.rollback];
-    for (const sql of controls) expect([sql, CONTROL_EFFECTS.get(sql)]).toEqual([sql, classifyStatement(sql)]);
-    expect(CONTROL_EFFECTS.size).toBe(new Set(controls).size);
+  test('statements are classified once per text: the remembered answer is always classifyStatement\'s', () => {
+    const texts = [
+      ...mysqlDialect.begin({}),
+      ...mysqlDialect.begin({ readOnly: true }),
+      mysqlDialect.commit,
+      mysqlDialect.rollback,
+      'SELECT 1',
+      'select 1; commit', // one statement or two, depending on multipleStatements
+      'CREATE TABLE t (id int)',
+      `SELECT '${'x'.repeat(2_000)}'`, // too long to remember
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const sql of texts) {
+        for (const multiple of [false, true]) expect([sql.slice(0, 40), multiple, statementEffect(sql, multiple)]).toEqual([sql.slice(0, 40), multiple, classifyStatement(sql, multiple)]);
+      }
+    }
+    expect(statementEffect('select 1; commit', true)).toBe('unknown');
+    expect(statementEffect('select 1; commit', false)).toBe('none');
+    // More distinct texts than it remembers (texts with values in them): answers stay right.
+    for (let i = 0; i < 1_500; i++) expect(statementEffect(i % 2 === 0 ? `SELECT ${i}` : `DROP TABLE t${i}`, false)).toBe(i % 2 === 0 ? 'none' : 'implicit_commit');
   });
 });
