@@ -15,7 +15,7 @@
 import * as net from 'node:net';
 import { Client } from 'pg';
 import type { ClientConfig } from 'pg';
-import type { Adapter, ConnectionEvents, TxStatus } from '../src/adapter';
+import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redact, redactError } from '../src/redact';
 import {
@@ -357,9 +357,10 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     async validate(client: Client): Promise<void> {
       await client.query('SELECT 1');
     },
-    exec(client: Client, sql: string): Promise<void> {
-      // Not async: one promise fewer per control statement (BEGIN, COMMIT, ROLLBACK …).
-      return client.query(sql).then(ignoreResult);
+    exec(client: Client, sql: string): Promise<unknown> {
+      // The driver's promise as it is: no async frame, no `.then` (promises per control statement
+      // are what a transaction's overhead is made of).
+      return client.query(sql);
     },
     txStatus(client: Client): TxStatus {
       // pg rejects a failed query on ErrorResponse, before the ReadyForQuery that carries the new
@@ -392,6 +393,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     async reset(client: Client): Promise<void> {
       await client.query('DISCARD ALL');
     },
+    sendStatement,
     statementMethods: ['query'],
     lifecycleMethods: { release: ['release'], destroy: ['end'] },
     onReleaseCall: releaseArgDestroys,
@@ -401,7 +403,40 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   };
 }
 
-/** True when `err` means this pg connection is unusable. */
+/**
+ * `lease.conn.query(text | config[, values])` in promise form, sent on pg's callback API with one
+ * promise of ours: pg's promise form would make its own, and the guard a second one to track it.
+ * Declined (the guard calls pg's `query` as it is) for a Submittable (a cursor, a stream …), for a
+ * client built with a custom `Promise`, and for any other shape of arguments.
+ */
+function sendStatement(
+  client: Client,
+  method: string,
+  args: readonly unknown[],
+  _callerStack: CallerStack | undefined,
+  onEnd: (err: unknown, result: unknown) => void,
+): Promise<unknown> | undefined {
+  if (method !== 'query' || args.length === 0 || args.length > 2) return undefined;
+  const first = args[0];
+  if (typeof first !== 'string' && (first === null || typeof first !== 'object' || typeof (first as { submit?: unknown }).submit === 'function')) return undefined;
+  const ownPromise = (client as unknown as { _Promise?: unknown })._Promise;
+  if (ownPromise !== undefined && ownPromise !== Promise) return undefined;
+  return new Promise((resolve, reject) => {
+    const done = (err: Error | null | undefined, result: unknown): void => {
+      if (err) {
+        onEnd(err, undefined);
+        reject(err);
+        return;
+      }
+      onEnd(undefined, result);
+      resolve(result);
+    };
+    const query = client.query as unknown as (...queryArgs: unknown[]) => void;
+    if (args.length === 2) query.call(client, first, args[1], done);
+    else query.call(client, first, done);
+  });
+}
+
 /** Resolve at the next ReadyForQuery (when a statement's status is still on the wire), or after `ms`. */
 function untilReadyForQuery(client: Client, ms: number): Promise<void> {
   const connection = (client as unknown as { connection?: NodeJS.EventEmitter }).connection;
@@ -554,4 +589,3 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
 export { Pool } from './pg-pool';
 export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';
 
-function ignoreResult(): void {}

@@ -55,8 +55,11 @@ export interface Adapter<C extends object = object> {
   close(conn: C): Promise<void>;
   /** A cheap round trip that throws if the connection is unusable. */
   validate(conn: C): Promise<void>;
-  /** Run a control statement (BEGIN, COMMIT, SAVEPOINT …) with no result wanted. */
-  exec(conn: C, sql: string): Promise<void>;
+  /**
+   * Run a control statement (BEGIN, COMMIT, SAVEPOINT …). Its result is not used: an adapter may
+   * hand back the driver's own promise as it is.
+   */
+  exec(conn: C, sql: string): Promise<unknown>;
   /** Transaction status as the driver reports it; omitted when the driver cannot tell. */
   txStatus?(conn: C): TxStatus;
   /** True when the error means the connection is unusable (lost socket, admin shutdown …). */

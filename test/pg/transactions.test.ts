@@ -4,7 +4,7 @@
  * COMMIT, a serialization failure raised by COMMIT itself, resetOnRelease with DISCARD ALL.
  * Tables and functions are prefixed `pg_tx_<pid>_` (unique per run).
  */
-import { Client } from 'pg';
+import { Client, Query } from 'pg';
 import { pgAdapter } from '../../adapters/pg';
 import { ConfigError, TxOutcomeUnknownError, type IsolationLevel } from '../../src';
 import { barrier, eventually, poolMaker } from '../shared/behaviour';
@@ -74,8 +74,32 @@ describe('the lease\'s conn is the driver\'s own client', () => {
       const viaConfig = await conn.query<{ id: number }>({ text: `INSERT INTO ${ROWS} (id) VALUES ($1) RETURNING id`, values: [2], name: 'pg_tx_insert' });
       expect(viaConfig.rows).toEqual([{ id: 2 }]);
       expect(conn.getTransactionStatus?.()).toBe('T');
+      // rowMode and a Submittable (pg's own Query object, as cursors and streams are) as pg serves them.
+      const asArrays = await conn.query<unknown[]>({ text: 'SELECT 3 AS a, 4 AS b', rowMode: 'array' });
+      expect(asArrays.rows).toEqual([[3, 4]]);
+      const submittable = new Query(`SELECT id FROM ${ROWS} ORDER BY id`);
+      const rows: unknown[] = [];
+      submittable.on('row', (row: unknown) => rows.push(row));
+      expect(conn.query(submittable)).toBe(submittable);
+      await new Promise((resolve, reject) => submittable.on('end', resolve).on('error', reject));
+      expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
     });
     expect(await ids()).toEqual([1, 2]);
+  });
+
+  test("a failing statement rejects with the server's error; thrown on, the transaction rolls back", async () => {
+    const { pool } = makePool({ max: 1 });
+    const err = await rejection(
+      pool.withTx(async (conn) => {
+        await conn.query(`INSERT INTO ${ROWS} (id) VALUES ($1)`, [7]);
+        const failed = await rejection(conn.query('SELECT * FROM pg_tx_no_such_table'));
+        expect(failed).toMatchObject({ code: '42P01' });
+        expect(failed).toBeInstanceOf(Error);
+        throw failed;
+      }),
+    );
+    expect(err).toMatchObject({ code: '42P01' });
+    expect(await ids()).toEqual([]);
   });
 });
 

@@ -125,7 +125,7 @@ export function spied<C extends object>(base: Adapter<C>): { adapter: Adapter<C>
   const sent: string[] = [];
   const adapter: Adapter<C> = {
     ...base,
-    exec(conn: C, sql: string): Promise<void> {
+    exec(conn: C, sql: string): Promise<unknown> {
       sent.push(sql);
       return base.exec(conn, sql);
     },
