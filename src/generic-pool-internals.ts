@@ -1,5 +1,6 @@
 /**
  * The places we reach into generic-pool (pinned at 3.9.0): building its Pool with our evictor,
+ * taking an idle connection and giving it back without a request or a promise (the hot path),
  * withdrawing a request whose caller gave up, failing every request at shutdown, and running
  * the evictor on demand.
  * generic-pool has no public way to cancel an acquire; without this an abandoned request stays
@@ -44,26 +45,51 @@ export function withdrawRequest(request: ResourceRequest | undefined): void {
 interface PooledResource<T> {
   readonly obj: T;
   allocate(): void;
+  deallocate(): void;
+}
+/** What generic-pool reads of a loan: `resolve()` and `pooledResource` at release, `promise` in drain(). */
+interface Loan<T> {
+  readonly pooledResource: PooledResource<T>;
+  resolve(): void;
 }
 interface Internals<T> {
   readonly _availableObjects?: { readonly length: number; shift(): PooledResource<T> | undefined };
   readonly _waitingClientsQueue?: { readonly length: number };
-  readonly _resourceLoans?: Map<T, unknown>;
+  readonly _resourceLoans?: Map<T, Loan<T>>;
   readonly _Promise?: PromiseConstructor;
   readonly _draining?: boolean;
   readonly _config?: { readonly testOnBorrow?: boolean };
+  _addPooledResourceToAvailableObjects?(pooled: PooledResource<T>): void;
+  _dispense?(): void;
 }
-type LoanClass = new (pooled: PooledResource<unknown>, promise: PromiseConstructor) => unknown;
 
-const ResourceLoan = ((): LoanClass | undefined => {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const loaded: unknown = require('generic-pool/lib/ResourceLoan');
-    return typeof loaded === 'function' ? (loaded as LoanClass) : undefined;
-  } catch {
-    return undefined;
+/**
+ * The loan of a connection taken by `takeIdle`: generic-pool's ResourceLoan minus the promise it
+ * makes for every loan (only `drain()` ever reads it, at shutdown): made when asked for.
+ */
+class IdleLoan<T> implements Loan<T> {
+  #returned = false;
+  #promise: Promise<void> | undefined;
+  #settle: (() => void) | undefined;
+
+  constructor(readonly pooledResource: PooledResource<T>) {}
+
+  get promise(): Promise<void> {
+    if (this.#promise === undefined) {
+      this.#promise = this.#returned ? Promise.resolve() : new Promise<void>((resolve) => (this.#settle = resolve));
+    }
+    return this.#promise;
   }
-})();
+
+  resolve(): void {
+    this.#returned = true;
+    this.#settle?.();
+  }
+
+  reject(): void {
+    // As generic-pool's ResourceLoan: a loan only ever ends by being returned.
+  }
+}
 
 /**
  * Borrow an idle connection at once, exactly as generic-pool's own dispatch does (a loan, the
@@ -80,8 +106,8 @@ export function takeIdle<T>(gp: GenericPool<T>): T | undefined {
     available === undefined ||
     available.length === 0 ||
     loans === undefined ||
-    ResourceLoan === undefined ||
-    internals._Promise === undefined ||
+    typeof internals._addPooledResourceToAvailableObjects !== 'function' ||
+    typeof internals._dispense !== 'function' ||
     internals._draining !== false ||
     internals._waitingClientsQueue?.length !== 0 ||
     internals._config?.testOnBorrow !== false
@@ -90,9 +116,29 @@ export function takeIdle<T>(gp: GenericPool<T>): T | undefined {
   }
   const pooled = available.shift();
   if (pooled === undefined) return undefined;
-  loans.set(pooled.obj, new ResourceLoan(pooled as PooledResource<unknown>, internals._Promise));
+  loans.set(pooled.obj, new IdleLoan(pooled));
   pooled.allocate();
   return pooled.obj;
+}
+
+/**
+ * Give a borrowed connection back to the idle list as generic-pool's `release()` does, without
+ * the resolved promise it returns on every call. False when `resource` is not on loan or the
+ * private shape is not the one we know: then the caller uses `gp.release()`.
+ */
+export function returnIdle<T>(gp: GenericPool<T>, resource: T): boolean {
+  const internals = gp as unknown as Internals<T>;
+  const loans = internals._resourceLoans;
+  if (loans === undefined || typeof internals._addPooledResourceToAvailableObjects !== 'function' || typeof internals._dispense !== 'function') return false;
+  const loan = loans.get(resource);
+  if (loan === undefined) return false;
+  loans.delete(resource);
+  loan.resolve();
+  const pooled = loan.pooledResource;
+  pooled.deallocate();
+  internals._addPooledResourceToAvailableObjects(pooled);
+  internals._dispense();
+  return true;
 }
 
 /** Reject every queued request (shutdown). */

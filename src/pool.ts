@@ -19,7 +19,7 @@ import {
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
-import { createGenericPool, evictNow, rejectAllRequests, takeIdle } from './generic-pool-internals';
+import { createGenericPool, evictNow, rejectAllRequests, returnIdle, takeIdle } from './generic-pool-internals';
 import type { GuardConfig, MethodKind } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
@@ -545,7 +545,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     // Called for a hand-off too: adapters pair onLease/onIdle (the drop-ins' release events).
     this.adapter.onIdle?.(conn.raw);
     if (this.#waiters.handOff(conn)) return;
-    void this.#gp.release(conn);
+    if (!returnIdle(this.#gp, conn)) void this.#gp.release(conn);
   }
 
   /** @internal */
