@@ -406,8 +406,9 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 /**
  * `lease.conn.query(text | config[, values])` in promise form, sent on pg's callback API with one
  * promise of ours: pg's promise form would make its own, and the guard a second one to track it.
- * Declined (the guard calls pg's `query` as it is) for a Submittable (a cursor, a stream …), for a
- * client built with a custom `Promise`, and for any other shape of arguments.
+ * Declined (the guard calls pg's `query` as it is) for a Submittable (a cursor, a stream …), a
+ * config with its own `callback`, a client built with a custom `Promise`, and any other shape of
+ * arguments.
  */
 function sendStatement(
   client: Client,
@@ -418,7 +419,11 @@ function sendStatement(
 ): Promise<unknown> | undefined {
   if (method !== 'query' || args.length === 0 || args.length > 2) return undefined;
   const first = args[0];
-  if (typeof first !== 'string' && (first === null || typeof first !== 'object' || typeof (first as { submit?: unknown }).submit === 'function')) return undefined;
+  if (typeof first !== 'string') {
+    if (first === null || typeof first !== 'object') return undefined;
+    const config = first as { submit?: unknown; callback?: unknown };
+    if (typeof config.submit === 'function' || typeof config.callback === 'function') return undefined;
+  }
   const ownPromise = (client as unknown as { _Promise?: unknown })._Promise;
   if (ownPromise !== undefined && ownPromise !== Promise) return undefined;
   return new Promise((resolve, reject) => {
@@ -432,8 +437,13 @@ function sendStatement(
       resolve(result);
     };
     const query = client.query as unknown as (...queryArgs: unknown[]) => void;
-    if (args.length === 2) query.call(client, first, args[1], done);
-    else query.call(client, first, done);
+    try {
+      if (args.length === 2) query.call(client, first, args[1], done);
+      else query.call(client, first, done);
+    } catch (err) {
+      // pg refuses some arguments synchronously: the statement never left, it is not in flight.
+      done(err instanceof Error ? err : new Error(String(err)), undefined);
+    }
   });
 }
 

@@ -87,6 +87,19 @@ describe('the lease\'s conn is the driver\'s own client', () => {
     expect(await ids()).toEqual([1, 2]);
   });
 
+  test('a query pg refuses before sending it rejects with pg\'s error; the connection is not taken for broken', async () => {
+    const { pool, m } = makePool({ max: 1 });
+    const pids = await pool.withLease(async (conn) => {
+      const before = await backendPid(conn);
+      const err = await rejection(conn.query({} as unknown as string));
+      expect((err as Error).message).toMatch(/text or a name/);
+      return [before, await backendPid(conn)];
+    });
+    const after = await pool.withLease((conn) => backendPid(conn));
+    expect([pids[1], after]).toEqual([pids[0], pids[0]]);
+    expect(await m('leasepool_connections_closed_total', { reason: 'broken' })).toBe(0);
+  });
+
   test("a failing statement rejects with the server's error; thrown on, the transaction rolls back", async () => {
     const { pool } = makePool({ max: 1 });
     const err = await rejection(
