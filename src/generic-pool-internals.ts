@@ -56,12 +56,17 @@ interface Internals<T> {
   readonly _availableObjects?: { readonly length: number; shift(): PooledResource<T> | undefined };
   readonly _waitingClientsQueue?: { readonly length: number };
   readonly _resourceLoans?: Map<T, Loan<T>>;
-  readonly _Promise?: PromiseConstructor;
   readonly _draining?: boolean;
   readonly _config?: { readonly testOnBorrow?: boolean };
-  _addPooledResourceToAvailableObjects?(pooled: PooledResource<T>): void;
-  _dispense?(): void;
+  _addPooledResourceToAvailableObjects(pooled: PooledResource<T>): void;
+  _dispense(): void;
 }
+
+/** generic-pool's Pool has the two methods a return to the idle list needs (checked once, not per lease). */
+const CAN_RETURN_IDLE = ((): boolean => {
+  const proto = (genericPool as unknown as { Pool?: { prototype?: Record<string, unknown> } }).Pool?.prototype;
+  return typeof proto?.['_addPooledResourceToAvailableObjects'] === 'function' && typeof proto['_dispense'] === 'function';
+})();
 
 /**
  * The loan of a connection taken by `takeIdle`: generic-pool's ResourceLoan minus the promise it
@@ -106,8 +111,7 @@ export function takeIdle<T>(gp: GenericPool<T>): T | undefined {
     available === undefined ||
     available.length === 0 ||
     loans === undefined ||
-    typeof internals._addPooledResourceToAvailableObjects !== 'function' ||
-    typeof internals._dispense !== 'function' ||
+    !CAN_RETURN_IDLE ||
     internals._draining !== false ||
     internals._waitingClientsQueue?.length !== 0 ||
     internals._config?.testOnBorrow !== false
@@ -129,7 +133,7 @@ export function takeIdle<T>(gp: GenericPool<T>): T | undefined {
 export function returnIdle<T>(gp: GenericPool<T>, resource: T): boolean {
   const internals = gp as unknown as Internals<T>;
   const loans = internals._resourceLoans;
-  if (loans === undefined || typeof internals._addPooledResourceToAvailableObjects !== 'function' || typeof internals._dispense !== 'function') return false;
+  if (loans === undefined || !CAN_RETURN_IDLE) return false;
   const loan = loans.get(resource);
   if (loan === undefined) return false;
   loans.delete(resource);
