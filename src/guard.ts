@@ -181,8 +181,8 @@ function sendThroughAdapter<C extends object>(
   return sent;
 }
 
-/** What a driver callback `(err, result, …)` reports as the statement's result. */
-const firstResult = (rest: readonly unknown[]): unknown => rest[0];
+/** @internal What a driver callback `(err, result, …)` reports as the statement's result. */
+export const firstResult = (rest: readonly unknown[]): unknown => rest[0];
 
 /**
  * @internal A statement sent with a callback on a lease's raw connection (by the guard, for the

@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 import * as pg from 'pg';
 import { Registry } from 'prom-client';
 import { pgAdapter, Pool, type PgPoolConfig } from '../../adapters/pg';
-import { ConfigError, ConnectError, LeaseReleasedError, LeaseRevokedError } from '../../src/errors';
+import { ConfigError, ConnectError, LeaseReleasedError, LeaseRevokedError, LeaseTimeoutError } from '../../src/errors';
 import { createPool } from '../../src/pool';
 import { siteOf } from '../helpers/lifecycle';
 import { pgPasswordServer } from '../helpers/pg-password-server';
@@ -232,6 +232,32 @@ describe('pool.query', () => {
   test('a Submittable is refused with a pointer to connect() (pg.Pool would never release its client)', () => {
     const pool = lpPool();
     expect(() => pool.query(new pg.Query('SELECT 1') as unknown as string)).toThrow(/pool\.connect\(\)/);
+  });
+
+  test("a query pg refuses before sending (null): pg.Pool's TypeError; the pool goes on", async () => {
+    const ours = lpPool({ max: 1 });
+    const theirs = pgPool({ max: 1 });
+    const oursEvents = record(ours);
+    const [e1, e2] = [await rejectionOf(ours.query(null as unknown as string)), await rejectionOf(theirs.query(null as unknown as string))];
+    expect([e1.constructor, e1.message]).toEqual([e2.constructor, e2.message]);
+    expect(oursEvents).toEqual(['connect', 'acquire', 'release(err)']);
+    // Not counted as a statement in flight: the connection goes back to the pool and serves the next query.
+    expect([ours.totalCount, ours.idleCount]).toEqual([1, 1]);
+    await expect(ours.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+  });
+
+  test('a statement still running when leaseTimeoutMs takes the client back is cancelled on the server', async () => {
+    const pool = lpPool({ max: 1, leasepool: { leaseTimeoutMs: 200 } });
+    const marker = `compat_reclaim_${process.pid}`;
+    const running = async (): Promise<number> =>
+      (await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1", [`%AS ${marker}%`])).rows[0].n;
+    const statement = pool.query(`SELECT pg_sleep(30) AS ${marker}`);
+    await waitUntil('the statement runs', async () => (await running()) === 1);
+    await expect(statement).rejects.toBeInstanceOf(LeaseTimeoutError);
+    // Without the cancel, closing the socket would leave pg_sleep running on the server for 30 s.
+    await waitUntil('the server stopped it', async () => (await running()) === 0, 2_000);
+    expect(pool.totalCount).toBe(0);
+    await expect(pool.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
   });
 });
 
