@@ -22,7 +22,7 @@ import type { Connection as CoreConnection, ExecuteValues, FieldPacket, QueryOpt
 import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
 
 import { findAmbient } from '../src/context';
-import { trackCallback } from '../src/guard';
+import { statementEnded } from '../src/guard';
 import { ConfigError, PoolClosedError, PoolQueueFullError } from '../src/errors';
 import type { Adapter } from '../src/adapter';
 import type { CallSite, Lease } from '../src/lease';
@@ -124,15 +124,14 @@ function send(conn: PromiseConnection, method: 'query' | 'execute', sql: string 
   if (method === 'query') return values !== undefined ? c.query(sql, values) : c.query(sql);
   return values ? c.execute(sql, values) : c.execute(sql);
 }
+
 /** The driver's callback API on the core connection (what mysql2's own pool.query uses). */
 interface CallbackStatements {
   query(sql: string | QueryOptions, ...rest: unknown[]): void;
   execute(sql: string | QueryOptions, ...rest: unknown[]): void;
 }
 
-/** A callback statement's `(rows, fields)` as the promise API resolves it: what the adapter observes. */
-const resultPair = (rest: readonly unknown[]): unknown => [rest[0], rest[1]];
-
+/** The statement methods of mysql2's promise connection. */
 interface StatementMethods {
   query(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
   execute(sql: string | QueryOptions, values?: unknown): Promise<unknown>;
@@ -304,7 +303,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
    * driver's callback API, as mysql2's own pool does — one promise, and the stack of the caller
    * captured at `pool.query()` (mysql2's `trace`) instead of deep inside the scope. The lease's
    * bookkeeping (statement in flight, transaction status, fatal errors) is the guard's own
-   * (`trackCallback`). Inside withTx, or another scope of this pool, the statement joins that
+   * (`statementEnded`). Inside withTx, or another scope of this pool, the statement joins that
    * scope's connection instead.
    */
   #statement(
@@ -323,32 +322,36 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
           throw this.#translate(err);
         });
     }
-    return core.scopedLease(
-      (lease) =>
-        new Promise<unknown>((resolve, reject) => {
-          const record = lease.record;
-          const raw = record.connection.raw;
-          core.adapter.observeStatement?.(raw, method, sql);
-          const done = trackCallback(
-            record,
-            raw,
-            method,
-            (err: unknown, rows: unknown, fields: unknown) => {
-              if (!err) return resolve([rows, fields]);
-              // mysql2's pool destroys the connection of a statement refused by a read-only server.
-              if (isReadOnlyError(err)) void (lease.conn as unknown as { destroy(): Promise<void> }).destroy();
-              applyCallerStack(err, caller);
-              reject(err);
-            },
-            resultPair,
-          );
-          const driver = coreOf(raw) as unknown as CallbackStatements;
+    return core.scopedCallback<unknown>(
+      (lease, done) => {
+        const record = lease.record;
+        const raw = record.connection.raw;
+        core.adapter.observeStatement?.(raw, method, sql);
+        const ended = (err: unknown, rows: unknown, fields: unknown): void => {
+          if (err) {
+            statementEnded(record, raw, method, err, undefined);
+            // mysql2's pool destroys the connection of a statement refused by a read-only server.
+            if (isReadOnlyError(err)) void (lease.conn as unknown as { destroy(): Promise<void> }).destroy();
+            applyCallerStack(err, caller);
+            return done(err);
+          }
+          const result = [rows, fields];
+          statementEnded(record, raw, method, undefined, result);
+          done(undefined, result);
+        };
+        const driver = coreOf(raw) as unknown as CallbackStatements;
+        record.inflight++;
+        try {
           if (method === 'query') {
-            if (values !== undefined) driver.query(sql, values, done);
-            else driver.query(sql, done);
-          } else if (values) driver.execute(sql, values, done);
-          else driver.execute(sql, done);
-        }),
+            if (values !== undefined) driver.query(sql, values, ended);
+            else driver.query(sql, ended);
+          } else if (values) driver.execute(sql, values, ended);
+          else driver.execute(sql, ended);
+        } catch (err) {
+          // Refused before it was sent: not in flight.
+          ended(err, undefined, undefined);
+        }
+      },
       undefined,
       site,
       this.#translateError,

@@ -20,7 +20,7 @@ import { Client } from 'pg';
 import type { ClientBase, ClientConfig, PoolClient, PoolConfig, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, ConnectionEvents } from '../src/adapter';
 import { findAmbient } from '../src/context';
-import { firstResult, trackCallback } from '../src/guard';
+import { statementEnded } from '../src/guard';
 import { AcquireTimeoutError, ConfigError, ConnectError, PoolClosedError } from '../src/errors';
 import type { CallSite, Lease } from '../src/lease';
 import { consoleLogger, type Logger } from '../src/logger';
@@ -383,35 +383,35 @@ export class Pool extends EventEmitter {
     const core = this.#core;
     // Inside withLease/withTx of this pool the statement joins that scope's client.
     if (findAmbient(core) !== undefined) return core.withLease((conn) => conn.query(text as string, values as unknown[]));
-    return core.scopedLease((lease) => this.#queryOn(lease, text, values), this.#queryScope, site, this.#queryError);
+    return core.scopedCallback((lease, done) => this.#queryOn(lease, text, values, done), this.#queryScope, site, this.#queryError);
   }
 
   /**
    * The statement on the lease's raw client, through pg's callback API as pg-pool's own query()
-   * does: no promise of pg's, no guard around the client (nothing but this body touches it), only
-   * the scope's promise. Tracked in flight like a statement sent through the guard, so a deadline
-   * or shutdown that ends the lease mid-statement cancels it and never pools the connection.
-   * The guarded client is made only for 'acquire'/'release' listeners, which pg hands the client.
+   * does: no promise of pg's, no guard around the client (nothing but this body touches it), and
+   * the scope's promise the only one. Counted in flight like a statement sent through the guard,
+   * so a deadline or shutdown that ends the lease mid-statement cancels it and never pools the
+   * connection. The guarded client is made only for 'acquire'/'release' listeners, which pg hands
+   * the client.
    */
-  #queryOn(lease: Lease<Client>, text: unknown, values: unknown): Promise<unknown> {
+  #queryOn(lease: Lease<Client>, text: unknown, values: unknown, done: (err: unknown, result?: unknown) => void): void {
     const record = lease.record;
     const raw = record.connection.raw;
     const client = this.listenerCount('acquire') + this.listenerCount('release') === 0 ? undefined : (lease.conn as PoolClient);
     if (client !== undefined) this.#emit('acquire', client);
-    return new Promise((resolve, reject) => {
-      const done = trackCallback(record, raw, 'query', (err: unknown, res: unknown) => {
-        // pg-pool passes the query callback's `err`: null on success.
-        if (client !== undefined) this.#emit('release', err as Error, client);
-        if (err) reject(err);
-        else resolve(res);
-      }, firstResult);
-      try {
-        (raw.query as unknown as (text: unknown, values: unknown, callback: (err: Error | null, res: unknown) => void) => void).call(raw, text, values, done);
-      } catch (err) {
-        // pg refuses some arguments synchronously (a null query): that statement never went out.
-        done(err);
-      }
-    });
+    const ended = (err: Error | null, result: unknown): void => {
+      statementEnded(record, raw, 'query', err, result);
+      // pg-pool passes the query callback's `err`: null on success.
+      if (client !== undefined) this.#emit('release', err as Error, client);
+      done(err, result);
+    };
+    record.inflight++;
+    try {
+      (raw.query as unknown as (text: unknown, values: unknown, callback: typeof ended) => void).call(raw, text, values, ended);
+    } catch (err) {
+      // pg refuses some arguments synchronously (a null query): that statement never went out.
+      ended(err as Error, undefined);
+    }
   }
 
   /** Acquire failures of `pool.query()` as pg.Pool reports them; the statement's own errors as they are. */

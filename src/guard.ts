@@ -181,15 +181,15 @@ function sendThroughAdapter<C extends object>(
   return sent;
 }
 
-/** @internal What a driver callback `(err, result, …)` reports as the statement's result. */
-export const firstResult = (rest: readonly unknown[]): unknown => rest[0];
+/** What a driver callback `(err, result, …)` reports as the statement's result. */
+const firstResult = (rest: readonly unknown[]): unknown => rest[0];
 
 /**
  * @internal A statement sent with a callback on a lease's raw connection (by the guard, for the
- * callback form of a statement method, and by the mysql2 drop-in, on the driver's callback API):
- * in flight until `callback` runs; a failure goes through the adapter's `isFatal`, a result to its
- * `observeResult` (as `resultOf` of the callback's arguments after `err`). The caller has already
- * told the adapter about the statement (`observeStatement`).
+ * callback form of a statement method): in flight until `callback` runs; a failure goes through
+ * the adapter's `isFatal`, a result to its `observeResult` (as `resultOf` of the callback's
+ * arguments after `err`). The caller has already told the adapter about the statement
+ * (`observeStatement`).
  */
 export function trackCallback<C extends object>(
   record: LeaseRecord<C>,
@@ -198,14 +198,22 @@ export function trackCallback<C extends object>(
   callback: AnyFn,
   resultOf: (rest: readonly unknown[]) => unknown,
 ): AnyFn {
-  const owner = record.owner;
   record.inflight++;
   return (err: unknown, ...rest: unknown[]) => {
-    record.inflight--;
-    if (err) owner.noteError(record, err);
-    else owner.adapter.observeResult?.(target, method, resultOf(rest));
+    statementEnded(record, target, method, err, err ? undefined : resultOf(rest));
     return callback(err, ...rest);
   };
+}
+
+/**
+ * @internal The end of a statement counted in `record.inflight` (which the sender incremented
+ * when it sent it on the lease's raw connection, as the drop-ins' `pool.query()` do): a failure
+ * goes through the adapter's `isFatal`, a result to its `observeResult`.
+ */
+export function statementEnded<C extends object>(record: LeaseRecord<C>, target: C, method: string, err: unknown, result: unknown): void {
+  record.inflight--;
+  if (err) record.owner.noteError(record, err);
+  else record.owner.adapter.observeResult?.(target, method, result);
 }
 
 /**

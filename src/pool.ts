@@ -430,21 +430,25 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   }
 
   /**
-   * @internal `scoped` for a body that takes the lease alone and calls no pool method (a drop-in's
-   * single statement): no guarded connection is made for it and no ambient scope entered.
+   * @internal `scoped` for a body that sends one statement on the lease's raw connection with the
+   * driver's callback API and calls no pool method (a drop-in's `pool.query()`): it reports its
+   * outcome through `done` instead of a promise, so the scope needs no promise of the body's, no
+   * guarded connection and no ambient scope. `done(error)` fails the scope (any error other than
+   * `undefined`/`null`), `done(undefined, value)` settles it; later calls, and a call after the
+   * lease was revoked, are ignored.
    */
-  scopedLease<R>(
-    body: (lease: Lease<C>) => R | PromiseLike<R>,
+  scopedCallback<R>(
+    send: (lease: Lease<C>, done: (error: unknown, value?: R) => void) => void,
     options: LeaseScopeOptions | undefined,
     site: CallSite | undefined,
     mapError?: (error: unknown, started: boolean) => unknown,
   ): Promise<R> {
-    return this.#scope(undefined, body, options, site, mapError);
+    return this.#scope(undefined, send, options, site, mapError);
   }
 
   #scope<R>(
     fn: ((conn: C, lease: Lease<C>) => R | PromiseLike<R>) | undefined,
-    body: ((lease: Lease<C>) => R | PromiseLike<R>) | undefined,
+    send: ((lease: Lease<C>, done: (error: unknown, value?: R) => void) => void) | undefined,
     options: LeaseScopeOptions | undefined,
     site: CallSite | undefined,
     mapError: ((error: unknown, started: boolean) => unknown) | undefined,
@@ -469,7 +473,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       }
       const { connection, grant } = pending;
       // runScope is called straight from each reaction, not through a helper: see runScope.
-      const granted = (lease: Lease<C>): void => runScope(lease, body, fn, this, resolve, reject);
+      const granted = (lease: Lease<C>): void =>
+        send === undefined ? runScope(lease, undefined, fn, this, resolve, reject) : runCallbackScope(lease, send, resolve, reject);
       if (connection instanceof PooledConnection) {
         // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
         let lease: Lease<C> | Promise<Lease<C>>;
@@ -478,7 +483,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         } catch (err) {
           return failAcquire(err);
         }
-        if (lease instanceof Lease) RESOLVED.then(() => runScope(lease, body, fn, this, resolve, reject));
+        if (lease instanceof Lease) {
+          RESOLVED.then(() =>
+            send === undefined ? runScope(lease, undefined, fn, this, resolve, reject) : runCallbackScope(lease, send, resolve, reject),
+          );
+        }
         else lease.then(granted, failAcquire);
         return;
       }
@@ -489,7 +498,10 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         } catch (err) {
           return failAcquire(err);
         }
-        if (lease instanceof Lease) runScope(lease, body, fn, this, resolve, reject);
+        if (lease instanceof Lease) {
+          if (send === undefined) runScope(lease, undefined, fn, this, resolve, reject);
+          else runCallbackScope(lease, send, resolve, reject);
+        }
         else lease.then(granted, failAcquire);
       }, failAcquire);
     });
@@ -765,6 +777,38 @@ function runScope<C extends object, R>(
     if (settled) return;
     settled = true;
     endScope(record, true, err, resolve, reject);
+  }
+}
+
+/**
+ * `runScope` for a body that reports through a callback (`Pool.scopedCallback`): the same race
+ * with a revoke, the same `endScope`, without the body's promise and the reactions on it.
+ */
+function runCallbackScope<C extends object, R>(
+  lease: Lease<C>,
+  send: (lease: Lease<C>, done: (error: unknown, value?: R) => void) => void,
+  resolve: (value: R) => void,
+  reject: (error: unknown) => void,
+): void {
+  const record = lease.record;
+  let settled = false;
+  // Installed before the body runs: a revoke it causes synchronously is seen too.
+  record.onRevoke = (reason) => {
+    if (settled) return;
+    settled = true;
+    queueMicrotask(() => endScope(record, true, reason, resolve, reject));
+  };
+  const done = (error: unknown, value?: R): void => {
+    if (settled) return;
+    settled = true;
+    record.onRevoke = undefined;
+    if (error !== undefined && error !== null) endScope(record, true, error, resolve, reject);
+    else endScope(record, false, value, resolve, reject);
+  };
+  try {
+    send(lease, done);
+  } catch (error) {
+    done(error ?? new Error(`the scope's body threw ${String(error)}`));
   }
 }
 
