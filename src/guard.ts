@@ -168,7 +168,8 @@ function sendThroughAdapter<C extends object>(
   callerStack: CallerStack | undefined,
 ): Promise<unknown> | undefined {
   const owner = record.owner;
-  const onEnd = trackCallback(record, target, method, noop, firstResult); // counts it in flight
+  record.inflight++;
+  const onEnd = (err: unknown, result: unknown): void => statementEnded(record, target, method, err, result);
   let sent: Promise<unknown> | undefined;
   try {
     sent = owner.adapter.sendStatement?.(target, method, args, callerStack, onEnd);
