@@ -114,7 +114,7 @@ function wrapMethod<C extends object>(
       const last = args.length - 1;
       if (last >= 0 && typeof args[last] === 'function') {
         // Callback form: track the statement until the callback runs.
-        args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn, firstResult);
+        args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn);
       } else if (owner.adapter.sendStatement !== undefined) {
         let callerStack: CallerStack | undefined;
         if (owner.adapter.traceStatement?.(target, prop as string) === true) {
@@ -182,26 +182,16 @@ function sendThroughAdapter<C extends object>(
   return sent;
 }
 
-/** What a driver callback `(err, result, …)` reports as the statement's result. */
-const firstResult = (rest: readonly unknown[]): unknown => rest[0];
-
 /**
- * @internal A statement sent with a callback on a lease's raw connection (by the guard, for the
- * callback form of a statement method): in flight until `callback` runs; a failure goes through
- * the adapter's `isFatal`, a result to its `observeResult` (as `resultOf` of the callback's
- * arguments after `err`). The caller has already told the adapter about the statement
+ * A statement sent with a callback (the callback form of a statement method): in flight until
+ * `callback` runs, whose arguments after `err` start with the result (`(err, result, …)`, as pg's
+ * and mysql2's callbacks have it). The caller has already told the adapter about the statement
  * (`observeStatement`).
  */
-export function trackCallback<C extends object>(
-  record: LeaseRecord<C>,
-  target: C,
-  method: string,
-  callback: AnyFn,
-  resultOf: (rest: readonly unknown[]) => unknown,
-): AnyFn {
+function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, method: string, callback: AnyFn): AnyFn {
   record.inflight++;
   return (err: unknown, ...rest: unknown[]) => {
-    statementEnded(record, target, method, err, err ? undefined : resultOf(rest));
+    statementEnded(record, target, method, err, err ? undefined : rest[0]);
     return callback(err, ...rest);
   };
 }

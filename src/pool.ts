@@ -487,8 +487,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
           RESOLVED.then(() =>
             send === undefined ? runScope(lease, undefined, fn, this, resolve, reject) : runCallbackScope(lease, send, resolve, reject),
           );
-        }
-        else lease.then(granted, failAcquire);
+        } else lease.then(granted, failAcquire);
         return;
       }
       connection.then((conn) => {
@@ -501,8 +500,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         if (lease instanceof Lease) {
           if (send === undefined) runScope(lease, undefined, fn, this, resolve, reject);
           else runCallbackScope(lease, send, resolve, reject);
-        }
-        else lease.then(granted, failAcquire);
+        } else lease.then(granted, failAcquire);
       }, failAcquire);
     });
   }
