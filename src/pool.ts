@@ -473,8 +473,6 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       }
       const { connection, grant } = pending;
       // The reactions that start a withLease body are bound functions, not arrows: see runScope.
-      const granted = (lease: Lease<C>): void =>
-        send === undefined ? runScope(lease, undefined, fn, this, resolve, reject) : runCallbackScope(lease, send, resolve, reject);
       if (connection instanceof PooledConnection) {
         // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
         let lease: Lease<C> | Promise<Lease<C>>;
@@ -483,8 +481,13 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         } catch (err) {
           return failAcquire(err);
         }
-        if (!(lease instanceof Lease)) lease.then(granted, failAcquire);
-        else if (send === undefined) RESOLVED.then((runScope<C, R>).bind(undefined, lease, undefined, fn, this, resolve, reject));
+        if (!(lease instanceof Lease)) {
+          // The grant first had to replace a broken connection (rare): only then is this reaction made.
+          lease.then(
+            (granted) => (send === undefined ? runScope(granted, undefined, fn, this, resolve, reject) : runCallbackScope(granted, send, resolve, reject)),
+            failAcquire,
+          );
+        } else if (send === undefined) RESOLVED.then((runScope<C, R>).bind(undefined, lease, undefined, fn, this, resolve, reject));
         else RESOLVED.then(() => runCallbackScope(lease, send, resolve, reject));
         return;
       }
@@ -501,7 +504,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
           return failAcquire(err);
         }
         if (lease instanceof Lease) runCallbackScope(lease, send, resolve, reject);
-        else lease.then(granted, failAcquire);
+        else lease.then((granted) => runCallbackScope(granted, send, resolve, reject), failAcquire);
       }, failAcquire);
     });
   }
