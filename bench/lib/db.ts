@@ -27,13 +27,15 @@ export const randomAccount = (): number => 1 + Math.floor(Math.random() * ACCOUN
 const LIMIT = 0.95;
 /**
  * Length of one timed run (ms, before `--quick` scaling); the warm-up run is as long. Database
- * runs are short and three times as many as `--reps` asks: on a two-core machine shared with the
- * database server one run's throughput wanders by ±10-20% (scheduling, the server's background
- * work), and the median of many rep-by-rep ratios is what stays put.
+ * runs are short and five times as many as `--reps` asks: on a two-core machine shared with the
+ * database server one run's throughput wanders by ±10-50% (scheduling, the server's background
+ * work, other guests on the host), and the median of many rep-by-rep ratios is what stays put.
+ * With 15 ratios the middle half of a run spanned up to 0.2 and identical code (leak detection on
+ * against off) came out anywhere in 0.95-1.03; 25 shorter pairs cost a third more time.
  */
-const SELECT_RUN_MS = 300;
-const TX_RUN_MS = 400;
-const REPS_FACTOR = 3;
+const SELECT_RUN_MS = 250;
+const TX_RUN_MS = 300;
+const REPS_FACTOR = 5;
 
 export function fmt(n: number): string {
   return n.toLocaleString('en-US');
