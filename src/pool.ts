@@ -415,18 +415,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     return lease;
   }
 
-  /**
-   * @internal Acquire, run `fn` in the lease's scope, release however it ends. `mapError` (the
-   * drop-ins) rewrites the error the scope rejects with: `started` is false for a failed acquire,
-   * true once `fn` ran — without a `.catch` and its promise per call.
-   */
-  scoped<R>(
-    fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>,
-    options: LeaseScopeOptions | undefined,
-    site: CallSite | undefined,
-    mapError?: (error: unknown, started: boolean) => unknown,
-  ): Promise<R> {
-    return this.#scope(fn, undefined, options, site, mapError);
+  /** @internal Acquire, run `fn` in the lease's scope, release however it ends. */
+  scoped<R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, options: LeaseScopeOptions | undefined, site: CallSite | undefined): Promise<R> {
+    return this.#scope(fn, undefined, options, site, undefined);
   }
 
   /**
@@ -435,7 +426,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * outcome through `done` instead of a promise, so the scope needs no promise of the body's, no
    * guarded connection and no ambient scope. `done(error)` fails the scope (any error other than
    * `undefined`/`null`), `done(undefined, value)` settles it; later calls, and a call after the
-   * lease was revoked, are ignored.
+   * lease was revoked, are ignored. `mapError` (the drop-ins) rewrites the error the scope rejects
+   * with, without a `.catch` and its promise per call: `started` is false for a failed acquire,
+   * true for the body's error or the revoke reason.
    */
   scopedCallback<R>(
     send: (lease: Lease<C>, done: (error: unknown, value?: R) => void) => void,
@@ -456,9 +449,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     // Not async, and not acquireLease + runAndRelease: the connection's promise feeds the scope's
     // own promise directly, which saves the promise of an async frame and of the acquire's `.then`
     // (see runAndRelease). A synchronous acquire failure rejects the scope.
-    return new Promise<R>((resolve, rejectAny) => {
-      const failAcquire = mapError === undefined ? rejectAny : (err: unknown) => rejectAny(mapError(err, false));
-      const reject = mapError === undefined ? rejectAny : (err: unknown) => rejectAny(mapError(err, true));
+    return new Promise<R>((resolve, reject) => {
       let pending: PendingAcquire<C>;
       try {
         pending = this.#startAcquire(
@@ -469,7 +460,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
           false,
         );
       } catch (err) {
-        return failAcquire(err);
+        return reject(mapError === undefined ? err : mapError(err, false));
       }
       const { connection, grant } = pending;
       // The reactions that start a withLease body are bound functions, not arrows: see runScope.
@@ -479,18 +470,20 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         try {
           lease = grant(connection);
         } catch (err) {
-          return failAcquire(err);
+          return reject(mapError === undefined ? err : mapError(err, false));
         }
         if (!(lease instanceof Lease)) {
-          // The grant first had to replace a broken connection (rare): only then is this reaction made.
+          // The grant first had to replace a broken connection (rare): only then are these reactions made.
           lease.then(
-            (granted) => (send === undefined ? runScope(granted, undefined, fn, this, resolve, reject) : runCallbackScope(granted, send, resolve, reject)),
-            failAcquire,
+            (granted) =>
+              send === undefined ? runScope(granted, undefined, fn, this, resolve, reject) : runCallbackScope(granted, send, resolve, reject, mapError),
+            acquireFailure(reject, mapError),
           );
         } else if (send === undefined) RESOLVED.then((runScope<C, R>).bind(undefined, lease, undefined, fn, this, resolve, reject));
-        else RESOLVED.then(() => runCallbackScope(lease, send, resolve, reject));
+        else RESOLVED.then(() => runCallbackScope(lease, send, resolve, reject, mapError));
         return;
       }
+      const failAcquire = acquireFailure(reject, mapError);
       if (send === undefined) {
         const run = (grantAndRunScope<C, R>).bind(undefined, grant, fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>, this, resolve, reject, failAcquire);
         connection.then(run, failAcquire);
@@ -503,8 +496,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
         } catch (err) {
           return failAcquire(err);
         }
-        if (lease instanceof Lease) runCallbackScope(lease, send, resolve, reject);
-        else lease.then((granted) => runCallbackScope(granted, send, resolve, reject), failAcquire);
+        if (lease instanceof Lease) runCallbackScope(lease, send, resolve, reject, mapError);
+        else lease.then((granted) => runCallbackScope(granted, send, resolve, reject, mapError), failAcquire);
       }, failAcquire);
     });
   }
@@ -834,13 +827,16 @@ function watchScope<C extends object, R>(
 
 /**
  * `runScope` for a body that reports through a callback (`Pool.scopedCallback`): the same race
- * with a revoke, the same `endScope`, without the body's promise and the reactions on it.
+ * with a revoke, the same `endScope`, without the body's promise and the reactions on it. The
+ * body's error and the revoke reason go through `mapError` first (such a body defers no cleanup,
+ * so there are no cleanup errors to attach to either).
  */
 function runCallbackScope<C extends object, R>(
   lease: Lease<C>,
   send: (lease: Lease<C>, done: (error: unknown, value?: R) => void) => void,
   resolve: (value: R) => void,
   reject: (error: unknown) => void,
+  mapError: ((error: unknown, started: boolean) => unknown) | undefined,
 ): void {
   const record = lease.record;
   let settled = false;
@@ -848,20 +844,26 @@ function runCallbackScope<C extends object, R>(
   record.onRevoke = (reason) => {
     if (settled) return;
     settled = true;
-    queueMicrotask(() => endScope(record, true, reason, resolve, reject));
+    const error = mapError === undefined ? reason : mapError(reason, true);
+    queueMicrotask(() => endScope(record, true, error, resolve, reject));
   };
   const done = (error: unknown, value?: R): void => {
     if (settled) return;
     settled = true;
     record.onRevoke = undefined;
-    if (error !== undefined && error !== null) endScope(record, true, error, resolve, reject);
-    else endScope(record, false, value, resolve, reject);
+    if (error === undefined || error === null) endScope(record, false, value, resolve, reject);
+    else endScope(record, true, mapError === undefined ? error : mapError(error, true), resolve, reject);
   };
   try {
     send(lease, done);
   } catch (error) {
     done(error ?? new Error(`the scope's body threw ${String(error)}`));
   }
+}
+
+/** What a failed acquire rejects a scope with, as a reaction: `mapError(error, false)` when given. */
+function acquireFailure(reject: (error: unknown) => void, mapError: ((error: unknown, started: boolean) => unknown) | undefined): (error: unknown) => void {
+  return mapError === undefined ? reject : (error) => reject(mapError(error, false));
 }
 
 /**

@@ -119,3 +119,19 @@ test('a lease deadline ends the scope at once; the statement in flight is cancel
   await expect(pool.scopedCallback(statement('SELECT 1'), undefined, undefined)).resolves.toEqual({ rows: [] });
   expect(db.connections).toHaveLength(2);
 });
+
+test('the revoke reason goes through mapError as a started scope, once', async () => {
+  const { pool } = setup({ max: 1 });
+  const mapped: Array<[unknown, boolean]> = [];
+  const err = await rejection(
+    pool.scopedCallback(statement('SLEEP 5000'), { timeoutMs: 30 }, undefined, (error, started) => {
+      mapped.push([error, started]);
+      return new Error('mapped', { cause: error });
+    }),
+  );
+  expect((err as Error).message).toBe('mapped');
+  expect((err as Error).cause).toBeInstanceOf(LeaseTimeoutError);
+  // The cancelled statement's own error comes after the revoke: ignored, not mapped.
+  expect(mapped).toHaveLength(1);
+  expect(mapped[0]?.[1]).toBe(true);
+});
