@@ -167,15 +167,13 @@ function sendThroughAdapter<C extends object>(
   args: unknown[],
   callerStack: CallerStack | undefined,
 ): Promise<unknown> | undefined {
-  const owner = record.owner;
   record.inflight++;
   const onEnd = (err: unknown, result: unknown): void => statementEnded(record, target, method, err, result);
   let sent: Promise<unknown> | undefined;
   try {
-    sent = owner.adapter.sendStatement?.(target, method, args, callerStack, onEnd);
+    sent = record.owner.adapter.sendStatement?.(target, method, args, callerStack, onEnd);
   } catch (err) {
-    record.inflight--;
-    owner.noteError(record, err);
+    statementEnded(record, target, method, err, undefined);
     throw err;
   }
   if (sent === undefined) record.inflight--;

@@ -240,8 +240,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     const ambient = findAmbient(this);
     if (ambient !== undefined) return joinScope(fn, ambient.lease);
-    const site = this.captureAcquireSite(this.withLease);
-    return this.scoped(fn, options, site);
+    return this.#scope(fn, undefined, options, this.captureAcquireSite(this.withLease), undefined);
   }
 
   /**
@@ -415,13 +414,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     return lease;
   }
 
-  /** @internal Acquire, run `fn` in the lease's scope, release however it ends. */
-  scoped<R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, options: LeaseScopeOptions | undefined, site: CallSite | undefined): Promise<R> {
-    return this.#scope(fn, undefined, options, site, undefined);
-  }
-
   /**
-   * @internal `scoped` for a body that sends one statement on the lease's raw connection with the
+   * @internal A scope (as withLease's) for a body that sends one statement on the lease's raw connection with the
    * driver's callback API and calls no pool method (a drop-in's `pool.query()`): it reports its
    * outcome through `done` instead of a promise, so the scope needs no promise of the body's, no
    * guarded connection and no ambient scope. `done(error)` fails the scope (any error other than

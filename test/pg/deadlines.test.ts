@@ -82,10 +82,19 @@ function thrown(fn: () => unknown): unknown {
   throw new Error('expected a throw');
 }
 
+/** What a test saw of the reclaimed lease: its backend, its client, and the statement that was running. */
+interface Seen {
+  pid: number;
+  conn: Client;
+  lease: Lease<Client>;
+  sleepError?: unknown;
+  sleep?: Promise<unknown>;
+}
+
 /** Everything the spec says about a lease reclaimed at its deadline. */
 async function expectReclaimed(
   s: { pool: Pool<Client>; registry: Registry; reclaims: ReclaimEvent[] },
-  seen: { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> },
+  seen: Seen,
   startedAt: number,
   err: unknown,
   tag: string,
@@ -124,7 +133,7 @@ describe('lease deadlines (pg)', () => {
   test('leaseTimeoutMs around pg_sleep(30) inside withTx after an INSERT: LEASE_TIMEOUT, sleep cancelled, row absent, lease revoked, pool serves on', async () => {
     const s = setup({ leaseTimeoutMs: DEADLINE_MS });
     const tag = 'pool-deadline';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
+    const seen = {} as Seen;
     const startedAt = Date.now();
     const err = await rejection(
       s.pool.withTx(async (conn, tx) => {
@@ -157,7 +166,7 @@ describe('lease deadlines (pg)', () => {
   test('per-call timeoutMs on withLease (hand-written BEGIN): same outcome without a pool-wide deadline', async () => {
     const s = setup();
     const tag = 'withlease-timeout';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
+    const seen = {} as Seen;
     const startedAt = Date.now();
     const err = await rejection(
       s.pool.withLease(
@@ -177,7 +186,7 @@ describe('lease deadlines (pg)', () => {
   test('per-call timeoutMs on withTx', async () => {
     const s = setup();
     const tag = 'withtx-timeout';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
+    const seen = {} as Seen;
     const startedAt = Date.now();
     const err = await rejection(
       s.pool.withTx(
@@ -195,7 +204,7 @@ describe('lease deadlines (pg)', () => {
   test('a callback that ignores tx.signal and swallows the cancel still gets LEASE_TIMEOUT on time; its later queries throw LEASE_REVOKED', async () => {
     const s = setup();
     const tag = 'ignores-signal';
-    const seen = {} as { pid: number; conn: Client; lease: Lease<Client>; sleepError?: unknown; sleep?: Promise<unknown> };
+    const seen = {} as Seen;
     let proceed!: () => void;
     const proceeding = new Promise<void>((resolve) => (proceed = resolve));
     let laterError: unknown;
