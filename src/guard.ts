@@ -105,58 +105,77 @@ function wrapMethod<C extends object>(
       return lease.release();
     };
   }
-  const isStatement = kind === 'statement';
+  if (kind !== 'statement') {
+    return function guarded(this: unknown, ...args: unknown[]): unknown {
+      if (record.state !== 'active') throw record.useError();
+      return callMethod(record, target, prop, method, args, false, proxyRef);
+    };
+  }
+  // Kept small: V8 inlines it into the caller's frame, and every frame costs a driver that
+  // captures a stack per statement (mysql2's `trace`) and the sampled acquire stacks.
   return function guarded(this: unknown, ...args: unknown[]): unknown {
     if (record.state !== 'active') throw record.useError();
-    const owner = record.owner;
-    if (isStatement) {
-      owner.adapter.observeStatement?.(target, prop as string, args[0]);
-      const last = args.length - 1;
-      if (last >= 0 && typeof args[last] === 'function') {
-        // Callback form: track the statement until the callback runs.
-        args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn);
-      } else if (owner.adapter.sendStatement !== undefined) {
-        let callerStack: CallerStack | undefined;
-        if (owner.adapter.traceStatement?.(target, prop as string) === true) {
-          // Here, not in the adapter: the capture walks every frame down to `guarded` (see Adapter.traceStatement).
-          callerStack = {};
-          Error.captureStackTrace(callerStack, guarded);
-        }
-        const sent = sendThroughAdapter(record, target, prop as string, args, callerStack);
-        if (sent !== undefined) return sent;
+    const adapter = record.owner.adapter;
+    adapter.observeStatement?.(target, prop as string, args[0]);
+    const last = args.length - 1;
+    if (last >= 0 && typeof args[last] === 'function') {
+      // Callback form: track the statement until the callback runs.
+      args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn);
+    } else if (adapter.sendStatement !== undefined) {
+      let callerStack: CallerStack | undefined;
+      if (adapter.traceStatement?.(target, prop as string) === true) {
+        // Here, not in the adapter: the capture walks every frame down to `guarded` (see Adapter.traceStatement).
+        callerStack = {};
+        Error.captureStackTrace(callerStack, guarded);
       }
+      const sent = sendThroughAdapter(record, target, prop as string, args, callerStack);
+      if (sent !== undefined) return sent;
     }
-    let result: unknown;
-    try {
-      result = method.apply(target, args);
-    } catch (err) {
-      owner.noteError(record, err);
-      throw err;
-    }
-    if (result === target) return proxyRef.proxy;
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      if (!isStatement) {
-        return (result as Promise<unknown>).then(undefined, (err: unknown) => {
-          owner.noteError(record, err);
-          throw err;
-        });
-      }
-      record.inflight++;
-      return (result as Promise<unknown>).then(
-        (value) => {
-          record.inflight--;
-          owner.adapter.observeResult?.(target, prop as string, value);
-          return value;
-        },
-        (err: unknown) => {
-          record.inflight--;
-          owner.noteError(record, err);
-          throw err;
-        },
-      );
-    }
-    return result;
+    return callMethod(record, target, prop, method, args, true, proxyRef);
   };
+}
+
+/** Call the driver's own `method`; a statement's promise is tracked in flight, any failure noted. */
+function callMethod<C extends object>(
+  record: LeaseRecord<C>,
+  target: C,
+  prop: PropertyKey,
+  method: AnyFn,
+  args: unknown[],
+  isStatement: boolean,
+  proxyRef: { proxy: C | undefined },
+): unknown {
+  const owner = record.owner;
+  let result: unknown;
+  try {
+    result = method.apply(target, args);
+  } catch (err) {
+    owner.noteError(record, err);
+    throw err;
+  }
+  if (result === target) return proxyRef.proxy;
+  if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+    if (!isStatement) {
+      return (result as Promise<unknown>).then(undefined, (err: unknown) => {
+        owner.noteError(record, err);
+        throw err;
+      });
+    }
+    record.inflight++;
+    return (result as Promise<unknown>).then(
+      (value) => {
+        record.inflight--;
+        owner.adapter.observeResult?.(target, prop as string, value);
+        return value;
+      },
+      (err: unknown) => {
+        record.inflight--;
+        owner.noteError(record, err);
+        throw err;
+      },
+    );
+  }
+  return result;
 }
 
 /** A promise-form statement sent by the adapter's `sendStatement`, tracked like any other; undefined when it declines. */
