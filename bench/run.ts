@@ -13,7 +13,10 @@
  * core, driven by pg in one and mysql2 in another — is not left polymorphic by the ones before,
  * which no single-driver application would see). Within a scenario the variants (leasepool and its
  * peers) run interleaved in that one process over the repetitions; budgets are rep-by-rep ratios
- * declared with each scenario. Database scenarios
+ * declared with each scenario. A scenario that declares `forks` (the database ones: 3) runs in that
+ * many processes one after the other, each with its share of the reps, and its budgets are taken
+ * over the reps of all of them (each process's tables are printed, then the merged ones; results
+ * go to bench/results/<scenario>.<process>.json). Database scenarios
  * read PG_URL (default postgres://postgres@127.0.0.1:5432/test) and MYSQL_URL (default
  * mysql://root@127.0.0.1:3306/test); an unreachable database skips its scenarios, except under
  * `--check` where it is a failure. Needs `--expose-gc` (the npm script passes it).
@@ -23,7 +26,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { redact } from '../src/redact';
-import { collect } from './lib/harness';
+import { collect, evaluateBudget, mergeForks, resultTable, type BudgetResult, type VariantResult } from './lib/harness';
 import type { BenchOptions, Scenario, ScenarioResult } from './lib/scenario';
 import { cycle } from './scenarios/cycle';
 import { mysqlFacade, mysqlSelect, mysqlTx } from './scenarios/mysql';
@@ -44,6 +47,9 @@ interface Cli {
   /** Internal: run exactly this scenario here and write what the parent needs to `report`. */
   readonly scenario: string | undefined;
   readonly report: string | undefined;
+  /** Internal: this is process `fork` of `forks` running the scenario. */
+  readonly fork: number;
+  readonly forks: number;
 }
 
 /** What a scenario's process tells the parent. */
@@ -52,6 +58,9 @@ interface Report {
   readonly failures: string[];
   readonly errors: string[];
   evaluated: number;
+  /** The budgets as this process measured them, and what it measured (for merging processes). */
+  readonly budgets?: BudgetResult[];
+  readonly results?: readonly VariantResult[];
 }
 
 function usage(message: string): never {
@@ -67,11 +76,14 @@ function parseArgs(argv: readonly string[]): Cli {
   let source = false;
   let scenario: string | undefined;
   let report: string | undefined;
+  let fork = 1;
+  let forks = 1;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--check') check = true;
     else if (arg === '--scenario') scenario = argv[++i];
     else if (arg === '--report') report = argv[++i];
+    else if (arg === '--fork') [fork, forks] = (argv[++i] ?? '1/1').split('/').map(Number) as [number, number];
     else if (arg === '--quick') quick = true;
     else if (arg === '--source') source = true;
     else if (arg === '--only') {
@@ -84,7 +96,7 @@ function parseArgs(argv: readonly string[]): Cli {
     } else if (arg === '--help' || arg === '-h') usage('leasepool benchmarks');
     else usage(`unknown argument ${JSON.stringify(arg)}`);
   }
-  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source, scenario, report };
+  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source, scenario, report, fork, forks };
 }
 
 async function main(): Promise<number> {
@@ -103,22 +115,31 @@ async function main(): Promise<number> {
   const total: Report = { summary: [], failures: [], errors: [], evaluated: 0 };
   const reportFile = path.join(os.tmpdir(), `leasepool-bench-${process.pid}.json`);
   for (const scenario of selected) {
-    const args = ['--expose-gc', '--import', 'tsx', __filename, '--scenario', scenario.name, '--report', reportFile, '--reps', String(cli.reps)];
-    if (cli.check) args.push('--check');
-    if (cli.quick) args.push('--quick');
-    if (cli.source) args.push('--source');
-    rmSync(reportFile, { force: true });
-    const child = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...subjectEnv(cli.source) } });
-    let report: Report | undefined;
-    try {
-      report = JSON.parse(readFileSync(reportFile, 'utf8')) as Report;
-    } catch {
-      report = undefined;
+    const forks = cli.quick ? 1 : (scenario.forks ?? 1);
+    const reports: Report[] = [];
+    for (let fork = 1; fork <= forks; fork++) {
+      const args = ['--expose-gc', '--import', 'tsx', __filename, '--scenario', scenario.name, '--report', reportFile, '--reps', String(cli.reps)];
+      args.push('--fork', `${fork}/${forks}`);
+      if (cli.check) args.push('--check');
+      if (cli.quick) args.push('--quick');
+      if (cli.source) args.push('--source');
+      rmSync(reportFile, { force: true });
+      const child = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, ...subjectEnv(cli.source) } });
+      let report: Report | undefined;
+      try {
+        report = JSON.parse(readFileSync(reportFile, 'utf8')) as Report;
+      } catch {
+        report = undefined;
+      }
+      if (report === undefined) {
+        const which = forks > 1 ? ` (process ${fork} of ${forks})` : '';
+        total.errors.push(`${scenario.name}${which}: its process ended without a report (exit ${String(child.status ?? child.signal)})`);
+        continue;
+      }
+      reports.push(report);
     }
-    if (report === undefined) {
-      total.errors.push(`${scenario.name}: its process ended without a report (exit ${String(child.status ?? child.signal)})`);
-      continue;
-    }
+    const report = forks > 1 ? mergeReports(scenario.name, reports) : reports[0];
+    if (report === undefined) continue;
     total.summary.push(...report.summary);
     total.failures.push(...report.failures);
     total.errors.push(...report.errors);
@@ -127,6 +148,45 @@ async function main(): Promise<number> {
   rmSync(reportFile, { force: true });
   console.log(`\n=== summary (${((performance.now() - started) / 1000).toFixed(1)} s)`);
   return conclude(total, cli.check);
+}
+
+/**
+ * One report for a scenario that ran in several processes: its budgets taken over the reps of all
+ * of them (`mergeForks`), printed with the tables of the merged medians; the other checks and the
+ * errors of every process as they are.
+ */
+function mergeReports(name: string, reports: readonly Report[]): Report | undefined {
+  const first = reports[0];
+  if (first === undefined) return undefined;
+  const summary: string[] = [];
+  const failures: string[] = [];
+  const errors = reports.flatMap((r) => r.errors);
+  let evaluated = 0;
+  for (const r of reports) {
+    // Each process's own budget lines are its part only: the merged ones below replace them.
+    const own = new Set((r.budgets ?? []).map((b) => `${name}: ${b.line}`));
+    summary.push(...r.summary.filter((line) => !own.has(line)));
+    failures.push(...r.failures.filter((line) => !own.has(line)));
+    evaluated += r.evaluated - (r.budgets?.length ?? 0);
+  }
+  const results = mergeForks(reports.map((r) => r.results ?? []));
+  const budgets = (first.budgets ?? []).map((b) => evaluateBudget(b, results));
+  const reps = results[0]?.samples.length ?? 0;
+  console.log(`\n=== ${name}: the ${reports.length} processes together`);
+  const baseline = budgets[0];
+  if (baseline !== undefined) {
+    for (const c of [...new Set(results.map((r) => r.concurrency))]) {
+      console.log(`\n${resultTable(results, baseline.baseline, baseline.metric, c, `medians of ${reps} reps in ${reports.length} processes`)}`);
+    }
+    console.log('');
+  }
+  for (const b of budgets) {
+    console.log(`  ${b.line}`);
+    summary.push(`${name}: ${b.line}`);
+    if (!b.ok) failures.push(`${name}: ${b.line}`);
+  }
+  evaluated += budgets.length;
+  return { summary, failures, errors, evaluated };
 }
 
 /** Print the summary lines and the verdict; the exit code. */
@@ -147,7 +207,7 @@ async function runHere(cli: Cli): Promise<number> {
   if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
     process.stderr.write('warning: run with --expose-gc (npm run bench does): heap figures and the soak need global.gc()\n');
   }
-  const options: BenchOptions = { reps: cli.reps, timeScale: cli.quick ? 0.25 : 1, quick: cli.quick, check: cli.check };
+  const options: BenchOptions = { reps: cli.reps, forks: cli.forks, timeScale: cli.quick ? 0.25 : 1, quick: cli.quick, check: cli.check };
   const selected = SCENARIOS.filter((s) => s.name === cli.scenario);
   if (selected.length === 0) usage(`no scenario named ${JSON.stringify(cli.scenario)}`);
   const subject = buildSubject(cli.source);
@@ -159,9 +219,12 @@ async function runHere(cli: Cli): Promise<number> {
   const errors: string[] = [];
   const summary: string[] = [];
   let evaluated = 0;
+  const budgets: BudgetResult[] = [];
+  let results: readonly VariantResult[] = [];
 
   for (const scenario of selected) {
-    console.log(`\n=== ${scenario.name}: ${scenario.title}`);
+    const part = cli.forks > 1 ? ` (process ${cli.fork} of ${cli.forks})` : '';
+    console.log(`\n=== ${scenario.name}: ${scenario.title}${part}`);
     if (scenario.service !== undefined) {
       const service = scenario.service;
       try {
@@ -193,8 +256,10 @@ async function runHere(cli: Cli): Promise<number> {
     for (const t of result.tables) console.log(`\n${t}`);
     if (result.budgets.length > 0 || result.checks.length > 0) console.log('');
     evaluated += result.budgets.length + result.checks.length;
+    budgets.push(...result.budgets);
+    results = result.results ?? [];
     for (const b of result.budgets) {
-      console.log(`  ${b.line}`);
+      console.log(`  ${b.line}${part === '' ? '' : ' (this process)'}`);
       summary.push(`${scenario.name}: ${b.line}`);
       if (!b.ok) failures.push(`${scenario.name}: ${b.line}`);
     }
@@ -206,7 +271,7 @@ async function runHere(cli: Cli): Promise<number> {
     }
     const seconds = (performance.now() - t0) / 1000;
     console.log(`  (${seconds.toFixed(1)} s)`);
-    const file = path.join(resultsDir, `${scenario.name}.json`);
+    const file = path.join(resultsDir, `${scenario.name}${cli.forks > 1 ? `.${cli.fork}` : ''}.json`);
     const json = {
       scenario: scenario.name,
       title: scenario.title,
@@ -227,7 +292,7 @@ async function runHere(cli: Cli): Promise<number> {
   }
 
 
-  const report: Report = { summary, failures, errors, evaluated };
+  const report: Report = { summary, failures, errors, evaluated, budgets, results };
   if (cli.report !== undefined) writeFileSync(cli.report, JSON.stringify(report));
   else conclude(report, cli.check);
   return errors.length > 0 || (cli.check && failures.length > 0) ? 1 : 0;

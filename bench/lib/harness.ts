@@ -336,8 +336,19 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
 }
 
 function table(config: ThroughputConfig, results: readonly VariantResult[], c: number): string {
-  const base = find(results, config.baseline, c);
-  const ratioHeader = config.ratioMetric === 'time' ? `ns/op ÷ ${config.baseline}` : `ops/s ÷ ${config.baseline}`;
+  return resultTable(results, config.baseline, config.ratioMetric, c, `medians of ${config.reps} reps`);
+}
+
+/** The table of one concurrency: a row per variant, with its ratio to `baseline`. */
+export function resultTable(
+  results: readonly VariantResult[],
+  baseline: string,
+  ratioMetric: 'time' | 'throughput',
+  c: number,
+  what: string,
+): string {
+  const base = find(results, baseline, c);
+  const ratioHeader = ratioMetric === 'time' ? `ns/op ÷ ${baseline}` : `ops/s ÷ ${baseline}`;
   const rows = results
     .filter((r) => r.concurrency === c)
     .map((r) => [
@@ -347,7 +358,31 @@ function table(config: ThroughputConfig, results: readonly VariantResult[], c: n
       `±${((r.spread * 100) / 2).toFixed(1)}%`,
       r.median.cpuUsPerOp.toFixed(2),
       fmtBytes(r.median.heapBytesPerOp),
-      base === undefined ? '-' : `${ratioOf(config.ratioMetric, r.median, base.median).toFixed(2)}x`,
+      base === undefined ? '-' : `${ratioOf(ratioMetric, r.median, base.median).toFixed(2)}x`,
     ]);
-  return `callers=${c} (medians of ${config.reps} reps)\n` + renderTable(['variant', 'ops/s', 'time/op', 'spread', 'CPU µs/op', 'heap/op', ratioHeader], rows);
+  return `callers=${c} (${what})\n` + renderTable(['variant', 'ops/s', 'time/op', 'spread', 'CPU µs/op', 'heap/op', ratioHeader], rows);
+}
+
+/**
+ * The results of one scenario run in several processes, as if one process had run all their reps:
+ * each variant's samples in process order (so that the samples of one rep stay paired across
+ * variants: every process runs the same reps for each of them), medians and spreads over all.
+ * Heap per op is measured once per process: the median of those.
+ */
+export function mergeForks(forks: readonly (readonly VariantResult[])[]): VariantResult[] {
+  const merged: VariantResult[] = [];
+  for (const first of forks[0] ?? []) {
+    const parts = forks.map((f) => find(f, first.variant, first.concurrency)).filter((r): r is VariantResult => r !== undefined);
+    const samples = parts.flatMap((r) => r.samples);
+    const med = medianSample(samples);
+    const ns = samples.map((x) => x.nsPerOp);
+    merged.push({
+      variant: first.variant,
+      concurrency: first.concurrency,
+      samples,
+      median: { ...med, heapBytesPerOp: median(parts.map((r) => r.median.heapBytesPerOp)) },
+      spread: (Math.max(...ns) - Math.min(...ns)) / med.nsPerOp,
+    });
+  }
+  return merged;
 }

@@ -4,6 +4,11 @@ import type { BudgetResult, VariantResult } from './harness';
 export interface BenchOptions {
   /** Repetitions per variant (medians are taken over them). */
   readonly reps: number;
+  /**
+   * How many processes run this scenario, one after the other (the scenario's `forks`; 1 under
+   * `--quick`): each runs its share of the repetitions, and the budgets are taken over all of them.
+   */
+  readonly forks: number;
   /** Scale for every duration (1 by default; `--quick` makes it small). */
   readonly timeScale: number;
   readonly quick: boolean;
@@ -40,5 +45,11 @@ export interface Scenario {
   readonly title: string;
   /** A database the scenario needs; unreachable → skipped, or a failure under `--check`. */
   readonly service?: Service;
+  /**
+   * Processes to spread the repetitions over (default 1). A process shapes its own numbers (what
+   * V8 inlined and optimized first, which server threads its connections got), so a budget that
+   * is close should not rest on one of them.
+   */
+  readonly forks?: number;
   run(options: BenchOptions): Promise<ScenarioResult>;
 }
