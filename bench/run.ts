@@ -158,23 +158,24 @@ async function main(): Promise<number> {
 function mergeReports(name: string, reports: readonly Report[]): Report | undefined {
   const first = reports[0];
   if (first === undefined) return undefined;
-  const summary: string[] = [];
-  const failures: string[] = [];
-  const errors = reports.flatMap((r) => r.errors);
+  // A line every process reported alike (a database that is down) is said once.
+  const summary = new Set<string>();
+  const failures = new Set<string>();
+  const errors = [...new Set(reports.flatMap((r) => r.errors))];
   let evaluated = 0;
   for (const r of reports) {
     // Each process's own budget lines are its part only: the merged ones below replace them.
     const own = new Set((r.budgets ?? []).map((b) => `${name}: ${b.line}`));
-    summary.push(...r.summary.filter((line) => !own.has(line)));
-    failures.push(...r.failures.filter((line) => !own.has(line)));
+    for (const line of r.summary) if (!own.has(line)) summary.add(line);
+    for (const line of r.failures) if (!own.has(line)) failures.add(line);
     evaluated += r.evaluated - (r.budgets?.length ?? 0);
   }
   const results = mergeForks(reports.map((r) => r.results ?? []));
   const budgets = (first.budgets ?? []).map((b) => evaluateBudget(b, results));
   const reps = results[0]?.samples.length ?? 0;
-  console.log(`\n=== ${name}: the ${reports.length} processes together`);
   const baseline = budgets[0];
   if (baseline !== undefined) {
+    console.log(`\n=== ${name}: the ${reports.length} processes together`);
     for (const c of [...new Set(results.map((r) => r.concurrency))]) {
       console.log(`\n${resultTable(results, baseline.baseline, baseline.metric, c, `medians of ${reps} reps in ${reports.length} processes`)}`);
     }
@@ -182,11 +183,11 @@ function mergeReports(name: string, reports: readonly Report[]): Report | undefi
   }
   for (const b of budgets) {
     console.log(`  ${b.line}`);
-    summary.push(`${name}: ${b.line}`);
-    if (!b.ok) failures.push(`${name}: ${b.line}`);
+    summary.add(`${name}: ${b.line}`);
+    if (!b.ok) failures.add(`${name}: ${b.line}`);
   }
   evaluated += budgets.length;
-  return { summary, failures, errors, evaluated };
+  return { summary: [...summary], failures: [...failures], errors, evaluated };
 }
 
 /** Print the summary lines and the verdict; the exit code. */
