@@ -13,13 +13,16 @@
  * them, metrics, `pool.withTx(fn)`, and `end()` with a deadline. Every deliberate difference is
  * listed in the README ("Migrating → From mysql2/promise createPool").
  *
- * Only `mysql2` (its callback entry point: this module is what `mysql2/promise` is replaced with in
- * tests, so it must not load `mysql2/promise` at run time), `src/` and the mysql2 adapter are used.
+ * Everything else `mysql2/promise` exports is re-exported from here unchanged (`createConnection`,
+ * `format`, `escape`, `escapeId`, `raw`, `Types`, the types …), so this module is `mysql2/promise`
+ * with `createPool` replaced.
  */
 import { EventEmitter } from 'node:events';
 import { escape as sqlEscape, escapeId as sqlEscapeId, format as sqlFormat } from 'mysql2';
-import type { Connection as CoreConnection, ExecuteValues, FieldPacket, QueryOptions, QueryResult, QueryValues, SqlValue, Timezone } from 'mysql2';
+import type { Connection as CoreConnection, ExecuteValues, FieldPacket, Pool as CorePool, QueryOptions, QueryResult, QueryValues, SqlValue, Timezone } from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
+
+import { CallbackPool } from './mysql2-callback-pool';
 
 import { findAmbient } from '../src/context';
 import { statementEnded } from '../src/guard';
@@ -31,6 +34,9 @@ import type { MetricsOptions } from '../src/metrics';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
 import { runTransaction, type Transaction, type TxOptions } from '../src/transaction';
 import { applyCallerStack, captureCaller, mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+
+// `mysql2/promise` with createPool replaced: the local `createPool`, `Pool` and `PoolOptions` shadow mysql2's.
+export * from 'mysql2/promise';
 
 /** leasepool's own options of the drop-in pool (the `leasepool` key of {@link PoolOptions}). */
 export interface CompatLeasepoolOptions {
@@ -170,7 +176,38 @@ interface Settings {
   readonly endTimeoutMs: number;
   /** mysql2's `trace`: a statement's error carries the stack of the `pool.query()` call. */
   readonly trace: boolean;
+  /** The pool's own settings as mysql2's `pool.pool.config` has them. */
+  readonly poolConfig: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * Members mysql2's typings give its promise pool (its `Pool` type extends the promise `Connection`)
+ * that its promise pool does not have at run time: `ping`, `beginTransaction`, `threadId`, …
+ * Typed here as there, so that the drop-in is assignable to mysql2's `Pool`; absent at run time
+ * here as there (`typeof pool.ping` is `'undefined'` on both). Use a connection for them.
+ */
+type ConnectionOnlyMembers = Pick<
+  PromiseConnection,
+  | 'config'
+  | 'threadId'
+  | 'state'
+  | 'connect'
+  | 'ping'
+  | 'reset'
+  | 'beginTransaction'
+  | 'commit'
+  | 'rollback'
+  | 'changeUser'
+  | 'prepare'
+  | 'unprepare'
+  | 'destroy'
+  | 'pause'
+  | 'resume'
+>;
+
+// Declaration merging: the class below gets these members in its type only (see ConnectionOnlyMembers).
+// eslint-disable-next-line @typescript-eslint/no-empty-interface, @typescript-eslint/no-unsafe-declaration-merging
+export interface Pool extends ConnectionOnlyMembers {}
 
 /**
  * The drop-in pool returned by {@link createPool}: mysql2's promise pool API (`query`, `execute`,
@@ -182,12 +219,25 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
   readonly #settings: Settings;
   readonly #forwarders = new Map<'enqueue' | 'error', (...args: never[]) => void>();
   readonly #handles = new WeakMap<object, () => Promise<void>>();
+  readonly #callbackPool: CallbackPool;
 
   /** @internal use {@link createPool} */
   constructor(core: Leasepool<PromiseConnection>, settings: Settings) {
     super();
     this.#core = core;
     this.#settings = settings;
+    this.#callbackPool = new CallbackPool(
+      {
+        acquire: (site) => core.acquireLease(core.options.acquireTimeoutMs, undefined, site, undefined, true).catch((err: unknown) => {
+          throw this.#translate(err);
+        }),
+        captureSite: (entry) => core.captureAcquireSite(entry),
+        wrapPromise: (lease) => this.#wrap(lease),
+        gracefulEnd: settings.gracefulEnd,
+        facade: this,
+      },
+      settings.poolConfig,
+    );
     // `enqueue` and `error` come from the core pool: subscribe only while someone listens here, so
     // the core does not even emit them otherwise (an unobserved background error is logged).
     const untyped = this as unknown as EventEmitter;
@@ -201,9 +251,13 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
 
   /** @internal Called by the adapter hooks (connection opened, leased, back to idle). Never throws. */
   [NOTIFY](event: 'connection' | 'acquire' | 'release', conn: PromiseConnection): void {
-    if (this.listenerCount(event) === 0) return;
+    const callbackPool = this.#callbackPool;
+    if (this.listenerCount(event) === 0 && callbackPool.listenerCount(event) === 0) return;
     try {
-      this.emit(event, coreOf(conn));
+      const payload = coreOf(conn);
+      // mysql2's promise pool forwards its core pool's events: listeners on either hear them.
+      if (callbackPool.listenerCount(event) > 0) callbackPool.emit(event, payload);
+      if (this.listenerCount(event) > 0) this.emit(event, payload);
     } catch (err) {
       // A throwing listener must not break the pool's bookkeeping (the hooks run inside it).
       this.#core.logger.error({ pool: this.#core.name, err }, `pool "${this.#core.name}": a '${event}' listener threw: ${String((err as Error | undefined)?.message ?? err)}`);
@@ -215,7 +269,29 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
     return this.#core;
   }
 
-  /** Connection counts: `{ size, idle, active, pending, max, min, closed }`. */
+  /**
+   * mysql2's core (callback) pool under the promise pool, as mysql2's `promisePool.pool`: the same
+   * connections, limits and guarantees, in the callback API (`getConnection(cb)`, `query(sql, values,
+   * cb)`, `end(cb)`, events). For libraries that take a callback pool, e.g. Kysely's `MysqlDialect`.
+   * Its private lists (`_allConnections` …) are not there: use {@link stats}.
+   */
+  get pool(): CorePool {
+    // Typed as mysql2's core Pool (what code reads `promisePool.pool` as); the members it lacks are
+    // listed in docs/migration-from-mysql2.md.
+    return this.#callbackPool as unknown as CorePool;
+  }
+
+  /** The promise constructor of the results (mysql2's `pool.Promise`): always the native one here. */
+  get Promise(): PromiseConstructor {
+    return Promise;
+  }
+
+  /**
+   * A read-only snapshot of the pool's state — what mysql2 users read from private fields
+   * (`pool.pool._allConnections.length` …): `size` (open connections, `_allConnections`), `idle`
+   * (`_freeConnections`), `active` (checked out), `pending` (callers waiting, `_connectionQueue`),
+   * `max` (`connectionLimit`), `min`, `closed` (`_closed`). Same as `pool.leasepool.stats()`.
+   */
   stats(): PoolStats {
     return this.#core.stats();
   }
@@ -569,6 +645,7 @@ export function createPool(config: string | PoolOptions): Pool {
     timezone: normaliseTimezone(options.timezone),
     endTimeoutMs,
     trace: options.trace !== false,
+    poolConfig: Object.freeze({ connectionLimit, maxIdle, idleTimeout, queueLimit, waitForConnections, resetOnRelease: mysqlReset ?? false }),
   };
   for (const key of POOL_KEYS) delete options[key];
 

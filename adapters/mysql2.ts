@@ -1035,8 +1035,12 @@ export { validateBeginOptions as validateMysqlBegin };
 // The drop-in for `mysql2/promise`'s `createPool` (see mysql2-pool.ts), and the mysql2 types code
 // written against `mysql2/promise` imports, so that changing the import is the whole migration.
 
-export { createPool, Pool, MYSQL2_MESSAGES } from './mysql2-pool';
-export type { PoolOptions, CompatLeasepoolOptions, CompatPoolEvents } from './mysql2-pool';
+// mysql2-pool.ts also re-exports everything else `mysql2/promise` exports (createConnection, format,
+// escape, escapeId, raw, Types, the types …). The default export is that module: what
+// `import mysql from 'mysql2/promise'` gives, with createPool replaced.
+export * from './mysql2-pool';
+import * as mysql2Promise from './mysql2-pool';
+export default mysql2Promise;
 export type {
   Connection,
   ConnectionOptions,

@@ -1,0 +1,271 @@
+/**
+ * The callback-API pool under the drop-in promise pool: what mysql2's promise pool exposes as
+ * `promisePool.pool`, for libraries that take a callback pool (Kysely's `MysqlDialect`: pass
+ * `pool.pool`). It is a view of the same leasepool pool, not a second pool: the same connections,
+ * the same limits, the same release path (a connection given back inside a transaction is rolled
+ * back), the same leak detection.
+ *
+ * Its connections are mysql2's core (callback) connections behind a guard: one handle per pooled
+ * connection (mysql2 hands out the same `PoolConnection` object each time, and libraries cache per
+ * object), usable while checked out; any use while it sits released in the pool throws the lease's
+ * `LeaseReleasedError`. Statements sent on it are tracked like those sent on a promise connection
+ * (transaction status for the release path, fatal errors).
+ */
+import { EventEmitter } from 'node:events';
+import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
+
+import { statementEnded } from '../src/guard';
+import type { CallSite, Lease } from '../src/lease';
+
+/** What the promise pool lends the callback pool (private to the two files). */
+export interface CallbackPoolPort {
+  /** Borrow a lease; rejections already carry mysql2's messages. */
+  acquire(site: CallSite | undefined): Promise<Lease<PromiseConnection>>;
+  captureSite(entry: Function): CallSite | undefined;
+  /** The promise-API handle of a lease (a core connection's `promise()`). */
+  wrapPromise(lease: Lease<PromiseConnection>): PromisePoolConnection;
+  /** mysql2's `gracefulEnd`: `connection.end()` closes the connection instead of releasing it. */
+  readonly gracefulEnd: boolean;
+  /** The promise pool itself: `promise()`, `query`/`execute` (callback form on top), `end`, escaping. */
+  readonly facade: FacadeLike;
+}
+
+/** The promise pool's methods the callback pool forwards to. */
+export interface FacadeLike {
+  query(sql: unknown, values?: unknown): Promise<[unknown, unknown]>;
+  execute(sql: unknown, values?: unknown): Promise<[unknown, unknown]>;
+  end(): Promise<void>;
+  escape(value: unknown): string;
+  escapeId(value: string | string[]): string;
+  format(sql: string, values?: unknown): string;
+}
+
+type AnyFn = (...args: unknown[]) => unknown;
+type Callback = (err: unknown, ...rest: unknown[]) => unknown;
+
+/** Core-connection methods that talk to the server: tracked like the promise connection's statements. */
+const TRACKED: ReadonlySet<PropertyKey> = new Set(['query', 'execute', 'beginTransaction', 'commit', 'rollback', 'ping', 'reset', 'changeUser']);
+
+/** The current lease of one pooled connection, for its callback handle. */
+interface Slot {
+  lease: Lease<PromiseConnection>;
+  readonly handle: object;
+}
+
+function coreOf(conn: PromiseConnection): object {
+  return (conn as unknown as { connection: object }).connection;
+}
+
+const noop = (): void => undefined;
+
+/** mysql2's core pool API on the leasepool pool (see the file comment). */
+export class CallbackPool extends EventEmitter {
+  readonly #port: CallbackPoolPort;
+  readonly #slots = new WeakMap<PromiseConnection, Slot>();
+  /** mysql2's `pool.config`: the pool's own settings (connection options stay with the driver). */
+  readonly config: Readonly<Record<string, unknown>>;
+
+  /** @internal created by the promise pool */
+  constructor(port: CallbackPoolPort, config: Readonly<Record<string, unknown>>) {
+    super();
+    this.#port = port;
+    this.config = config;
+  }
+
+  /** Borrow a connection: `callback(err, connection)`; give it back with `connection.release()`. */
+  getConnection(callback: (err: unknown, connection?: unknown) => void): void {
+    if (typeof callback !== 'function') throw new TypeError('pool.getConnection(callback) takes a callback');
+    const site = this.#port.captureSite(this.getConnection);
+    this.#port.acquire(site).then(
+      (lease) => callback(null, this.#handle(lease)),
+      (err: unknown) => callback(err),
+    );
+  }
+
+  /** Same as `connection.release()`. */
+  releaseConnection(connection: unknown): void {
+    const release = (connection as { release?: unknown } | null)?.release;
+    if (typeof release === 'function') (release as AnyFn).call(connection);
+  }
+
+  /** `pool.query(sql, [values], callback)`: one statement on a pooled connection, `callback(err, rows, fields)`. */
+  query(sql: unknown, values?: unknown, callback?: unknown): void {
+    this.#statement('query', sql, values, callback);
+  }
+
+  /** `pool.execute(sql, [values], callback)`: a prepared statement on a pooled connection. */
+  execute(sql: unknown, values?: unknown, callback?: unknown): void {
+    this.#statement('execute', sql, values, callback);
+  }
+
+  /** End the pool (the promise pool's `end()`), then `callback(err)`. */
+  end(callback?: (err: unknown) => void): void {
+    this.#port.facade.end().then(
+      () => callback?.(null),
+      (err: unknown) => (callback !== undefined ? callback(err) : undefined),
+    );
+  }
+
+  /** `using pool = …` ends the pool (without waiting, as mysql2's does). */
+  [Symbol.dispose](): void {
+    this.end();
+  }
+
+  /** The promise pool this callback pool belongs to (mysql2's `pool.promise()`). */
+  promise(): FacadeLike {
+    return this.#port.facade;
+  }
+
+  escape(value: unknown): string {
+    return this.#port.facade.escape(value);
+  }
+
+  escapeId(value: string | string[]): string {
+    return this.#port.facade.escapeId(value);
+  }
+
+  format(sql: string, values?: unknown): string {
+    return this.#port.facade.format(sql, values);
+  }
+
+  #statement(method: 'query' | 'execute', sql: unknown, values: unknown, callback: unknown): void {
+    let cb = callback;
+    let args = values;
+    if (typeof args === 'function') {
+      cb = args;
+      args = undefined;
+    }
+    if (typeof cb !== 'function') {
+      // mysql2 returns a Query event emitter here; the promise pool (`pool.promise()`) is the way without a callback.
+      throw new TypeError(`pool.pool.${method}() needs a callback here; use the promise pool's ${method}() instead`);
+    }
+    const done = cb as Callback;
+    this.#port.facade[method](sql, args).then(
+      ([rows, fields]) => done(null, rows, fields),
+      (err: unknown) => done(err),
+    );
+  }
+
+  /** The callback handle of the lease's connection: one per connection, pointed at its current lease. */
+  #handle(lease: Lease<PromiseConnection>): object {
+    const raw = lease.record.connection.raw;
+    const slot = this.#slots.get(raw);
+    if (slot !== undefined) {
+      slot.lease = lease;
+      return slot.handle;
+    }
+    const fresh: Slot = { lease, handle: {} };
+    (fresh as { handle: object }).handle = coreHandle(fresh, raw, this.#port);
+    this.#slots.set(raw, fresh);
+    return fresh.handle;
+  }
+}
+
+/** A guarded core connection (see the file comment). */
+function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort): object {
+  const core = coreOf(raw);
+  const active = (): Lease<PromiseConnection> | undefined => (slot.lease.state === 'active' ? slot.lease : undefined);
+  // Touching the guarded connection of an ended lease throws its own error (released or revoked).
+  const refuse = (): never => {
+    void slot.lease.conn;
+    throw new Error('lease is not active');
+  };
+  const release = (): void => {
+    const lease = active();
+    if (lease !== undefined) lease.release().catch(noop);
+  };
+  const destroy = (): void => {
+    const lease = active();
+    if (lease !== undefined) (lease.conn as unknown as { destroy(): Promise<void> }).destroy().catch(noop);
+  };
+  const end = (callback?: unknown): void => {
+    if (port.gracefulEnd) destroy();
+    else release();
+    if (typeof callback === 'function') process.nextTick(callback as AnyFn);
+  };
+  const methods = new Map<PropertyKey, AnyFn>();
+  const tracked = (prop: string, method: AnyFn): AnyFn =>
+    function statement(...args: unknown[]): unknown {
+      const lease = active() ?? refuse();
+      const record = lease.record;
+      record.owner.adapter.observeStatement?.(raw, prop, args[0]);
+      record.inflight++;
+      const last = args.length - 1;
+      if (last >= 0 && typeof args[last] === 'function') {
+        const callback = args[last] as Callback;
+        let ended = false;
+        args[last] = (err: unknown, ...rest: unknown[]) => {
+          if (!ended) {
+            ended = true;
+            statementEnded(record, raw, prop, err, err ? undefined : rest[0]);
+          }
+          return callback(err, ...rest);
+        };
+        try {
+          return method.apply(core, args);
+        } catch (err) {
+          if (!ended) {
+            ended = true;
+            statementEnded(record, raw, prop, err, undefined);
+          }
+          throw err;
+        }
+      }
+      // No callback: mysql2 returns its command (an event emitter: `.stream()`, 'result', 'end').
+      let command: unknown;
+      try {
+        command = method.apply(core, args);
+      } catch (err) {
+        statementEnded(record, raw, prop, err, undefined);
+        throw err;
+      }
+      const emitter = command as { once?: AnyFn } | undefined;
+      if (emitter === undefined || typeof emitter.once !== 'function') {
+        statementEnded(record, raw, prop, undefined, undefined);
+        return command;
+      }
+      emitter.once('end', () => statementEnded(record, raw, prop, undefined, undefined));
+      return command;
+    };
+  return new Proxy(Object.create(null) as object, {
+    get(_blank, prop) {
+      switch (prop) {
+        case 'release':
+        case Symbol.dispose:
+          return release;
+        case 'destroy':
+          return destroy;
+        case 'end':
+          return end;
+        case 'then':
+          return undefined;
+        default:
+          break;
+      }
+      const lease = active() ?? refuse();
+      if (prop === 'promise') return () => port.wrapPromise(lease);
+      const value: unknown = Reflect.get(core, prop, core);
+      if (typeof value !== 'function') return value;
+      let wrapped = methods.get(prop);
+      if (wrapped === undefined) {
+        const fn = value as AnyFn;
+        wrapped = TRACKED.has(prop)
+          ? tracked(prop as string, fn)
+          : function forwarded(...args: unknown[]): unknown {
+              if (active() === undefined) refuse();
+              return fn.apply(core, args);
+            };
+        methods.set(prop, wrapped);
+      }
+      return wrapped;
+    },
+    set(_blank, prop, value) {
+      if (active() === undefined) refuse();
+      return Reflect.set(core, prop, value, core);
+    },
+    has(_blank, prop) {
+      return Reflect.has(core, prop);
+    },
+    getPrototypeOf: () => Reflect.getPrototypeOf(core),
+  });
+}
