@@ -1041,18 +1041,5 @@ export { validateBeginOptions as validateMysqlBegin };
 export * from './mysql2-pool';
 import * as mysql2Promise from './mysql2-pool';
 export default mysql2Promise;
-export type {
-  Connection,
-  ConnectionOptions,
-  FieldPacket,
-  OkPacket,
-  PoolConnection,
-  ProcedureCallPacket,
-  QueryError,
-  QueryOptions,
-  QueryResult,
-  ResultSetHeader,
-  RowDataPacket,
-} from 'mysql2/promise';
 
 function ignoreResult(): void {}
