@@ -12,6 +12,7 @@
  * (transaction status for the release path, fatal errors).
  */
 import { EventEmitter } from 'node:events';
+import { PoolConnection as CorePoolConnection } from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 
 import { statementEnded } from '../src/guard';
@@ -38,6 +39,8 @@ export interface FacadeLike {
   escape(value: unknown): string;
   escapeId(value: string | string[]): string;
   format(sql: string, values?: unknown): string;
+  on(event: 'enqueue', listener: () => void): unknown;
+  off(event: 'enqueue', listener: () => void): unknown;
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
@@ -70,6 +73,14 @@ export class CallbackPool extends EventEmitter {
     super();
     this.#port = port;
     this.config = config;
+    // 'enqueue' comes from the promise pool (which has it from the core) only while someone listens here.
+    const forward = (): void => void this.emit('enqueue');
+    this.on('newListener', (event: string | symbol) => {
+      if (event === 'enqueue' && this.listenerCount('enqueue') === 0) port.facade.on('enqueue', forward);
+    });
+    this.on('removeListener', (event: string | symbol) => {
+      if (event === 'enqueue' && this.listenerCount('enqueue') === 0) port.facade.off('enqueue', forward);
+    });
   }
 
   /** Borrow a connection: `callback(err, connection)`; give it back with `connection.release()`. */
@@ -266,6 +277,7 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
     has(_blank, prop) {
       return Reflect.has(core, prop);
     },
-    getPrototypeOf: () => Reflect.getPrototypeOf(core),
+    // A core PoolConnection, as mysql2's pool gives (`instanceof` holds; the methods are the connection's own).
+    getPrototypeOf: () => CorePoolConnection.prototype,
   });
 }

@@ -20,6 +20,7 @@
 import { EventEmitter } from 'node:events';
 import { escape as sqlEscape, escapeId as sqlEscapeId, format as sqlFormat } from 'mysql2';
 import type { Connection as CoreConnection, ExecuteValues, FieldPacket, Pool as CorePool, QueryOptions, QueryResult, QueryValues, SqlValue, Timezone } from 'mysql2';
+import { PoolConnection as PromisePoolConnectionClass } from 'mysql2/promise';
 import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
 
 import { CallbackPool } from './mysql2-callback-pool';
@@ -470,7 +471,8 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
       },
       defineProperty: (_blank, prop, descriptor) => Reflect.defineProperty(guarded, prop, descriptor),
       deleteProperty: (_blank, prop) => Reflect.deleteProperty(guarded, prop),
-      getPrototypeOf: () => Reflect.getPrototypeOf(guarded),
+      // A PoolConnection of mysql2/promise, as mysql2's getConnection() gives (`instanceof` holds).
+      getPrototypeOf: () => PromisePoolConnectionClass.prototype,
     }) as unknown as PoolConnection;
     this.#handles.set(handle, release);
     return handle;
