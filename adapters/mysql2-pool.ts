@@ -11,7 +11,7 @@
  * Same options, methods, events and results as mysql2's promise pool; on top: a connection released
  * inside a transaction is rolled back, leaked connections are reported with the stack that took
  * them, metrics, `pool.withTx(fn)`, and `end()` with a deadline. Every deliberate difference is
- * listed in the README ("Migrating → From mysql2/promise createPool").
+ * listed in docs/migration-from-mysql2.md.
  *
  * Everything else `mysql2/promise` exports is re-exported from here unchanged (`createConnection`,
  * `format`, `escape`, `escapeId`, `raw`, `Types`, the types …), so this module is `mysql2/promise`

@@ -1,7 +1,7 @@
 /**
  * The drop-in `createPool` of `leasepool/adapters/mysql2` against a real MariaDB/MySQL, side by side
  * with mysql2's own promise pool where the behaviour is meant to be the same, and alone where
- * leasepool deliberately differs (README, "From mysql2/promise createPool").
+ * leasepool deliberately differs (docs/migration-from-mysql2.md).
  * Tables are prefixed `mysql_compat_`; the password user is `lp_compat_user`.
  */
 import { once } from 'node:events';
