@@ -17,6 +17,7 @@ import type { Connection as PromiseConnection, PoolConnection as PromisePoolConn
 
 import { statementEnded } from '../src/guard';
 import type { CallSite, Lease } from '../src/lease';
+import type { PoolStats } from '../src/pool';
 
 /** What the promise pool lends the callback pool (private to the two files). */
 export interface CallbackPoolPort {
@@ -29,6 +30,9 @@ export interface CallbackPoolPort {
   readonly gracefulEnd: boolean;
   /** The promise pool itself: `promise()`, `query`/`execute` (callback form on top), `end`, escaping. */
   readonly facade: FacadeLike;
+  stats(): PoolStats;
+  /** Listen to the core's `enqueue`; returns the unsubscribe. */
+  subscribeEnqueue(listener: () => void): () => void;
 }
 
 /** The promise pool's methods the callback pool forwards to. */
@@ -39,8 +43,6 @@ export interface FacadeLike {
   escape(value: unknown): string;
   escapeId(value: string | string[]): string;
   format(sql: string, values?: unknown): string;
-  on(event: 'enqueue', listener: () => void): unknown;
-  off(event: 'enqueue', listener: () => void): unknown;
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
@@ -73,14 +75,41 @@ export class CallbackPool extends EventEmitter {
     super();
     this.#port = port;
     this.config = config;
-    // 'enqueue' comes from the promise pool (which has it from the core) only while someone listens here.
+    // 'enqueue' comes from the core, only while someone listens here (the core does not emit it otherwise).
     const forward = (): void => void this.emit('enqueue');
+    let unsubscribe: (() => void) | undefined;
     this.on('newListener', (event: string | symbol) => {
-      if (event === 'enqueue' && this.listenerCount('enqueue') === 0) port.facade.on('enqueue', forward);
+      if (event === 'enqueue' && this.listenerCount('enqueue') === 0) unsubscribe = port.subscribeEnqueue(forward);
     });
     this.on('removeListener', (event: string | symbol) => {
-      if (event === 'enqueue' && this.listenerCount('enqueue') === 0) port.facade.off('enqueue', forward);
+      if (event === 'enqueue' && this.listenerCount('enqueue') === 0) {
+        unsubscribe?.();
+        unsubscribe = undefined;
+      }
     });
+  }
+
+  // Read-only stand-ins for mysql2's private lists, for monitoring code that reads their length
+  // (`pool.pool._allConnections.length` …): length only, no entries. `stats()` on the promise pool
+  // is the documented way.
+  /** @deprecated mysql2 internals: read `pool.stats().size`. Length only. */
+  get _allConnections(): { readonly length: number } {
+    return { length: this.#port.stats().size };
+  }
+
+  /** @deprecated mysql2 internals: read `pool.stats().idle`. Length only. */
+  get _freeConnections(): { readonly length: number } {
+    return { length: this.#port.stats().idle };
+  }
+
+  /** @deprecated mysql2 internals: read `pool.stats().pending`. Length only. */
+  get _connectionQueue(): { readonly length: number } {
+    return { length: this.#port.stats().pending };
+  }
+
+  /** @deprecated mysql2 internals: read `pool.stats().closed`. */
+  get _closed(): boolean {
+    return this.#port.stats().closed;
   }
 
   /** Borrow a connection: `callback(err, connection)`; give it back with `connection.release()`. */

@@ -148,6 +148,8 @@ interface StatementMethods {
 const LEASED = Symbol('leasepool.mysql2.leased');
 type Marked = PromiseConnection & { [LEASED]?: boolean };
 const NOTIFY = Symbol('leasepool.mysql2.notify');
+/** The pool events mysql2's promise pool takes from its core pool. */
+const INHERITED_EVENTS: ReadonlySet<string> = new Set(['connection', 'acquire', 'release', 'enqueue']);
 
 // mysql2 destroys the connection of a pool.query/execute that failed because the server is read-only
 // (Aurora failover: the endpoint now points at a reader). 1290 ER_OPTION_PREVENTS_STATEMENT,
@@ -218,7 +220,7 @@ export interface Pool extends ConnectionOnlyMembers {}
 export class Pool extends EventEmitter<CompatPoolEvents> {
   readonly #core: Leasepool<PromiseConnection>;
   readonly #settings: Settings;
-  readonly #forwarders = new Map<'enqueue' | 'error', (...args: never[]) => void>();
+  readonly #forwarders = new Map<'error', (err: Error) => void>();
   readonly #handles = new WeakMap<object, () => Promise<void>>();
   readonly #callbackPool: CallbackPool;
 
@@ -236,29 +238,45 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
         wrapPromise: (lease) => this.#wrap(lease),
         gracefulEnd: settings.gracefulEnd,
         facade: this,
+        stats: () => core.stats(),
+        subscribeEnqueue: (listener) => {
+          core.on('enqueue', listener);
+          return () => void core.off('enqueue', listener);
+        },
       },
       settings.poolConfig,
     );
-    // `enqueue` and `error` come from the core pool: subscribe only while someone listens here, so
-    // the core does not even emit them otherwise (an unobserved background error is logged).
+    // As in mysql2, the pool's events come from the callback pool (mysql2: `pool.pool`), `enqueue`
+    // there from the core, and `error` from the core: each link is made only while someone listens,
+    // so nothing is even emitted otherwise (an unobserved background error is logged).
     const untyped = this as unknown as EventEmitter;
+    const callbackPool = this.#callbackPool;
+    const inherited = new Map<string, (...args: unknown[]) => void>();
     untyped.on('newListener', (event: string | symbol) => {
-      if ((event === 'enqueue' || event === 'error') && this.listenerCount(event) === 0) this.#forward(event);
+      if (typeof event !== 'string' || this.listenerCount(event as keyof CompatPoolEvents) !== 0) return;
+      if (INHERITED_EVENTS.has(event)) {
+        const forward = (...args: unknown[]): void => void untyped.emit(event, ...args);
+        inherited.set(event, forward);
+        callbackPool.on(event, forward);
+      } else if (event === 'error') this.#forward(event);
     });
     untyped.on('removeListener', (event: string | symbol) => {
-      if ((event === 'enqueue' || event === 'error') && this.listenerCount(event) === 0) this.#unforward(event);
+      if (typeof event !== 'string' || this.listenerCount(event as keyof CompatPoolEvents) !== 0) return;
+      const forward = inherited.get(event);
+      if (forward !== undefined) {
+        inherited.delete(event);
+        callbackPool.off(event, forward);
+      } else if (event === 'error') this.#unforward(event);
     });
   }
 
   /** @internal Called by the adapter hooks (connection opened, leased, back to idle). Never throws. */
   [NOTIFY](event: 'connection' | 'acquire' | 'release', conn: PromiseConnection): void {
+    // Listeners here are reached through the callback pool (see the constructor).
     const callbackPool = this.#callbackPool;
-    if (this.listenerCount(event) === 0 && callbackPool.listenerCount(event) === 0) return;
+    if (callbackPool.listenerCount(event) === 0) return;
     try {
-      const payload = coreOf(conn);
-      // mysql2's promise pool forwards its core pool's events: listeners on either hear them.
-      if (callbackPool.listenerCount(event) > 0) callbackPool.emit(event, payload);
-      if (this.listenerCount(event) > 0) this.emit(event, payload);
+      callbackPool.emit(event, coreOf(conn));
     } catch (err) {
       // A throwing listener must not break the pool's bookkeeping (the hooks run inside it).
       this.#core.logger.error({ pool: this.#core.name, err }, `pool "${this.#core.name}": a '${event}' listener threw: ${String((err as Error | undefined)?.message ?? err)}`);
@@ -486,23 +504,17 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
     return err;
   }
 
-  #forward(event: 'enqueue' | 'error'): void {
-    if (event === 'enqueue') {
-      const listener = (): void => void this.emit('enqueue');
-      this.#core.on('enqueue', listener);
-      this.#forwarders.set(event, listener);
-    } else {
-      const listener = (err: Error): void => void this.emit('error', err);
-      this.#core.on('error', listener);
-      this.#forwarders.set(event, listener);
-    }
+  #forward(event: 'error'): void {
+    const listener = (err: Error): void => void this.emit('error', err);
+    this.#core.on('error', listener);
+    this.#forwarders.set(event, listener);
   }
 
-  #unforward(event: 'enqueue' | 'error'): void {
+  #unforward(event: 'error'): void {
     const forwarder = this.#forwarders.get(event);
     if (forwarder === undefined) return;
     this.#forwarders.delete(event);
-    this.#core.off(event, forwarder as () => void);
+    this.#core.off(event, forwarder);
   }
 }
 

@@ -277,6 +277,22 @@ describe('events', () => {
       }
     }
   });
+
+  test('the promise pool hears its events from pool.pool, subscribing there only while it has listeners (promise-wrappers testEventsPool)', async () => {
+    for (const [name, pool] of both({ connectionLimit: 1 })) {
+      const events = ['acquire', 'connection', 'enqueue', 'release'] as const;
+      const core = pool.pool;
+      for (const event of events) expect([name, event, core.listenerCount(event)]).toEqual([name, event, 0]);
+      const heard: string[] = [];
+      const listeners = events.map((event) => [event, () => void heard.push(event)] as const);
+      for (const [event, listener] of listeners) (pool as Mysql2Pool).on(event as 'acquire', listener);
+      for (const event of events) expect([name, event, core.listenerCount(event)]).toEqual([name, event, 1]);
+      for (const event of events) core.emit(event);
+      expect([name, heard]).toEqual([name, [...events]]);
+      for (const [event, listener] of listeners) (pool as unknown as { off(e: string, l: () => void): void }).off(event, listener);
+      for (const event of events) expect([name, event, core.listenerCount(event)]).toEqual([name, event, 0]);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -418,6 +434,9 @@ describe('pool state without private fields', () => {
       const b = await pool.getConnection();
       const waiting = pool.getConnection();
       await new Promise((resolve) => setTimeout(resolve, 20));
+      // The read-only stand-ins for mysql2's private lists (length only) agree with mysql2's.
+      const lists = pool.pool as unknown as { _allConnections: { length: number }; _freeConnections: { length: number }; _connectionQueue: { length: number }; _closed: boolean };
+      expect([name, lists._allConnections.length, lists._freeConnections.length, lists._connectionQueue.length, lists._closed]).toEqual([name, 2, 0, 1, false]);
       if ('leasepool' in pool) {
         const s = pool.stats();
         expect(s).toEqual(pool.leasepool.stats());
