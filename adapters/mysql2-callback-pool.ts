@@ -12,7 +12,7 @@
  * (transaction status for the release path, fatal errors).
  */
 import { EventEmitter } from 'node:events';
-import { PoolConnection as CorePoolConnection } from 'mysql2';
+import * as coreDriver from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 
 import { statementEnded } from '../src/guard';
@@ -31,6 +31,8 @@ export interface CallbackPoolPort {
   /** The promise pool itself: `promise()`, `query`/`execute` (callback form on top), `end`, escaping. */
   readonly facade: FacadeLike;
   stats(): PoolStats;
+  /** Connection options a command built by the pool takes (mysql2's `createQuery(…, connectionConfig)`). */
+  readonly queryDefaults: Readonly<Record<string, unknown>>;
   /** Listen to the core's `enqueue`; returns the unsubscribe. */
   subscribeEnqueue(listener: () => void): () => void;
 }
@@ -62,6 +64,9 @@ function coreOf(conn: PromiseConnection): object {
 }
 
 const noop = (): void => undefined;
+
+/** mysql2's `createQuery(sql, values, callback, connectionConfig)` (exported, not in its typings): the command its pool.query returns. */
+const createQuery = (coreDriver as unknown as { createQuery(sql: unknown, values: unknown, cb: undefined, config: unknown): EventEmitter }).createQuery;
 
 /** mysql2's core pool API on the leasepool pool (see the file comment). */
 export class CallbackPool extends EventEmitter {
@@ -128,14 +133,42 @@ export class CallbackPool extends EventEmitter {
     if (typeof release === 'function') (release as AnyFn).call(connection);
   }
 
-  /** `pool.query(sql, [values], callback)`: one statement on a pooled connection, `callback(err, rows, fields)`. */
-  query(sql: unknown, values?: unknown, callback?: unknown): void {
-    this.#statement('query', sql, values, callback);
+  /**
+   * `pool.query(sql, [values], callback)`: one statement on a pooled connection, `callback(err, rows,
+   * fields)`. Without a callback it returns mysql2's `Query` command (events `result`, `fields`,
+   * `end`, `error`; `.stream()`), as mysql2's pool does.
+   */
+  query(sql: unknown, values?: unknown, callback?: unknown): unknown {
+    if (typeof values === 'function' || typeof callback === 'function' || (typeof sql === 'object' && sql !== null && typeof (sql as { onResult?: unknown }).onResult === 'function')) {
+      return this.#statement('query', sql, values, callback);
+    }
+    return this.#command(sql, values);
   }
 
   /** `pool.execute(sql, [values], callback)`: a prepared statement on a pooled connection. */
   execute(sql: unknown, values?: unknown, callback?: unknown): void {
     this.#statement('execute', sql, values, callback);
+  }
+
+  /** mysql2's pool.query without a callback: the command now, sent once a connection is free. */
+  #command(sql: unknown, values: unknown): unknown {
+    const defaults = this.#port.queryDefaults;
+    const command = createQuery(sql, values, undefined, defaults) as EventEmitter & { namedPlaceholders?: unknown };
+    if (command.namedPlaceholders === undefined) command.namedPlaceholders = defaults.namedPlaceholders;
+    this.getConnection((err, connection) => {
+      if (err) {
+        command.emit('error', err);
+        return;
+      }
+      const conn = connection as { query(cmd: unknown): EventEmitter; release(): void };
+      try {
+        conn.query(command).once('end', () => conn.release());
+      } catch (thrown) {
+        conn.release();
+        command.emit('error', thrown);
+      }
+    });
+    return command;
   }
 
   /** End the pool (the promise pool's `end()`), then `callback(err)`. */
@@ -168,7 +201,7 @@ export class CallbackPool extends EventEmitter {
     return this.#port.facade.format(sql, values);
   }
 
-  #statement(method: 'query' | 'execute', sql: unknown, values: unknown, callback: unknown): void {
+  #statement(method: 'query' | 'execute', sql: unknown, values: unknown, callback: unknown): undefined {
     let cb = callback;
     let args = values;
     if (typeof args === 'function') {
@@ -184,6 +217,7 @@ export class CallbackPool extends EventEmitter {
       ([rows, fields]) => done(null, rows, fields),
       (err: unknown) => done(err),
     );
+    return undefined;
   }
 
   /** The callback handle of the lease's connection: one per connection, pointed at its current lease. */
@@ -264,7 +298,12 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
         statementEnded(record, raw, prop, undefined, undefined);
         return command;
       }
-      emitter.once('end', () => statementEnded(record, raw, prop, undefined, undefined));
+      // The last OK packet (a ResultSetHeader among the results) tells the transaction status.
+      let lastResult: unknown;
+      (emitter as unknown as EventEmitter).on('result', (result: unknown) => {
+        lastResult = result;
+      });
+      emitter.once('end', () => statementEnded(record, raw, prop, undefined, lastResult));
       return command;
     };
   return new Proxy(Object.create(null) as object, {
@@ -307,6 +346,6 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
       return Reflect.has(core, prop);
     },
     // A core PoolConnection, as mysql2's pool gives (`instanceof` holds; the methods are the connection's own).
-    getPrototypeOf: () => CorePoolConnection.prototype,
+    getPrototypeOf: () => coreDriver.PoolConnection.prototype,
   });
 }

@@ -181,6 +181,8 @@ interface Settings {
   readonly trace: boolean;
   /** The pool's own settings as mysql2's `pool.pool.config` has them. */
   readonly poolConfig: Readonly<Record<string, unknown>>;
+  /** The connection options a command built by `pool.pool.query(sql)` takes, as mysql2's createQuery reads them. */
+  readonly queryDefaults: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -239,6 +241,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
         gracefulEnd: settings.gracefulEnd,
         facade: this,
         stats: () => core.stats(),
+        queryDefaults: settings.queryDefaults,
         subscribeEnqueue: (listener) => {
           core.on('enqueue', listener);
           return () => void core.off('enqueue', listener);
@@ -660,6 +663,7 @@ export function createPool(config: string | PoolOptions): Pool {
     endTimeoutMs,
     trace: options.trace !== false,
     poolConfig: Object.freeze({ connectionLimit, maxIdle, idleTimeout, queueLimit, waitForConnections, resetOnRelease: mysqlReset ?? false }),
+    queryDefaults: Object.freeze({ rowsAsArray: options.rowsAsArray, infileStreamFactory: options.infileStreamFactory, namedPlaceholders: options.namedPlaceholders }),
   };
   for (const key of POOL_KEYS) delete options[key];
 

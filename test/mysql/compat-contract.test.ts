@@ -389,6 +389,29 @@ describe('the callback-API pool (pool.pool)', () => {
     }
   });
 
+  test('query(sql) without a callback returns mysql2\'s Query command: result/end events, error event, stream(); the connection comes back', async () => {
+    for (const [name, pool] of both({ connectionLimit: 1 })) {
+      const core = pool.pool as unknown as { query(sql: string, values?: unknown): NodeJS.EventEmitter & { stream(o?: object): AsyncIterable<unknown> } };
+      const rows: unknown[] = [];
+      const command = core.query('SELECT ? AS v UNION ALL SELECT ?', [1, 2]);
+      command.on('result', (row) => rows.push(row));
+      await once(command, 'end');
+      expect([name, rows]).toEqual([name, [{ v: 1 }, { v: 2 }]]);
+      const [err] = (await once(core.query('SELEC 1'), 'error')) as [{ code?: string }];
+      expect([name, err.code]).toEqual([name, 'ER_PARSE_ERROR']);
+      const streamed: unknown[] = [];
+      for await (const row of core.query('SELECT 3 AS v').stream()) streamed.push(row);
+      expect([name, streamed]).toEqual([name, [{ v: 3 }]]);
+      await waitFor(`${name}: connection back`, () => counts(pool).free === 1);
+      // A transaction opened this way on the drop-in is still seen at release.
+      if (name === 'drop-in') {
+        await once(core.query('START TRANSACTION'), 'end');
+        const [[state]] = await (pool as Pool).query<RowDataPacket[]>('SELECT @@in_transaction AS t');
+        expect(Number(state?.t)).toBe(0);
+      }
+    }
+  });
+
   test('a core connection released inside a transaction is rolled back before reuse (mysql2 hands it on open)', async () => {
     const run = async (pool: Pool | Mysql2Pool, tag: string): Promise<{ inTx: number; rows: number }> => {
       const conn = await getCore(pool.pool);
