@@ -68,6 +68,21 @@ const noop = (): void => undefined;
 /** mysql2's `createQuery(sql, values, callback, connectionConfig)` (exported, not in its typings): the command its pool.query returns. */
 const createQuery = (coreDriver as unknown as { createQuery(sql: unknown, values: unknown, cb: undefined, config: unknown): EventEmitter }).createQuery;
 
+/**
+ * mysql2's `'warn'` on a pooled connection whose `end()` releases it (without `gracefulEnd`), with
+ * mysql2's message. Emitted on the core connection, where mysql2 emits it.
+ */
+export function warnEndDeprecated(core: object): void {
+  const err = new Error(
+    'Calling conn.end() to release a pooled connection is deprecated. In next version calling conn.end() will be restored to default conn.end() behavior. Use conn.release() instead.',
+  );
+  try {
+    (core as EventEmitter).emit('warn', err);
+  } catch {
+    // a throwing listener must not keep the connection from being released
+  }
+}
+
 /** mysql2's core pool API on the leasepool pool (see the file comment). */
 export class CallbackPool extends EventEmitter {
   readonly #port: CallbackPoolPort;
@@ -254,8 +269,11 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
   };
   const end = (callback?: unknown): void => {
     if (port.gracefulEnd) destroy();
-    else release();
-    if (typeof callback === 'function') process.nextTick(callback as AnyFn);
+    else {
+      if (active() !== undefined) warnEndDeprecated(core);
+      release();
+    }
+    if (typeof callback === 'function') (callback as AnyFn)();
   };
   const methods = new Map<PropertyKey, AnyFn>();
   const tracked = (prop: string, method: AnyFn): AnyFn =>

@@ -23,7 +23,7 @@ import type { Connection as CoreConnection, ExecuteValues, FieldPacket, Pool as 
 import { PoolConnection as PromisePoolConnectionClass } from 'mysql2/promise';
 import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
 
-import { CallbackPool } from './mysql2-callback-pool';
+import { CallbackPool, warnEndDeprecated } from './mysql2-callback-pool';
 
 import { findAmbient } from '../src/context';
 import { statementEnded } from '../src/guard';
@@ -464,7 +464,12 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
     const destroy = (): Promise<void> =>
       lease.state === 'active' ? quiet((guarded as unknown as { destroy(): Promise<void> }).destroy()) : Promise.resolve();
     // mysql2: `end()` on a pooled connection releases it (deprecated), or closes it with `gracefulEnd`.
-    const end = this.#settings.gracefulEnd ? destroy : release;
+    const end = this.#settings.gracefulEnd
+      ? destroy
+      : (): Promise<void> => {
+          if (lease.state === 'active') warnEndDeprecated(coreOf(lease.record.connection.raw));
+          return release();
+        };
     // The handle forwards to the guarded connection. Its own target is a blank object: the
     // engine checks a proxy's answers against its target, and the guarded connection throws on
     // every inspection once released, which would make even a second `release()` throw.

@@ -149,6 +149,31 @@ describe('getConnection / release / destroy', () => {
     }
   });
 
+  test("without gracefulEnd, connection.end() releases it and emits mysql2's deprecation 'warn' on the core connection (graceful-end default config)", async () => {
+    const quiet = jest.spyOn(console, 'warn').mockImplementation(() => undefined); // mysql2 also prints it
+    try {
+      for (const [name, pool] of both({ connectionLimit: 1 })) {
+        const warnings: string[] = [];
+        const conn = await pool.getConnection();
+        const underlying = conn.connection;
+        const listener = (w: Error): void => void warnings.push(w.message);
+        underlying.on('warn', listener);
+        await conn.end();
+        underlying.off('warn', listener);
+        const core = await getCore(pool.pool);
+        core.on('warn', (w: Error) => warnings.push(w.message));
+        let called = false;
+        core.end(() => (called = true));
+        expect([name, called, warnings.length]).toEqual([name, true, 2]);
+        for (const w of warnings) expect(w).toMatch(/^Calling conn\.end\(\) to release a pooled connection is deprecated/);
+        await waitFor(`${name}: released, not closed`, () => counts(pool).free === 1);
+        expect([name, counts(pool)]).toEqual([name, { all: 1, free: 1 }]);
+      }
+    } finally {
+      quiet.mockRestore();
+    }
+  });
+
   test('with gracefulEnd, connection.end() closes the connection and takes it out of the pool (graceful-end tests)', async () => {
     for (const [name, pool] of both({ connectionLimit: 1, gracefulEnd: true })) {
       const conn = await pool.getConnection();
