@@ -136,9 +136,11 @@ export class CallbackPool extends EventEmitter {
   getConnection(callback: (err: unknown, connection?: unknown) => void): void {
     if (typeof callback !== 'function') throw new TypeError('pool.getConnection(callback) takes a callback');
     const site = this.#port.captureSite(this.getConnection);
+    // Callbacks are called for their effect only: what they return (often a mysql2 Query, whose
+    // `then` throws) must not become the value of a promise here.
     this.#port.acquire(site).then(
-      (lease) => callback(null, this.#handle(lease)),
-      (err: unknown) => callback(err),
+      (lease) => void callback(null, this.#handle(lease)),
+      (err: unknown) => void callback(err),
     );
   }
 
@@ -189,8 +191,8 @@ export class CallbackPool extends EventEmitter {
   /** End the pool (the promise pool's `end()`), then `callback(err)`. */
   end(callback?: (err: unknown) => void): void {
     this.#port.facade.end().then(
-      () => callback?.(null),
-      (err: unknown) => (callback !== undefined ? callback(err) : undefined),
+      () => void callback?.(null),
+      (err: unknown) => void callback?.(err),
     );
   }
 
@@ -229,8 +231,8 @@ export class CallbackPool extends EventEmitter {
     }
     const done = cb as Callback;
     this.#port.facade[method](sql, args).then(
-      ([rows, fields]) => done(null, rows, fields),
-      (err: unknown) => done(err),
+      ([rows, fields]) => void done(null, rows, fields),
+      (err: unknown) => void done(err),
     );
     return undefined;
   }

@@ -414,6 +414,35 @@ describe('the callback-API pool (pool.pool)', () => {
     }
   });
 
+  test('callbacks may return anything (a Query, as `(err, conn) => conn.query(…)` does): nothing is treated as a promise', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (const [name, pool] of both({ connectionLimit: 1 })) {
+        const core = pool.pool;
+        const viaConnection = await new Promise<unknown>((resolve, reject) =>
+          core.getConnection((err, conn) =>
+            err
+              ? reject(err)
+              : conn.query('SELECT 1 AS one', (qErr, rows) => {
+                  conn.release();
+                  if (qErr) reject(qErr);
+                  else resolve(rows);
+                }),
+          ),
+        );
+        const chained = await new Promise<unknown>((resolve, reject) =>
+          core.query('SELECT 2 AS two', (err) => (err ? reject(err) : core.query('SELECT 3 AS three', (e2, rows) => (e2 ? reject(e2) : resolve(rows))))),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        expect([name, viaConnection, chained, unhandled]).toEqual([name, [{ one: 1 }], [{ three: 3 }], []]);
+      }
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   test('query(sql) without a callback returns mysql2\'s Query command: result/end events, error event, stream(); the connection comes back', async () => {
     for (const [name, pool] of both({ connectionLimit: 1 })) {
       const core = pool.pool as unknown as { query(sql: string, values?: unknown): NodeJS.EventEmitter & { stream(o?: object): AsyncIterable<unknown> } };
