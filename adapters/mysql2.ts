@@ -100,6 +100,12 @@ interface CoreConnection {
 
 const OPTION_KEYS: ReadonlySet<string> = new Set(['retryOnLockWaitTimeout', 'closeTimeoutMs', 'cancelTimeoutMs']);
 
+/**
+ * Errors with which the server has rolled back the whole transaction, not just the statement:
+ * 1213 ER_LOCK_DEADLOCK, 1614 ER_XA_RBDEADLOCK, 3101 ER_TRANSACTION_ROLLBACK_DURING_COMMIT.
+ */
+const SERVER_ROLLBACK_ERRNOS: ReadonlySet<number> = new Set([1213, 1614, 3101]);
+
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
 
@@ -119,6 +125,13 @@ interface ConnState {
   readonly defaultAutocommit: boolean | undefined;
   /** A prepared statement that may change the transaction state was handed to the user. */
   opaque: boolean;
+  /**
+   * A statement sent through the lease changed session state the next borrower would inherit
+   * (`LOCK TABLES`, `GET_LOCK()`, a temporary table, `USE`, a session variable …).
+   */
+  sessionChanged: boolean;
+  /** `SET TRANSACTION …` (without SESSION/GLOBAL) is waiting for the next transaction to consume it. */
+  pendingTxCharacteristics: boolean;
   /** An `'error'` was emitted, or `close` was called: the connection is unusable. */
   broken: boolean;
   /** `events.onError` has been called (once per connection: the first error is the root cause). */
@@ -263,27 +276,86 @@ export function classifyStatement(sql: string, multipleStatements = false): Stat
 }
 
 /**
- * `classifyStatement` for the statements a connection sends, remembered by text: applications send
- * the same few texts over and over (placeholders keep values out of them), and a Map lookup by a
- * string whose hash V8 keeps costs a tenth of reading the text again. Bounded in entries and in
- * text length; cleared when full (texts built with values in them only churn it).
+ * What a statement does to the session beyond its transaction, as far as its text tells: `'session'`
+ * when the next borrower of the connection would inherit it and could lose a write or a lock to it
+ * (`LOCK TABLES`, `GET_LOCK()`, `CREATE TEMPORARY TABLE` shadowing a table, `USE`, a session
+ * variable), `'next_tx'` for `SET TRANSACTION` without SESSION/GLOBAL (it applies to the next
+ * transaction), `'none'` otherwise. `SET @user_variable` changes nothing a write depends on.
+ */
+export type SessionEffect = 'none' | 'session' | 'next_tx';
+
+const SESSION_KEYWORDS: ReadonlySet<string> = new Set(['LOCK', 'FLUSH', 'USE', 'HANDLER', 'XA']);
+const GET_LOCK = /\bGET_LOCK\s*\(/i;
+
+export function classifySession(sql: string, multipleStatements = false): SessionEffect {
+  const start = skipLeading(sql);
+  if (start < 0) return 'session';
+  const body = sql.slice(start);
+  if (GET_LOCK.test(body)) return 'session';
+  if (multipleStatements && hasSecondStatement(body)) {
+    return /\b(SET|LOCK|FLUSH|USE|HANDLER|XA|TEMPORARY)\b/i.test(body) ? 'session' : 'none';
+  }
+  const word = LEADING_WORD.exec(body)?.[0]?.toUpperCase();
+  if (word === undefined) return 'none';
+  if (SESSION_KEYWORDS.has(word)) return 'session';
+  if (word === 'CREATE') return /^CREATE\s+(OR\s+REPLACE\s+)?TEMPORARY\b/i.test(body) ? 'session' : 'none';
+  if (word !== 'SET') return 'none';
+  const text = body.replace(/\s+/g, ' ').toUpperCase();
+  if (/^SET TRANSACTION\b/.test(text)) return 'next_tx';
+  // User variables only (`SET @a = 1, @b := 2`): no system variable, nothing a write depends on.
+  if (/^SET @[^@]/.test(text) && !/@@|,\s*[^@\s]/.test(text)) return 'none';
+  return 'session';
+}
+
+/** A statement's transaction and session effects, remembered together (see statementInfo). */
+export interface StatementInfo {
+  readonly effect: StatementEffect;
+  readonly session: SessionEffect;
+}
+
+const INFOS = new Map<string, StatementInfo>();
+function infoOf(effect: StatementEffect, session: SessionEffect): StatementInfo {
+  const key = `${effect}/${session}`;
+  let info = INFOS.get(key);
+  if (info === undefined) {
+    info = Object.freeze({ effect, session });
+    INFOS.set(key, info);
+  }
+  return info;
+}
+
+/**
+ * `classifyStatement` and `classifySession` for the statements a connection sends, remembered by
+ * text: applications send the same few texts over and over (placeholders keep values out of them),
+ * and one Map lookup by a string whose hash V8 keeps costs a fraction of reading the text again.
+ * Bounded in entries and in text length; cleared when full (texts built with values in them only
+ * churn it).
  */
 const EFFECT_CACHE_ENTRIES = 512;
 const EFFECT_CACHE_TEXT_LENGTH = 1_024;
-const effectsSingle = new Map<string, StatementEffect>();
-const effectsMultiple = new Map<string, StatementEffect>();
+const effectsSingle = new Map<string, StatementInfo>();
+const effectsMultiple = new Map<string, StatementInfo>();
+
+function classifyBoth(sql: string, multipleStatements: boolean): StatementInfo {
+  return infoOf(classifyStatement(sql, multipleStatements), classifySession(sql, multipleStatements));
+}
+
+/** @internal Exported for tests. */
+export function statementInfo(sql: string, multipleStatements: boolean): StatementInfo {
+  if (sql.length > EFFECT_CACHE_TEXT_LENGTH) return classifyBoth(sql, multipleStatements);
+  const cache = multipleStatements ? effectsMultiple : effectsSingle;
+  let info = cache.get(sql);
+  if (info === undefined) {
+    info = classifyBoth(sql, multipleStatements);
+    if (cache.size >= EFFECT_CACHE_ENTRIES) cache.clear();
+    cache.set(sql, info);
+  }
+  return info;
+}
 
 /** @internal Exported for tests. */
 export function statementEffect(sql: string, multipleStatements: boolean): StatementEffect {
-  if (sql.length > EFFECT_CACHE_TEXT_LENGTH) return classifyStatement(sql, multipleStatements);
-  const cache = multipleStatements ? effectsMultiple : effectsSingle;
-  let effect = cache.get(sql);
-  if (effect === undefined) {
-    effect = classifyStatement(sql, multipleStatements);
-    if (cache.size >= EFFECT_CACHE_ENTRIES) cache.clear();
-    cache.set(sql, effect);
-  }
-  return effect;
+  return statementInfo(sql, multipleStatements).effect;
 }
 
 /** The SQL text of a `query`/`execute` first argument: a string or a `{ sql }` options object. */
@@ -324,11 +396,18 @@ function finalHeader(result: unknown): { serverStatus: number } | undefined {
   return undefined;
 }
 
+/** Record a statement's session effect (see `classifySession`). */
+function noteSession(state: ConnState, session: SessionEffect): void {
+  if (session === 'session') state.sessionChanged = true;
+  else if (session === 'next_tx') state.pendingTxCharacteristics = true;
+}
+
 /** Record a statement about to be sent. Effects that end a transaction wait for the server's word. */
 function noteSent(state: ConnState, effect: StatementEffect): void {
   switch (effect) {
     case 'begin':
       state.status = 'in_tx';
+      state.pendingTxCharacteristics = false;
       return;
     case 'none':
       // With autocommit off, any statement may open a transaction.
@@ -359,6 +438,8 @@ function noteSessionReset(state: ConnState): void {
   state.status = 'idle';
   state.autocommit = state.defaultAutocommit;
   state.opaque = false;
+  state.sessionChanged = false;
+  state.pendingTxCharacteristics = false;
 }
 
 function driverBusy(core: CoreConnection): boolean {
@@ -734,6 +815,8 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
         autocommit: defaultAutocommit,
         defaultAutocommit,
         opaque: false,
+        sessionChanged: false,
+        pendingTxCharacteristics: false,
         broken: false,
         reported: false,
       };
@@ -822,6 +905,29 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
   const cancelTimeoutMs = options.cancelTimeoutMs ?? DEFAULT_CANCEL_TIMEOUT_MS;
   const retryOnLockWaitTimeout = options.retryOnLockWaitTimeout === true;
 
+  /** The server's `innodb_rollback_on_timeout` (read-only while it runs), once known. */
+  let rollbackOnTimeout: boolean | undefined;
+  const learnRollbackOnTimeout = (conn: Connection, signal: AbortSignal): Promise<Connection> => {
+    const core = states.get(conn)?.core;
+    if (core === undefined) return Promise.resolve(conn);
+    return new Promise<Connection>((resolve, reject) => {
+      const onAbort = (): void => {
+        hardDestroy(core);
+        reject(new ConnectError(`mysql2: connecting to ${resolved.target} was aborted`, { cause: signal.reason }));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      core.query('SELECT @@innodb_rollback_on_timeout AS r', (err: unknown, rows: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) return;
+        const row = Array.isArray(rows) ? (rows[0] as { r?: unknown } | undefined) : undefined;
+        // Not InnoDB, or not readable: assume the whole transaction may be rolled back.
+        rollbackOnTimeout ??= err ? true : Number(row?.r) === 1;
+        resolve(conn);
+      });
+    });
+  };
+
   const observe = (conn: Connection, method: string, firstArg: unknown): void => {
     const state = states.get(conn);
     if (state === undefined) return;
@@ -829,7 +935,13 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       case 'query':
       case 'execute': {
         const sql = sqlOf(firstArg);
-        noteSent(state, sql === undefined ? 'unknown' : statementEffect(sql, state.core.config.multipleStatements === true));
+        if (sql === undefined) {
+          noteSent(state, 'unknown');
+          return;
+        }
+        const info = statementInfo(sql, state.core.config.multipleStatements === true);
+        if (info.session !== 'none') noteSession(state, info.session);
+        noteSent(state, info.effect);
         return;
       }
       case 'beginTransaction':
@@ -839,8 +951,11 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       case 'rollback':
         noteSent(state, 'end');
         return;
-      case 'reset':
       case 'changeUser':
+        state.sessionChanged = true; // another user's session: not what the next borrower expects
+        noteSent(state, 'unknown');
+        return;
+      case 'reset':
         noteSent(state, 'unknown');
         return;
       case 'prepare': {
@@ -885,7 +1000,8 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     lifecycleMethods: { release: ['release', Symbol.asyncDispose], destroy: ['end', 'destroy', 'close'] },
 
     connect(signal: AbortSignal, events: ConnectionEvents): Promise<Connection> {
-      return openConnection(resolved, signal, events);
+      const opening = openConnection(resolved, signal, events);
+      return rollbackOnTimeout !== undefined ? opening : opening.then((conn) => learnRollbackOnTimeout(conn, signal));
     },
 
     close(conn: Connection): Promise<void> {
@@ -926,6 +1042,26 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
     isRetryable(err: unknown): boolean {
       return isRetryableError(err, retryOnLockWaitTimeout);
+    },
+
+    endsTransaction(err: unknown): boolean {
+      return someInChain(err, (e) => {
+        if (typeof e.errno !== 'number') return false;
+        if (SERVER_ROLLBACK_ERRNOS.has(e.errno)) return true;
+        // A lock wait timeout rolls back only the statement, unless the server rolls back the
+        // whole transaction on it (read at the first connect; unknown counts as yes).
+        return e.errno === 1205 && rollbackOnTimeout !== false;
+      });
+    },
+
+    sessionChanged(conn: Connection): boolean {
+      const state = states.get(conn);
+      if (state === undefined) return false;
+      return (
+        state.sessionChanged ||
+        state.pendingTxCharacteristics ||
+        (state.autocommit !== undefined && state.defaultAutocommit !== undefined && state.autocommit !== state.defaultAutocommit)
+      );
     },
 
     async cancel(conn: Connection): Promise<void> {

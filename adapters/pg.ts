@@ -19,7 +19,9 @@ import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/ad
 import { ConfigError, ConnectError } from '../src/errors';
 import { redact, redactError } from '../src/redact';
 import {
+  changesSessionCached,
   checkNonNegativeInt,
+  commitRolledBack,
   errorMessage,
   isFatalServerError,
   isRetryableServerError,
@@ -139,6 +141,28 @@ interface ConnState {
   phase: 'connecting' | 'hook' | 'open' | 'closing' | 'closed';
   reported: boolean;
   hookError?: unknown;
+}
+
+/** Set on a client whose session a statement sent through a lease changed (see `changesSession`). */
+const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
+interface SessionMark {
+  [SESSION_CHANGED]?: boolean;
+}
+
+/** The SQL text of a `query` first argument: a string or a `{ text }` config. */
+function textOf(firstArg: unknown): string | undefined {
+  if (typeof firstArg === 'string') return firstArg;
+  if (firstArg !== null && typeof firstArg === 'object') {
+    const text = (firstArg as { text?: unknown }).text;
+    if (typeof text === 'string') return text;
+  }
+  return undefined;
+}
+
+/** The guard's statement hook: mark the session changed when the text says so. */
+function observeStatement(client: Client, _method: string, firstArg: unknown): void {
+  const text = textOf(firstArg);
+  if (text !== undefined && changesSessionCached(text)) (client as unknown as SessionMark)[SESSION_CHANGED] = true;
 }
 
 /** What pg-pool calls `client.release(err)`: a truthy first argument destroys the connection. */
@@ -330,6 +354,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
       };
       const opened = (): void => {
         state.phase = 'open';
+        (client as unknown as SessionMark)[SESSION_CHANGED] = false;
         if (allowExitOnIdle) setRef(client, false); // idle until leased
         resolve(client);
       };
@@ -392,6 +417,15 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     },
     async reset(client: Client): Promise<void> {
       await client.query('DISCARD ALL');
+      (client as unknown as SessionMark)[SESSION_CHANGED] = false;
+      // DISCARD ALL deallocated the server's prepared statements: pg must prepare named ones again.
+      const parsed = (client as unknown as { connection?: { parsedStatements?: Record<string, unknown> } }).connection;
+      if (parsed?.parsedStatements !== undefined) parsed.parsedStatements = {};
+    },
+    commitRolledBack,
+    observeStatement,
+    sessionChanged(client: Client): boolean {
+      return (client as unknown as SessionMark)[SESSION_CHANGED] === true;
     },
     sendStatement,
     statementMethods: ['query'],

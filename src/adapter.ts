@@ -67,6 +67,26 @@ export interface Adapter<C extends object = object> {
   /** True for serialization failures and deadlocks: a transaction may be retried. */
   isRetryable(err: unknown): boolean;
   /**
+   * True when `err`, failing a statement inside a transaction, means the server has already
+   * rolled the whole transaction back (MySQL: a deadlock; a lock wait timeout under
+   * `innodb_rollback_on_timeout`). Statements sent afterwards would run in autocommit, so the pool
+   * refuses them and the `withTx` rejects (or retries).
+   */
+  endsTransaction?(err: unknown): boolean;
+  /**
+   * True when the reply to COMMIT (what `exec` resolved to) says the transaction was rolled back
+   * instead (PostgreSQL answers COMMIT in an aborted transaction with the command tag ROLLBACK).
+   */
+  commitRolledBack?(reply: unknown): boolean;
+  /**
+   * True when a statement sent through `lease.conn` since the connection was opened (or last
+   * reset) may have changed session state that outlives the lease and would cost the next
+   * borrower a write or a lock (MySQL `SET autocommit = 0`, `LOCK TABLES`; PostgreSQL session
+   * advisory locks, session `SET` …). The pool then closes the connection at release instead of
+   * handing it on, unless `resetOnRelease` resets it.
+   */
+  sessionChanged?(conn: C): boolean;
+  /**
    * Wait until `txStatus` is current again. Called at release only when it answered `'unknown'`
    * (pg: a failed statement has rejected but its ReadyForQuery has not arrived yet).
    */

@@ -3,7 +3,7 @@
  * the guard refuses use after the lease ended, turns the driver's own release/end/destroy into
  * lease operations, counts statements in flight, and marks the lease broken on a fatal error.
  */
-import { LeaseReleasedError } from './errors';
+import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { CallerStack } from './adapter';
 import type { Lease, LeaseRecord } from './lease';
 
@@ -114,7 +114,7 @@ function wrapMethod<C extends object>(
   // Kept small: V8 inlines it into the caller's frame, and every frame costs a driver that
   // captures a stack per statement (mysql2's `trace`) and the sampled acquire stacks.
   return function guarded(this: unknown, ...args: unknown[]): unknown {
-    if (record.state !== 'active') throw record.useError();
+    if (record.state !== 'active' || record.txLost !== undefined || record.checkScopes) refuseStatement(record);
     const adapter = record.owner.adapter;
     adapter.observeStatement?.(target, prop as string, args[0]);
     const last = args.length - 1;
@@ -133,6 +133,32 @@ function wrapMethod<C extends object>(
     }
     return callMethod(record, target, prop, method, args, true, proxyRef);
   };
+}
+
+/**
+ * Throw when a statement may not be sent on `record` now: the lease has ended, the scope sending it
+ * belongs to a transaction that has ended, or the open transaction was lost (the server rolled it
+ * back): anything sent then would run outside the transaction it was written for.
+ */
+function refuseStatement<C extends object>(record: LeaseRecord<C>): void {
+  if (record.state !== 'active') throw record.useError();
+  const ended = record.checkScopes ? record.owner.scopeEnded(record) : undefined;
+  if (ended !== undefined) throw ended;
+  if (record.txLost !== undefined) {
+    throw new TxAbortedError(
+      `The transaction on lease #${record.id} is over (${describe(record.txLost)}); the statement was refused: it would run outside the transaction`,
+      { cause: record.txLost },
+    );
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** One statement in flight on `record` has ended; wake a body waiting for its un-awaited statements. */
+function inflightEnded<C extends object>(record: LeaseRecord<C>): void {
+  if (--record.inflight === 0 && record.onDrained !== undefined) record.onDrained();
 }
 
 /** Call the driver's own `method`; a statement's promise is tracked in flight, any failure noted. */
@@ -164,13 +190,13 @@ function callMethod<C extends object>(
     record.inflight++;
     return (result as Promise<unknown>).then(
       (value) => {
-        record.inflight--;
+        inflightEnded(record);
         owner.adapter.observeResult?.(target, prop as string, value);
         return value;
       },
       (err: unknown) => {
-        record.inflight--;
         owner.noteError(record, err);
+        inflightEnded(record);
         throw err;
       },
     );
@@ -195,7 +221,7 @@ function sendThroughAdapter<C extends object>(
     statementEnded(record, target, method, err, undefined);
     throw err;
   }
-  if (sent === undefined) record.inflight--;
+  if (sent === undefined) inflightEnded(record);
   return sent;
 }
 
@@ -219,9 +245,10 @@ function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, meth
  * goes through the adapter's `isFatal`, a result to its `observeResult`.
  */
 export function statementEnded<C extends object>(record: LeaseRecord<C>, target: C, method: string, err: unknown, result: unknown): void {
-  record.inflight--;
+  // The failure is noted before the count drops: a body waiting for its statements sees it.
   if (err) record.owner.noteError(record, err);
   else record.owner.adapter.observeResult?.(target, method, result);
+  inflightEnded(record);
 }
 
 /**

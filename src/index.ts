@@ -31,6 +31,7 @@ export {
   NestedAcquireError,
   TxOutcomeUnknownError,
   TxAbortedError,
+  TxEndedError,
   LeaseMisuseError,
   CleanupError,
   suppressedErrors,

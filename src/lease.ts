@@ -49,6 +49,26 @@ export class LeaseRecord<C extends object = object> {
   savepointSeq = 0;
   /** The top-level COMMIT is on the wire: a revoke now cannot tell the caller the work was undone. */
   committing = false;
+  /**
+   * Why the open transaction can no longer commit, once it cannot: the server rolled it back
+   * (deadlock), the connection was lost, or a savepoint could not be rolled back to. Statements
+   * through `lease.conn` are refused from then on, and the top-level `withTx` rejects.
+   */
+  txLost: unknown = undefined;
+  /**
+   * Set once a transaction frame on this lease has ended: from then on each statement is checked
+   * against the scope that sends it (see `Pool.scopeEnded`), so that an un-awaited scope of an
+   * ended transaction cannot run statements outside it.
+   */
+  checkScopes = false;
+  /**
+   * Bodies that have returned and wait for the statements and nested scopes they did not await
+   * (nested: a savepoint's wait inside its transaction's); `drainError` is the first failure among those.
+   */
+  draining = 0;
+  drainError: unknown = undefined;
+  /** Called when `inflight` drops to 0 (or the lease is revoked) while someone waits for that. */
+  onDrained: (() => void) | undefined = undefined;
   /** Neighbours in the pool's {@link ActiveLeases} (acquire order). */
   prevActive: LeaseRecord<C> | undefined = undefined;
   nextActive: LeaseRecord<C> | undefined = undefined;

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
 import type { Adapter } from './adapter';
 import { createFactory, PooledConnection } from './connections';
-import { enterScope, findAmbient, leaveScope } from './context';
+import { endedFrameOf, enterScope, findAmbient, leaveScope } from './context';
 import {
   AcquireTimeoutError,
   attachSuppressed,
@@ -27,7 +27,7 @@ import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
 import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
-import { runTransaction, type Transaction, type TxOptions } from './transaction';
+import { runTransaction, txEndedError, type Transaction, type TxFrame, type TxOptions } from './transaction';
 import { now, withTimeout } from './time';
 import { WaitingRoom } from './waiters';
 
@@ -224,6 +224,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       return Promise.reject(err);
     }
     const site = this.captureAcquireSite(this.acquire);
+    // A body the pool took back (deadline, close) is abandoned: it acquires nothing new either.
+    const ambient = findAmbient(this);
+    if (ambient !== undefined && ambient.lease.state === 'revoked') return Promise.reject(ambient.lease.record.useError());
     const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
     return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
   }
@@ -239,7 +242,14 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       return Promise.reject(err);
     }
     const ambient = findAmbient(this);
-    if (ambient !== undefined) return joinScope(fn, ambient.lease);
+    if (ambient !== undefined) {
+      // Joining a scope that has ended fails: it never falls through to another connection.
+      const record = ambient.lease.record;
+      if (record.state !== 'active') return Promise.reject(record.useError());
+      const frame = ambient.frame;
+      if (frame !== undefined && frame.root.ended) return Promise.reject(txEndedError(frame as TxFrame<object>, record.id));
+      return joinScope(fn, ambient.lease);
+    }
     return this.#scope(fn, undefined, options, this.captureAcquireSite(this.withLease), undefined);
   }
 
@@ -341,7 +351,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     const gp = this.#gp;
     if (gp.available === 0 && gp.spareResourceCapacity <= 0) {
-      if (findAmbient(this) !== undefined) {
+      if (findAmbient(this)?.lease.state === 'active') {
         this.metrics.acquireFailed('rejected');
         throw new NestedAcquireError(this.name);
       }
@@ -524,7 +534,19 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
 
   /** @internal */
   noteError(record: LeaseRecord<C>, err: unknown): void {
-    if (this.adapter.isFatal(err)) record.connection.markBroken(err);
+    const adapter = this.adapter;
+    if (adapter.isFatal(err)) {
+      record.connection.markBroken(err);
+      // The transaction went with the connection: nothing sent afterwards may pass for part of it.
+      if (record.txDepth > 0) record.txLost ??= err;
+    } else if (record.txDepth > 0 && adapter.endsTransaction?.(err) === true) record.txLost ??= err;
+    if (record.draining > 0) record.drainError ??= err;
+  }
+
+  /** @internal The error for a statement sent from inside a transaction frame of `record` that has ended. */
+  scopeEnded(record: LeaseRecord<C>): Error | undefined {
+    const frame = endedFrameOf(record);
+    return frame === undefined ? undefined : txEndedError(frame, record.id);
   }
 
   /** @internal */
@@ -887,10 +909,14 @@ function endScope<C extends object, R>(
   }
   releasing.then((cleanupErrors) => {
     try {
+      // Taken back while its cleanups ran (a deadline, close()): the body's work stands, the
+      // cleanups did not finish in time.
+      const revokedBy = record.state === 'revoked' ? record.revokedBy : undefined;
       if (failed) {
-        attachSuppressed(outcome, cleanupErrors);
+        attachSuppressed(outcome, revokedBy === undefined || revokedBy === outcome ? cleanupErrors : [...cleanupErrors, revokedBy]);
         reject(outcome);
-      } else if (cleanupErrors.length > 0) reject(new CleanupError(cleanupErrors));
+      } else if (revokedBy !== undefined && revokedBy !== outcome) reject(new CleanupError([...cleanupErrors, revokedBy]));
+      else if (cleanupErrors.length > 0) reject(new CleanupError(cleanupErrors));
       else resolve(outcome as R);
     } catch (err) {
       reject(err);

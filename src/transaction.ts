@@ -6,7 +6,7 @@
  */
 import type { Adapter, BeginOptions, IsolationLevel, TxStatus } from './adapter';
 import { enterScope, findAmbient, leaveScope } from './context';
-import { attachSuppressed, ConfigError, TxAbortedError, TxOutcomeUnknownError } from './errors';
+import { attachSuppressed, ConfigError, TxAbortedError, TxEndedError, TxOutcomeUnknownError } from './errors';
 import type { CallSite, Lease, LeaseRecord } from './lease';
 import { check, show } from './options';
 import type { Pool } from './pool';
@@ -131,6 +131,13 @@ export function resolveTxOptions(input: TxOptions | undefined): ResolvedTxOption
 export class TxFrame<C extends object = object> implements Transaction<C> {
   /** Serialises child savepoints: concurrent nested scopes never interleave. */
   tail: Promise<void> | undefined = undefined;
+  /**
+   * Set when the frame's COMMIT / RELEASE or ROLLBACK is about to be sent: from then on nothing
+   * started inside the frame may send a statement (it would run outside the transaction).
+   */
+  ended = false;
+  /** The top-level frame of this transaction (itself at depth 1). */
+  readonly root: TxFrame<C>;
   constructor(
     readonly lease: Lease<C>,
     readonly depth: number,
@@ -138,10 +145,33 @@ export class TxFrame<C extends object = object> implements Transaction<C> {
     readonly savepoint: string | undefined,
     /** The top-level transaction's BEGIN options; savepoints run under them. */
     readonly begin: BeginOptions,
-  ) {}
+    readonly parent: TxFrame<C> | undefined,
+  ) {
+    this.root = parent === undefined ? this : parent.root;
+  }
   get signal(): AbortSignal {
     return this.lease.signal;
   }
+}
+
+/** True when `frame` or one of the frames it is nested in has ended. */
+function frameEnded(frame: TxFrame<object>): boolean {
+  for (let f: TxFrame<object> | undefined = frame; f !== undefined; f = f.parent) if (f.ended) return true;
+  return false;
+}
+
+/** End `frame`: scopes started inside it are cut off from the connection from now on. */
+function endFrame<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): void {
+  frame.ended = true;
+  record.checkScopes = true;
+}
+
+/** The error a scope started inside an ended transaction gets. */
+export function txEndedError(frame: TxFrame<object>, leaseId: number): TxEndedError {
+  const what = frame.savepoint === undefined ? 'transaction' : `savepoint ${frame.savepoint}`;
+  return new TxEndedError(
+    `The ${what} on lease #${leaseId} has ended; a statement or nested withTx started inside it and still running was refused (await every statement and nested scope before the withTx body returns or throws)`,
+  );
 }
 
 type TxBody<C extends object, R> = (conn: C, tx: Transaction<C>) => R | PromiseLike<R>;
@@ -161,14 +191,22 @@ export function runTransaction<C extends object, R>(
     const opts = resolveTxOptions(options);
     pool.adapter.validateBegin?.(opts.begin);
     const ambient = findAmbient(pool);
-    if (ambient !== undefined && opts.propagation === 'required') {
+    if (ambient !== undefined) {
       const lease = ambient.lease;
-      const frame = ambient.frame;
-      if (frame !== undefined) {
-        checkNestedOptions(opts.begin, frame.begin);
-        return serialized(frame, () => savepoint(pool, lease, frame, fn));
+      const record = lease.record;
+      if (opts.propagation === 'required') {
+        // Joining a scope that has ended fails: it never falls through to a fresh transaction.
+        if (record.state !== 'active') throw record.useError();
+        const frame = ambient.frame;
+        if (frame !== undefined) {
+          if (frameEnded(frame)) throw txEndedError(frame, record.id);
+          checkNestedOptions(opts.begin, frame.begin);
+          return serialized(frame, () => savepoint(pool, lease, frame, fn));
+        }
+        return serialized(record, () => topLevel(pool, lease, fn, opts));
       }
-      return serialized(lease.record, () => topLevel(pool, lease, fn, opts));
+      // A body the pool took back (deadline, close) is abandoned: it starts nothing new either.
+      if (record.state === 'revoked') throw record.useError();
     }
     const acquired = pool.acquireLease(opts.acquireTimeoutMs ?? pool.options.acquireTimeoutMs, opts.signal, site, opts.timeoutMs, false);
     return pool.runAndRelease(acquired, (l) => topLevel(pool, l, fn, opts));
@@ -191,7 +229,8 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       throw err;
     }
     record.txDepth = 1;
-    const frame = new TxFrame(lease, 1, attempt, undefined, opts.begin);
+    record.txLost = undefined;
+    const frame = new TxFrame(lease, 1, attempt, undefined, opts.begin, undefined);
     let result: R;
     try {
       // The body is called here, not through a helper: a driver that captures a stack per
@@ -204,12 +243,19 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
         leaveScope(previous);
       }
       result = await body;
-      // A nested withTx the body did not await still runs on this connection: let it finish
-      // before COMMIT, never interleave with it.
-      while (frame.tail !== undefined) await frame.tail;
-    } catch (error) {
+      await settleScopes(record, frame);
+      // The body caught an error after which the server had ended the transaction (a MySQL
+      // deadlock, a lost connection): what it did afterwards was refused; nothing may commit.
+      if (record.txLost !== undefined) throw record.txLost;
+    } catch (thrown) {
+      endFrame(record, frame);
       record.txDepth = 0;
-      if (endedInBody(adapter, raw)) {
+      const lost = record.txLost;
+      record.txLost = undefined;
+      // A statement the pool refused because the transaction was lost stands for the loss itself
+      // (a deadlock is then retried as it would have been had the body not caught it).
+      const error = lost !== undefined && thrown instanceof TxAbortedError ? lost : thrown;
+      if (lost === undefined && endedInBody(adapter, raw)) {
         // A statement of the body ended the transaction (MySQL's implicit commit at DDL, a raw
         // COMMIT): nothing is left to roll back, and a rerun would repeat work that may be committed.
         metrics.transaction('rollback', (now() - startedAt) / 1000);
@@ -218,12 +264,16 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
       throw withAttempts(error, attempt);
     }
+    // Nothing started inside the body may send a statement from here on: it would land after COMMIT.
+    endFrame(record, frame);
     // The body caught a failed statement and returned: the database has aborted the transaction
     // and PostgreSQL would answer COMMIT with a silent ROLLBACK. Never report that as a commit.
     let status = adapter.txStatus?.(raw);
     if (status === 'unknown' && adapter.settle !== undefined) status = await settledStatus(adapter, raw);
     if (record.state === 'active' && status === 'failed') {
-      const error = new TxAbortedError();
+      const error = new TxAbortedError(
+        'The transaction was aborted by a statement that failed inside withTx (its error was caught or not awaited); it was rolled back, not committed',
+      );
       record.txDepth = 0;
       await rolledBackForRetry(pool, record, error, opts, attempt, startedAt); // never retryable
       throw withAttempts(error, attempt);
@@ -234,8 +284,9 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       throw record.useError();
     }
     record.committing = true;
+    let reply: unknown;
     try {
-      await adapter.exec(raw, adapter.sql.commit);
+      reply = await adapter.exec(raw, adapter.sql.commit);
       record.committing = false;
       record.txDepth = 0;
     } catch (error) {
@@ -250,6 +301,12 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
       if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
       throw withAttempts(error, attempt);
     }
+    // The outcome of COMMIT is in its reply: PostgreSQL answers COMMIT in an aborted transaction
+    // with the command tag ROLLBACK and no error.
+    if (adapter.commitRolledBack?.(reply) === true) {
+      metrics.transaction('rollback', (now() - startedAt) / 1000);
+      throw withAttempts(new TxAbortedError('COMMIT was answered with ROLLBACK: the transaction had been aborted by the database; nothing was committed'), attempt);
+    }
     metrics.transaction('commit', (now() - startedAt) / 1000);
     return result;
   }
@@ -260,6 +317,9 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
   const { adapter } = pool;
   const raw = record.connection.raw;
   ensureActive(record);
+  // Queued behind a sibling, the parent may have ended (or lost its transaction) meanwhile.
+  if (frameEnded(parent as TxFrame<object>)) throw txEndedError(parent as TxFrame<object>, record.id);
+  if (record.txLost !== undefined) throw lostError(record);
   const name = `lp_sp_${++record.savepointSeq}`;
   try {
     await adapter.exec(raw, adapter.sql.savepoint(name));
@@ -268,8 +328,8 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
     throw err;
   }
   record.txDepth++;
+  const frame = new TxFrame(lease, parent.depth + 1, parent.attempt, name, parent.begin, parent);
   try {
-    const frame = new TxFrame(lease, parent.depth + 1, parent.attempt, name, parent.begin);
     const previous = enterScope(pool, lease as Lease<object>, frame as TxFrame<object>);
     let body: R | PromiseLike<R>;
     try {
@@ -278,26 +338,69 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
       leaveScope(previous);
     }
     const result = await body;
-    while (frame.tail !== undefined) await frame.tail;
+    await settleScopes(record, frame);
     ensureActive(record);
+    if (record.txLost !== undefined) throw lostError(record);
+    if (frameEnded(parent as TxFrame<object>)) throw txEndedError(parent as TxFrame<object>, record.id);
+    endFrame(record, frame);
     // A savepoint does not outlive its transaction: after an implicit commit there is none to release.
     if (!endedInBody(adapter, raw)) await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
     return result;
   } catch (error) {
-    if (record.state === 'active' && !record.connection.broken && !endedInBody(adapter, raw)) {
+    // Cut off by an outer frame that ended, or after the server ended the whole transaction:
+    // there is no savepoint left to roll back to, and nothing may be sent in its name.
+    const cutOff = frameEnded(parent as TxFrame<object>);
+    endFrame(record, frame);
+    if (!cutOff && record.txLost === undefined && record.state === 'active' && !record.connection.broken && !endedInBody(adapter, raw)) {
       try {
         await adapter.exec(raw, adapter.sql.rollbackToSavepoint(name));
         await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
       } catch (rollbackError) {
-        // The outer transaction can no longer be trusted: the connection will be destroyed.
+        // The outer transaction can no longer be trusted: it must not commit, and the connection will be destroyed.
         record.connection.markBroken(rollbackError);
+        record.txLost ??= rollbackError;
         attachSuppressed(error, [rollbackError]);
       }
     }
+    // An outer body that has returned and is waiting for this scope must not commit without it.
+    if (record.draining > 0) record.drainError ??= error;
     throw error;
   } finally {
-    record.txDepth--;
+    // A scope cut off after its transaction ended leaves the depth to the transaction that reset it.
+    if (!frame.root.ended) record.txDepth--;
   }
+}
+
+/**
+ * After a body has returned: wait for the nested scopes and statements it started and did not
+ * await (they run on this transaction and must end before it does). The first failure among them
+ * is thrown: the transaction must not commit without the work that failed.
+ */
+async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): Promise<void> {
+  if (frame.tail === undefined && record.inflight === 0) return;
+  const outer = record.drainError;
+  record.drainError = undefined;
+  record.draining++;
+  try {
+    while (frame.tail !== undefined) await frame.tail;
+    while (record.inflight > 0 && record.state === 'active') {
+      await new Promise<void>((resolve) => {
+        record.onDrained = resolve;
+      });
+    }
+  } finally {
+    record.onDrained = undefined;
+    record.draining--;
+  }
+  const failed = record.drainError;
+  record.drainError = outer;
+  if (failed !== undefined) throw failed;
+}
+
+/** What a scope of a transaction the server has ended gets. */
+function lostError(record: LeaseRecord<object>): TxAbortedError {
+  const cause = record.txLost;
+  return new TxAbortedError(`The transaction on lease #${record.id} is over (${cause instanceof Error ? cause.message : String(cause)}); nothing more can run in it`, { cause });
 }
 
 /**
