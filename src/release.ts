@@ -131,9 +131,13 @@ async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unk
         ? 'lifetime'
         : undefined;
   // Session state a borrower changed (autocommit off, table or advisory locks …) would cost the
-  // next borrower a write or a lock: without a full reset to undo it, the connection is closed.
+  // next borrower a write or a lock. Without resetOnRelease the connection is closed; reset first
+  // where the adapter can, so that its locks are gone by the time the release resolves (a closing
+  // socket lets go of them only when the server notices).
   if (retire === undefined && !(owner.resetOnRelease && owner.adapter.reset !== undefined) && owner.adapter.sessionChanged?.(conn.raw) === true) {
     retire = 'reset';
+    if (owner.adapter.reset !== undefined) await withTimeout(owner.adapter.reset(conn.raw), owner.controlTimeoutMs).catch(() => undefined);
+    releasedAt = now();
   }
 
   // 4. Optional session reset.

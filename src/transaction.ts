@@ -394,7 +394,12 @@ async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxF
   }
   const failed = record.drainError;
   record.drainError = outer;
-  if (failed !== undefined) throw failed;
+  if (failed !== undefined) {
+    throw new TxAbortedError(
+      `A statement or nested withTx that the body did not await failed after it returned (${failed instanceof Error ? failed.message : String(failed)}); the transaction was rolled back, not committed`,
+      { cause: failed },
+    );
+  }
 }
 
 /** What a scope of a transaction the server has ended gets. */
@@ -465,7 +470,10 @@ async function rolledBackForRetry<C extends object>(
 ): Promise<boolean> {
   await rollbackAfter(pool, record, error);
   pool.metrics.transaction('rollback', (now() - startedAt) / 1000);
-  const retry = attempt <= opts.retries && record.state === 'active' && !record.connection.broken && pool.adapter.isRetryable(error);
+  // A TxAbortedError stands for the database error that aborted the transaction (its cause).
+  const cause = error instanceof TxAbortedError ? error.cause : undefined;
+  const retryable = pool.adapter.isRetryable(error) || (cause !== undefined && pool.adapter.isRetryable(cause));
+  const retry = attempt <= opts.retries && record.state === 'active' && !record.connection.broken && retryable;
   if (!retry) return false;
   pool.metrics.transaction('retry', undefined);
   await sleep(backoffMs(opts, attempt));
