@@ -82,6 +82,7 @@ export const DEFAULT_POOL_OPTIONS = {
 
 const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger']);
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+const METRICS_KEYS: ReadonlySet<string> = new Set(['registry', 'prefix', 'buckets']);
 
 type Problem = { field: string; problem: string };
 
@@ -133,7 +134,8 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
   const min = pick('min');
   check.integer(problems, 'max', max, 1, false);
   check.integer(problems, 'min', min, 0, false);
-  if (typeof max === 'number' && typeof min === 'number' && Number.isInteger(max) && Number.isInteger(min) && min > max) {
+  // Compared only when max itself is valid: a bad max must not make an untouched min look wrong.
+  if (typeof max === 'number' && typeof min === 'number' && Number.isInteger(max) && max >= 1 && Number.isInteger(min) && min > max) {
     problems.push({ field: 'min', problem: `must not exceed max (min=${min}, max=${max})` });
   }
   check.duration(problems, 'acquireTimeoutMs', pick('acquireTimeoutMs'), { allowZero: false, allowInfinity: true });
@@ -157,6 +159,10 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     const registry = (metrics as { registry?: unknown } | null)?.registry;
     if (typeof metrics !== 'object' || metrics === null || typeof (registry as { registerMetric?: unknown } | undefined)?.registerMetric !== 'function') {
       problems.push({ field: 'metrics', problem: 'must be false or { registry } with a prom-client Registry' });
+    } else {
+      for (const key of Object.keys(metrics)) {
+        if (!METRICS_KEYS.has(key)) problems.push({ field: `metrics.${key}`, problem: `is not a known metrics option (known: ${[...METRICS_KEYS].join(', ')})` });
+      }
     }
   }
   const logger = opts['logger'];

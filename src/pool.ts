@@ -546,7 +546,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   /** @internal The error for a statement sent from inside a transaction frame of `record` that has ended. */
   scopeEnded(record: LeaseRecord<C>): Error | undefined {
     const frame = endedFrameOf(record);
-    return frame === undefined ? undefined : txEndedError(frame, record.id);
+    if (frame === undefined) return undefined;
+    // Counted on the transaction too: a commit waiting to see whether late work shows up must not go ahead.
+    frame.refused++;
+    if (frame.root !== frame) frame.root.refused++;
+    return txEndedError(frame, record.id);
   }
 
   /** @internal */

@@ -136,6 +136,8 @@ export class TxFrame<C extends object = object> implements Transaction<C> {
    * started inside the frame may send a statement (it would run outside the transaction).
    */
   ended = false;
+  /** Statements refused because they came from inside this frame after it ended. */
+  refused = 0;
   /** The top-level frame of this transaction (itself at depth 1). */
   readonly root: TxFrame<C>;
   constructor(
@@ -243,7 +245,7 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
         leaveScope(previous);
       }
       result = await body;
-      await settleScopes(record, frame);
+      if (await settleScopes(record, frame)) await noLateWork(frame);
       // The body caught an error after which the server had ended the transaction (a MySQL
       // deadlock, a lost connection): what it did afterwards was refused; nothing may commit.
       if (record.txLost !== undefined) throw record.txLost;
@@ -327,6 +329,8 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
     pool.noteError(record, err);
     throw err;
   }
+  // The transaction may have ended while SAVEPOINT was on the wire (an outer scope threw).
+  if (frameEnded(parent as TxFrame<object>)) throw txEndedError(parent as TxFrame<object>, record.id);
   record.txDepth++;
   const frame = new TxFrame(lease, parent.depth + 1, parent.attempt, name, parent.begin, parent);
   try {
@@ -338,11 +342,10 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
       leaveScope(previous);
     }
     const result = await body;
-    await settleScopes(record, frame);
+    if (await settleScopes(record, frame)) await noLateWork(frame);
     ensureActive(record);
     if (record.txLost !== undefined) throw lostError(record);
     if (frameEnded(parent as TxFrame<object>)) throw txEndedError(parent as TxFrame<object>, record.id);
-    endFrame(record, frame);
     // A savepoint does not outlive its transaction: after an implicit commit there is none to release.
     if (!endedInBody(adapter, raw)) await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
     return result;
@@ -373,21 +376,29 @@ async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, pa
 
 /**
  * After a body has returned: wait for the nested scopes and statements it started and did not
- * await (they run on this transaction and must end before it does). The first failure among them
- * is thrown: the transaction must not commit without the work that failed.
+ * await (they run on this transaction and must end before it does), then end the frame in the
+ * same turn, so that nothing can slip in between. The first failure among them is thrown: the
+ * transaction must not commit without the work that failed. Resolves true when there was
+ * something to wait for.
  */
-async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): Promise<void> {
-  if (frame.tail === undefined && record.inflight === 0) return;
+async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): Promise<boolean> {
+  if (frame.tail === undefined && record.inflight === 0) {
+    endFrame(record, frame);
+    return false;
+  }
   const outer = record.drainError;
   record.drainError = undefined;
   record.draining++;
   try {
-    while (frame.tail !== undefined) await frame.tail;
-    while (record.inflight > 0 && record.state === 'active') {
+    for (;;) {
+      while (frame.tail !== undefined) await frame.tail;
+      if (record.inflight === 0 || record.state !== 'active') break;
       await new Promise<void>((resolve) => {
         record.onDrained = resolve;
       });
+      record.onDrained = undefined;
     }
+    endFrame(record, frame);
   } finally {
     record.onDrained = undefined;
     record.draining--;
@@ -398,6 +409,21 @@ async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxF
     throw new TxAbortedError(
       `A statement or nested withTx that the body did not await failed after it returned (${failed instanceof Error ? failed.message : String(failed)}); the transaction was rolled back, not committed`,
       { cause: failed },
+    );
+  }
+  return true;
+}
+
+/**
+ * Un-awaited work the body left behind may still be sending, one statement after another (a
+ * `.then` chain): give it one turn of the event loop to show itself. A statement refused from
+ * inside the ended frame means part of the body's work was cut off: never commit without it.
+ */
+async function noLateWork(frame: TxFrame<object>): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  if (frame.refused > 0) {
+    throw new TxAbortedError(
+      'Work the body started and did not await was still sending statements after it returned; they were refused, and the transaction was rolled back, not committed',
     );
   }
 }
