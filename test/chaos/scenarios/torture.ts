@@ -137,15 +137,28 @@ const WEIGHTS: Record<Kind, number> = {
   session: 2,
   plainWrite: 2,
 };
-const TOTAL_WEIGHT = KINDS.reduce((sum, k) => sum + WEIGHTS[k], 0);
 
-function chooseKind(dice: Dice): Kind {
-  let x = dice.next() * TOTAL_WEIGHT;
-  for (const k of KINDS) {
+/**
+ * The kinds a run draws from: all, or the comma-separated list in `TORTURE_KINDS` (to narrow a
+ * failing seed down to its cause, e.g. `TORTURE_KINDS=plain,caughtError`).
+ */
+function enabledKinds(): readonly Kind[] {
+  const only = process.env.TORTURE_KINDS;
+  if (only === undefined || only === '') return KINDS;
+  const wanted = new Set(only.split(',').map((k) => k.trim()));
+  const unknown = [...wanted].filter((k) => !(KINDS as readonly string[]).includes(k));
+  if (unknown.length > 0) throw new Error(`TORTURE_KINDS: unknown kind(s) ${unknown.join(', ')}; known: ${KINDS.join(', ')}`);
+  return KINDS.filter((k) => wanted.has(k));
+}
+
+function chooseKind(dice: Dice, enabled: readonly Kind[]): Kind {
+  const total = enabled.reduce((sum, k) => sum + WEIGHTS[k], 0);
+  let x = dice.next() * total;
+  for (const k of enabled) {
     x -= WEIGHTS[k];
     if (x < 0) return k;
   }
-  return 'plain';
+  return enabled[0] ?? 'plain';
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -227,6 +240,8 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   const kept: object[] = [];
   const pendingSideEffects: Promise<unknown>[] = [];
   let nextOp = 1;
+  /** The kind of operation each op id belongs to (to name the cause of a lost or phantom commit). */
+  const opKinds = new Map<number, string>();
   const record = (op: number, kind: OutcomeKind, err?: unknown): void => {
     const t = performance.now();
     const code = err === undefined ? undefined : codeOf(err);
@@ -281,6 +296,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     async savepoint(conn: object, throwIt: boolean): Promise<void> {
       void conn;
       const op = nextOp++;
+      opKinds.set(op, 'nested savepoint');
       try {
         await pool.withTx(async (c) => {
           await transfer(c, op, false);
@@ -296,6 +312,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
 
   const runKind = async (kind: Kind): Promise<void> => {
     const op = nextOp++;
+    opKinds.set(op, kind);
     switch (kind) {
       case 'plain':
         return topTx(op, (conn) => transfer(conn, op, false), { retries: dice.int(0, 2) });
@@ -319,6 +336,8 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
             if (dice.chance(0.5)) {
               await sleep(timeoutMs);
               const op2 = nextOp++;
+        opKinds.set(op2, 'unawaitedNested (inner)');
+              opKinds.set(op2, 'deadline (scope after the deadline)');
               await pool.withTx((c) => transfer(c, op2, false)).then(
                 () => record(op2, 'committed'),
                 (err: unknown) => record(op2, rejectedKind(err), err),
@@ -375,6 +394,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         const outerThrows = dice.chance(0.5);
         const innerDelayMs = dice.pick([0, 0, 1, 5]);
         const op2 = nextOp++;
+        opKinds.set(op2, 'unawaitedNested (inner)');
         let innerSettled: Promise<boolean> | undefined;
         let outerOk = false;
         let outerKind: OutcomeKind = 'rolled_back';
@@ -499,9 +519,11 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   const started = performance.now();
   const endAt = started + options.durationMs;
   let stop = false;
+  const enabled = enabledKinds();
+  const killing = process.env.TORTURE_KILLS !== '0';
   const worker = async (): Promise<void> => {
     while (!stop && performance.now() < endAt) {
-      const kind = chooseKind(dice);
+      const kind = chooseKind(dice, enabled);
       kinds[kind] = (kinds[kind] ?? 0) + 1;
       try {
         await runKind(kind);
@@ -520,6 +542,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         await sleep(dice.int(100, 400));
         if (stop || performance.now() >= endAt) return;
         const victim = dice.pick([...live]);
+        if (!killing) continue;
         const id = victim === undefined ? undefined : target.backendId(victim);
         if (id === undefined) continue;
         await target.kill(admin, id).catch(() => undefined);
@@ -575,8 +598,13 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   if (!verdict.invariantHeld) {
     problems.push(`money invariant broken: sum ${verdict.sum} (expected ${verdict.expectedSum}), accounts not matching the log: ${verdict.halfAppliedAccounts.join(',') || 'none'}`);
   }
-  if (verdict.lostCommits.length > 0) problems.push(`${verdict.lostCommits.length} operations resolved but are not in the log (ops ${verdict.lostCommits.slice(0, 5).join(',')})`);
-  if (verdict.phantomCommits.length > 0) problems.push(`${verdict.phantomCommits.length} operations rejected but are in the log (ops ${verdict.phantomCommits.slice(0, 5).join(',')})`);
+  const named = (ops: readonly number[]): string => {
+    const byKind = new Map<string, number>();
+    for (const op of ops) byKind.set(opKinds.get(op) ?? '?', (byKind.get(opKinds.get(op) ?? '?') ?? 0) + 1);
+    return [...byKind].map(([k, n]) => `${n} ${k}`).join(', ');
+  };
+  if (verdict.lostCommits.length > 0) problems.push(`${verdict.lostCommits.length} operations resolved but are not in the log (${named(verdict.lostCommits)})`);
+  if (verdict.phantomCommits.length > 0) problems.push(`${verdict.phantomCommits.length} operations rejected but are in the log (${named(verdict.phantomCommits)})`);
   const count = (k: OutcomeKind): number => outcomes.filter((o) => o.kind === k).length;
   if (count('committed') === 0) problems.push('nothing committed at all');
   return {
