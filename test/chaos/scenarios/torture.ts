@@ -680,8 +680,15 @@ async function serverSessionsClean(
   }
   if (backends.size > 0) {
     const ids = [...backends].join(',');
-    const inTx = await admin.query(`SELECT count(*) AS n FROM information_schema.innodb_trx t JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE t.trx_mysql_thread_id IN (${ids}) AND p.command = 'Sleep'`);
-    if (Number(inTx[0]?.['n']) > 0) problems.push(`${when}: ${inTx[0]?.['n']} idle sessions of the pool inside a transaction (innodb_trx)`);
+    // A session whose connection the pool has just destroyed (reclaimed, broken) lingers until the
+    // server has noticed the closed socket and rolled it back: give those the time to go.
+    const count = async (): Promise<number> => {
+      const rows = await admin.query(`SELECT count(*) AS n FROM information_schema.innodb_trx t JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id WHERE t.trx_mysql_thread_id IN (${ids}) AND p.command = 'Sleep'`);
+      return Number(rows[0]?.['n']);
+    };
+    await until(async () => (await count()) === 0, 2_000);
+    const inTx = await count();
+    if (inTx > 0) problems.push(`${when}: ${inTx} idle sessions of the pool inside a transaction (innodb_trx)`);
   }
   // A table lock left behind blocks everyone else: try the side table from the admin session.
   await admin.query('SET SESSION lock_wait_timeout = 1');
