@@ -22,6 +22,7 @@ import { createConnection as createCoreConnection } from 'mysql2';
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
 
 import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
+import { applyCallerStack, statementEffect, type StatementEffect } from './mysql2-statements';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redact, redactError } from '../src/redact';
 
@@ -50,17 +51,17 @@ export interface MysqlAdapterOptions {
  * The mysql2 adapter: the `Adapter` interface plus the hooks this adapter adds.
  * Assignable to `Adapter<Connection>`.
  */
-export interface MysqlAdapter extends Adapter<Connection> {
+export interface MysqlAdapter extends Adapter<Connection, Connection['query']> {
   /**
    * Reject transaction options MySQL cannot honour, before any statement is sent: `deferrable: true`
    * (a PostgreSQL-only mode) and isolation levels outside the fixed table throw `ConfigError`.
-   * `sql.begin` runs the same check, so a core that does not call this hook is still safe.
-   * Proposed as `Adapter.validateBegin?(opts)`.
+   * `sql.begin` runs the same check, so a core that does not call this hook is still safe
+   * (`Adapter.validateBegin`).
    */
   validateBegin(opts: BeginOptions): void;
   /**
    * Methods of the promise connection that send statements (the guard should pass these calls to
-   * `observeStatement` / `observeResult`). Proposed as `Adapter.statementMethods?`.
+   * `observeStatement` / `observeResult`): `Adapter.statementMethods`.
    */
   readonly statementMethods: readonly string[];
 }
@@ -76,6 +77,8 @@ interface CoreConnection {
     readonly destroyed: boolean;
     destroy(): void;
     once(event: 'close', listener: () => void): unknown;
+    ref?(): unknown;
+    unref?(): unknown;
   };
   /** Set when the connection hit a fatal error; every later command fails. */
   readonly _fatalError?: unknown;
@@ -127,164 +130,6 @@ interface ConnState {
 
 const states = new WeakMap<object, ConnState>();
 const stateOfCore = new WeakMap<CoreConnection, ConnState>();
-
-/** What a statement does to the transaction state, as far as its text tells. */
-export type StatementEffect =
-  /** Opens a transaction (`START TRANSACTION`, `BEGIN`, `COMMIT AND CHAIN` …). */
-  | 'begin'
-  /** Ends it (`COMMIT`, `ROLLBACK`). */
-  | 'end'
-  /** Ends it implicitly before running (DDL, `LOCK TABLES`, `GRANT`, `SET autocommit` …). */
-  | 'implicit_commit'
-  /** Leaves it as it is (`SELECT`, DML, `SAVEPOINT`, `ROLLBACK TO SAVEPOINT` …). */
-  | 'none'
-  /** Cannot tell (`CALL`, `EXECUTE`, several statements in one string, executable comments …). */
-  | 'unknown';
-
-// ---------------------------------------------------------------------------------------------
-// Statement classification (exported for tests and for the compat facade).
-
-const NONE_KEYWORDS = new Set([
-  'SELECT', 'WITH', 'INSERT', 'UPDATE', 'DELETE', 'REPLACE', 'DO', 'VALUES', 'TABLE', 'SHOW', 'DESC',
-  'DESCRIBE', 'EXPLAIN', 'HELP', 'SAVEPOINT', 'RELEASE', 'HANDLER', 'USE', 'PREPARE', 'DEALLOCATE',
-  'GET', 'SIGNAL', 'RESIGNAL', 'KILL', 'CHECKSUM',
-]);
-
-const IMPLICIT_COMMIT_KEYWORDS = new Set([
-  'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'RENAME', 'LOCK', 'UNLOCK', 'GRANT', 'REVOKE', 'ANALYZE',
-  'CHECK', 'OPTIMIZE', 'REPAIR', 'FLUSH', 'RESET', 'INSTALL', 'UNINSTALL', 'CACHE', 'LOAD', 'START',
-  'STOP', 'CHANGE', 'PURGE', 'BACKUP',
-]);
-
-/** The leading keyword of a statement, before any normalisation (see classifyStatement). */
-const LEADING_WORD = /^[A-Za-z_]+/;
-/** First words whose effect depends on the rest of the statement (the switch in classifyStatement). */
-const NEEDS_FULL_TEXT: ReadonlySet<string> = new Set(['BEGIN', 'START', 'COMMIT', 'ROLLBACK', 'SET', 'XA', 'CALL', 'EXECUTE']);
-
-/** Skip leading whitespace and ordinary comments. Returns -1 at an executable comment (`/*!`, `/*M!`). */
-function skipLeading(sql: string): number {
-  let i = 0;
-  for (;;) {
-    while (i < sql.length && /\s/.test(sql.charAt(i))) i++;
-    if (sql.startsWith('/*', i)) {
-      if (sql.startsWith('/*!', i) || sql.startsWith('/*M!', i)) return -1;
-      const end = sql.indexOf('*/', i + 2);
-      if (end < 0) return sql.length;
-      i = end + 2;
-    } else if (sql.startsWith('#', i) || (sql.startsWith('--', i) && /[\s]/.test(sql.charAt(i + 2) || ' '))) {
-      const end = sql.indexOf('\n', i);
-      if (end < 0) return sql.length;
-      i = end + 1;
-    } else {
-      return i;
-    }
-  }
-}
-
-/** True when `body` holds a `;` outside quotes, comments and identifiers that is followed by more text. */
-function hasSecondStatement(body: string): boolean {
-  let quote: string | undefined;
-  for (let i = 0; i < body.length; i++) {
-    const ch = body.charAt(i);
-    if (quote !== undefined) {
-      if (ch === '\\' && quote !== '`') i++;
-      else if (ch === quote) quote = undefined;
-      continue;
-    }
-    if (ch === "'" || ch === '"' || ch === '`') quote = ch;
-    else if (body.startsWith('/*', i)) {
-      if (body.startsWith('/*!', i) || body.startsWith('/*M!', i)) return true; // executable: cannot tell
-      const end = body.indexOf('*/', i + 2);
-      if (end < 0) return false;
-      i = end + 1;
-    } else if (ch === '#' || (body.startsWith('--', i) && /\s/.test(body.charAt(i + 2) || ' '))) {
-      const end = body.indexOf('\n', i);
-      if (end < 0) return false;
-      i = end;
-    } else if (ch === ';') {
-      const rest = body.slice(i + 1);
-      const next = skipLeading(rest);
-      if (next < 0) return true;
-      if (rest.slice(next).replace(/;/g, '').trim().length > 0) return true;
-    }
-  }
-  return false;
-}
-
-/**
- * What a SQL text does to the transaction state. `multipleStatements` says whether the connection
- * accepts several statements in one string (mysql2 option of that name).
- */
-export function classifyStatement(sql: string, multipleStatements = false): StatementEffect {
-  const start = skipLeading(sql);
-  if (start < 0) return 'unknown';
-  const body = sql.slice(start);
-  if (multipleStatements && hasSecondStatement(body)) return 'unknown';
-  // Runs on every statement: most need only their first word (SELECT, INSERT …), read here
-  // without normalising the whole text. The word must end at an ASCII character (or the end):
-  // then it is exactly what the full path below would find.
-  const word = LEADING_WORD.exec(body)?.[0];
-  if (word !== undefined && !(body.charCodeAt(word.length) > 0x7f)) {
-    const upper = word.toUpperCase();
-    if (!NEEDS_FULL_TEXT.has(upper)) {
-      if (NONE_KEYWORDS.has(upper)) return 'none';
-      if (IMPLICIT_COMMIT_KEYWORDS.has(upper)) return 'implicit_commit';
-      return 'unknown';
-    }
-  }
-  const text = body.replace(/\s+/g, ' ').toUpperCase();
-  const first = /^[A-Z_]+/.exec(text)?.[0];
-  if (first === undefined) return 'unknown';
-  switch (first) {
-    case 'BEGIN':
-      // `BEGIN NOT ATOMIC … END` is a MariaDB compound statement, not a transaction start.
-      return /^BEGIN( WORK)?\s*;?\s*$/.test(text) ? 'begin' : 'unknown';
-    case 'START':
-      return /^START TRANSACTION\b/.test(text) ? 'begin' : 'implicit_commit';
-    case 'COMMIT':
-    case 'ROLLBACK': {
-      if (first === 'ROLLBACK' && /^ROLLBACK( WORK)? TO\b/.test(text)) return 'none';
-      if (/\bAND CHAIN\b/.test(text)) return 'begin';
-      if (/\bRELEASE\b/.test(text) && !/\bNO RELEASE\b/.test(text)) return 'unknown'; // disconnects
-      return 'end';
-    }
-    case 'SET':
-      if (/\bAUTOCOMMIT\b/.test(text) || /^SET (PASSWORD|STATEMENT)\b/.test(text)) return 'implicit_commit';
-      return 'none';
-    case 'XA':
-    case 'CALL':
-    case 'EXECUTE':
-      return 'unknown';
-    default:
-      if (NONE_KEYWORDS.has(first)) return 'none';
-      if (IMPLICIT_COMMIT_KEYWORDS.has(first)) return 'implicit_commit';
-      return 'unknown';
-  }
-}
-
-/**
- * `classifyStatement` for the statements a connection sends, remembered by text: applications send
- * the same few texts over and over (placeholders keep values out of them), and a Map lookup by a
- * string whose hash V8 keeps costs a tenth of reading the text again. Bounded in entries and in
- * text length; cleared when full (texts built with values in them only churn it).
- */
-const EFFECT_CACHE_ENTRIES = 512;
-const EFFECT_CACHE_TEXT_LENGTH = 1_024;
-const effectsSingle = new Map<string, StatementEffect>();
-const effectsMultiple = new Map<string, StatementEffect>();
-
-/** @internal Exported for tests. */
-export function statementEffect(sql: string, multipleStatements: boolean): StatementEffect {
-  if (sql.length > EFFECT_CACHE_TEXT_LENGTH) return classifyStatement(sql, multipleStatements);
-  const cache = multipleStatements ? effectsMultiple : effectsSingle;
-  let effect = cache.get(sql);
-  if (effect === undefined) {
-    effect = classifyStatement(sql, multipleStatements);
-    if (cache.size >= EFFECT_CACHE_ENTRIES) cache.clear();
-    cache.set(sql, effect);
-  }
-  return effect;
-}
 
 /** The SQL text of a `query`/`execute` first argument: a string or a `{ sql }` options object. */
 function sqlOf(firstArg: unknown): string | undefined {
@@ -877,6 +722,13 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
   return {
     name: 'mysql2',
+    refConnection(conn: Connection, ref: boolean): void {
+      const stream = states.get(conn)?.core.stream;
+      if (ref) stream?.ref?.();
+      else stream?.unref?.();
+    },
+    queryFunction: (conn: Connection): Connection['query'] =>
+      ((...args: Parameters<Connection['query']>) => conn.query(...args)) as Connection['query'],
     target: resolved.target,
     sql: mysqlDialect,
     statementMethods: STATEMENT_METHODS,
@@ -1012,21 +864,6 @@ function traceStatement(conn: Connection, method: string): boolean {
   return core !== undefined && core.config.trace !== false;
 }
 
-/** @internal The caller of `entry`, captured the way mysql2's `trace` does (formatted only if an error needs it). */
-export function captureCaller(entry: Function): CallerStack {
-  const holder: CallerStack = {};
-  Error.captureStackTrace(holder, entry);
-  return holder;
-}
-
-/** @internal mysql2's `trace`: the error keeps its message and fields; its frames become the caller's. */
-export function applyCallerStack(err: unknown, holder: CallerStack | undefined): void {
-  const stack = holder?.stack;
-  if (typeof stack !== 'string' || !(err instanceof Error)) return;
-  const lines = stack.split('\n');
-  lines[0] = `${err.name}: ${err.message}`;
-  err.stack = lines.join('\n');
-}
 
 /** `validateBegin` is also available without an adapter instance. */
 export { validateBeginOptions as validateMysqlBegin };

@@ -14,7 +14,7 @@
  */
 import * as net from 'node:net';
 import { Client } from 'pg';
-import type { ClientConfig } from 'pg';
+import type { ClientConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redact, redactError } from '../src/redact';
@@ -26,6 +26,9 @@ import {
   postgresDialect,
   sameRealmError,
 } from '../src/dialects/postgres';
+
+/** `pool.query` on a pool of the pg adapter: pg's `client.query(text, values)`. */
+export type PgQuery = <R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]) => Promise<QueryResult<R>>;
 
 /** Options of {@link pgAdapter}. Every field is optional; bad values throw `ConfigError` naming the field. */
 export interface PgAdapterOptions {
@@ -186,7 +189,7 @@ function setRef(client: Client, ref: boolean): void {
  * @param options see {@link PgAdapterOptions}.
  * @throws ConfigError for bad options, options that conflict with the pg config, or a config pg rejects.
  */
-export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client> {
+export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client, PgQuery> {
   const opts = validateOptions(config, options);
   const closeTimeoutMs = opts.closeTimeoutMs ?? 1000;
   const cancelTimeoutMs = opts.cancelTimeoutMs ?? 2000;
@@ -350,6 +353,8 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   return {
     name: 'pg',
+    refConnection: setRef,
+    queryFunction: (conn: Client): PgQuery => ((...args: [string, unknown[]?]) => conn.query(...args)) as PgQuery,
     target,
     sql: postgresDialect,
     connect,

@@ -11,13 +11,13 @@ interface Closable {
 
 export interface ShutdownOptions {
   /** Signals to handle. Default `['SIGTERM', 'SIGINT']`. */
-  signals?: NodeJS.Signals[];
+  signals?: NodeJS.Signals[] | undefined;
   /** Deadline for closing each pool. Default 10 000. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Exit the process after closing (default true; code 128 + signal number). */
-  exit?: boolean;
+  exit?: boolean | undefined;
   /** Called with each pool's summary (or error) before exiting. */
-  onClosed?: (results: Array<{ pool: string; summary?: CloseSummary; error?: unknown }>) => void;
+  onClosed?: ((results: Array<{ pool: string; summary?: CloseSummary; error?: unknown }>) => void) | undefined;
 }
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };

@@ -15,28 +15,28 @@ import { now, sleep } from './time';
 /** Options of `withTx`. */
 export interface TxOptions {
   /** Isolation level of a top-level transaction. A nested `withTx` may repeat its outer transaction's value; a different one is a `ConfigError`. */
-  isolation?: IsolationLevel;
+  isolation?: IsolationLevel | undefined;
   /** `READ ONLY` when true, `READ WRITE` when false. */
-  readOnly?: boolean;
+  readOnly?: boolean | undefined;
   /** PostgreSQL `DEFERRABLE` (only with serializable read-only); rejected on MySQL. */
-  deferrable?: boolean;
+  deferrable?: boolean | undefined;
   /** Reruns of a top-level transaction that failed with a retryable error (serialization failure, deadlock). Default 0. */
-  retries?: number;
+  retries?: number | undefined;
   /** First backoff before a retry; doubles each time, with full jitter. Default 10. */
-  retryBaseDelayMs?: number;
+  retryBaseDelayMs?: number | undefined;
   /** Longest backoff before a retry. Default 1 000. */
-  retryMaxDelayMs?: number;
+  retryMaxDelayMs?: number | undefined;
   /**
    * `'required'` (default): join the ambient transaction as a savepoint, or start one.
    * `'requiresNew'`: a separate connection and transaction, even inside another.
    */
-  propagation?: 'required' | 'requiresNew';
+  propagation?: 'required' | 'requiresNew' | undefined;
   /** Deadline for the whole transaction on its own lease: at expiry the lease is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number;
+  acquireTimeoutMs?: number | undefined;
   /** Abort the wait for a connection. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Handed to the `withTx` callback. */

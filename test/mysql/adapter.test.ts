@@ -9,7 +9,8 @@ import { inspect } from 'node:util';
 import { createConnection } from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 
-import { classifyStatement, mysqlAdapter, mysqlDialect, statementEffect } from '../../adapters/mysql2';
+import { mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
+import { classifyStatement, statementEffect } from '../../adapters/mysql2-statements';
 import type { MysqlAdapter } from '../../adapters/mysql2';
 import type { ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
