@@ -111,7 +111,7 @@ const CONTROL_TIMEOUT_MS = 2_000;
  * A connection pool whose leases release themselves. Create with `createPool(adapter, options)`.
  * @typeParam C - the driver's connection type (`pg.Client`, a mysql2 promise connection, …).
  */
-export class Pool<C extends object = object, Q extends QueryFunction = QueryFunction> extends EventEmitter<PoolEvents> implements LeaseOwner<C>, GaugeSource {
+export class Pool<C extends object = object, Q extends QueryFunction = QueryFunction> extends EventEmitter<PoolEvents> {
   readonly name: string;
   readonly adapter: Adapter<C>;
   /**
@@ -937,6 +937,11 @@ function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
 }
 
 /** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
+// The internal contracts Pool fulfils, checked here rather than by `implements`: their members are
+// @internal, stripped from the published typings, where an `implements` clause would not hold.
+type Holds<T extends true> = T;
+type _PoolContracts = Holds<Pool extends LeaseOwner<object> & GaugeSource ? true : false>;
+
 /** `pool.query`: the adapter's query function on a lease of `pool` (the ambient one, if any). */
 function queryOn<C extends object, Q extends QueryFunction>(pool: Pool<C, Q>, adapter: Adapter<C, Q>): Q {
   const queryFunction = adapter.queryFunction;
