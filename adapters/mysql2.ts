@@ -291,6 +291,10 @@ function resolveConfig(config: ConnectionOptions | string): Resolved {
     // Never echo the URL: it may carry the password.
     throw new ConfigError([{ field: typeof config === 'string' ? 'config' : 'config.uri', problem: 'is not a valid mysql:// URL' }]);
   }
+  if (uri !== undefined && uri.protocol !== 'mysql:' && uri.protocol !== 'mariadb:') {
+    const hint = uri.protocol === 'postgres:' || uri.protocol === 'postgresql:' ? ' (a PostgreSQL URL: use pgAdapter from leasepool/adapters/pg)' : '';
+    throw new ConfigError([{ field: typeof config === 'string' ? 'config' : 'config.uri', problem: `must be a mysql:// URL, not ${uri.protocol}//${hint}` }]);
+  }
   const secrets = new Set<string>();
   for (const value of [base.password, base.password1, base.password2, base.password3, base.passwordSha1]) {
     if (typeof value === 'string' && value.length > 0) secrets.add(value);
@@ -437,6 +441,13 @@ function describeCode(err: unknown): string {
   return '';
 }
 
+/** `: <the driver's or server's text> (<code>)`, redacted: what a connect failure says, as pg's does. */
+function describeFailure(err: unknown, secrets: readonly string[]): string {
+  const message = (err as { message?: unknown } | null)?.message;
+  const text = typeof message === 'string' && message.length > 0 ? `: ${redact(message, secrets)}` : '';
+  return `${text}${describeCode(err)}`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dialect.
 
@@ -531,7 +542,7 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
 
     const onError = (err: unknown): void => {
       if (!settled) {
-        fail(`mysql2: could not connect to ${target}${describeCode(err)}`, err);
+        fail(`mysql2: could not connect to ${target}${describeFailure(err, secrets)}`, err);
         return;
       }
       if (state === undefined) return; // failed connect: the rejection already told the story
@@ -556,7 +567,7 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
       core = createCoreConnection(resolved.driverOptions()) as unknown as CoreConnection;
     } catch (err) {
       // Bad options (e.g. a port out of range) throw synchronously inside mysql2.
-      setImmediate(() => fail(`mysql2: could not connect to ${target}${describeCode(err)}`, err));
+      setImmediate(() => fail(`mysql2: could not connect to ${target}${describeFailure(err, secrets)}`, err));
       return;
     }
     const born = core;

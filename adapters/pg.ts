@@ -198,6 +198,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   const allowExitOnIdle = opts.allowExitOnIdle === true;
 
   const base: ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
+  checkConnectionString(typeof config === 'string' ? 'config' : 'config.connectionString', base.connectionString);
   // Startup parameters are passed as strings: pg forwards truthy values verbatim (after parseInt), so
   // the string '0' is sent while the number 0 would be silently dropped. A typed local widening:
   const startup: Record<string, string> = {};
@@ -604,3 +605,22 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
 export { Pool } from './pg-pool';
 export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';
 
+/**
+ * A connection string must be a `postgres://` / `postgresql://` URL (or pg's `socket:` form or a
+ * socket path): anything else fails here, naming the scheme, rather than deep in the driver.
+ * The string itself is never echoed (it may carry the password).
+ */
+function checkConnectionString(field: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'string') throw new ConfigError([{ field, problem: 'must be a string' }]);
+  if (value.startsWith('/')) return;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError([{ field, problem: 'is not a postgres:// URL (expected postgres://user@host:5432/database)' }]);
+  }
+  if (url.protocol === 'postgres:' || url.protocol === 'postgresql:' || url.protocol === 'socket:') return;
+  const hint = url.protocol === 'mysql:' || url.protocol === 'mariadb:' ? ' (a MySQL URL: use mysqlAdapter from leasepool/adapters/mysql2)' : '';
+  throw new ConfigError([{ field, problem: `must be a postgres:// URL, not ${url.protocol}//${hint}` }]);
+}
