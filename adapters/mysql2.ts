@@ -24,6 +24,7 @@ import type { Connection, ConnectionOptions } from 'mysql2/promise';
 import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
 import { applyCallerStack, statementEffect, type StatementEffect } from './mysql2-statements';
 import { ConfigError, ConnectError } from '../src/errors';
+import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
 
 /** Options of the adapter itself (the driver's own options go in the first argument). */
@@ -665,7 +666,7 @@ const STATEMENT_METHODS = [
 export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlAdapterOptions = {}): MysqlAdapter {
   const problems: { field: string; problem: string }[] = [];
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not an option of mysqlAdapter' });
+    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'an option of mysqlAdapter') });
   }
   checkPositive(problems, 'closeTimeoutMs', options.closeTimeoutMs);
   checkPositive(problems, 'cancelTimeoutMs', options.cancelTimeoutMs);

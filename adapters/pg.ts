@@ -17,6 +17,7 @@ import { Client } from 'pg';
 import type { ClientConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
+import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
 import {
   checkNonNegativeInt,
@@ -489,7 +490,7 @@ function validateOptions(config: ClientConfig | string, options: PgAdapterOption
     throw new ConfigError([{ field: 'config', problem: 'must be a pg ClientConfig or a connection string' }]);
   }
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not a pgAdapter option' });
+    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'a pgAdapter option') });
   }
   checkNonNegativeInt(problems, 'statementTimeoutMs', options.statementTimeoutMs, PG_INT_MAX);
   checkNonNegativeInt(problems, 'idleInTransactionSessionTimeoutMs', options.idleInTransactionSessionTimeoutMs, PG_INT_MAX);

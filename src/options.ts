@@ -238,7 +238,7 @@ export function show(value: unknown): string {
  * "is not a known option", with "(did you mean …?)" when a known name is close: the same name in
  * another case (`leakDetectionMS`), or at most two edits away for names of five letters or more.
  */
-export function unknownOption(key: string, known: Iterable<string>): string {
+export function unknownOption(key: string, known: Iterable<string>, what = 'a known option'): string {
   let best: string | undefined;
   let bestDistance = Infinity;
   const lower = key.toLowerCase();
@@ -250,7 +250,7 @@ export function unknownOption(key: string, known: Iterable<string>): string {
     }
   }
   const close = best !== undefined && (bestDistance === 0 || (bestDistance <= 2 && key.length >= 5 && bestDistance < best.length / 3));
-  return close ? `is not a known option (did you mean ${best}?)` : 'is not a known option';
+  return close ? `is not ${what} (did you mean ${best}?)` : `is not ${what}`;
 }
 
 /** Levenshtein distance (names are short: the quadratic table is fine). */

@@ -662,3 +662,9 @@ describe('bad configuration fails at pgAdapter(), naming what is wrong', () => {
     );
   });
 });
+
+test('an unknown adapter option close to a known one gets "did you mean"', () => {
+  expect(() => pgAdapter('postgres://app@127.0.0.1/app', { statementTimeoutMS: 5 } as never)).toThrow(
+    'statementTimeoutMS is not a pgAdapter option (did you mean statementTimeoutMs?)',
+  );
+});
