@@ -210,6 +210,9 @@ describe('the package as users install it', () => {
       await ok(process.execPath, [TSC, '-p', 'tsconfig.json'], app.dir);
       const printed = await ok(process.execPath, [path.join('out', 'main.js')], app.dir);
       expect(JSON.parse(printed)).toEqual(EXPORTS);
+      // The dashboard and alert rules are reachable through the exports map too.
+      const resolved = await ok(process.execPath, ['-e', "console.log(require.resolve('leasepool/grafana/alerts.yml'))"], app.dir);
+      expect(fs.existsSync(resolved.trim())).toBe(true);
     }, 120_000);
   }
 });
