@@ -30,7 +30,8 @@ import type { Logger } from '../src/logger';
 import type { MetricsOptions } from '../src/metrics';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
 import { runTransaction, type Transaction, type TxOptions } from '../src/transaction';
-import { applyCallerStack, captureCaller, mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+import { mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+import { applyCallerStack, captureCaller } from './mysql2-statements';
 
 /** leasepool's own options of the drop-in pool (the `leasepool` key of {@link PoolOptions}). */
 export interface CompatLeasepoolOptions {

@@ -14,9 +14,10 @@
  */
 import * as net from 'node:net';
 import { Client } from 'pg';
-import type { ClientConfig } from 'pg';
+import type { ClientConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
+import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
 import {
   changesSessionCached,
@@ -28,6 +29,9 @@ import {
   postgresDialect,
   sameRealmError,
 } from '../src/dialects/postgres';
+
+/** `pool.query` on a pool of the pg adapter: pg's `client.query(text, values)`. */
+export type PgQuery = <R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]) => Promise<QueryResult<R>>;
 
 /** Options of {@link pgAdapter}. Every field is optional; bad values throw `ConfigError` naming the field. */
 export interface PgAdapterOptions {
@@ -210,7 +214,7 @@ function setRef(client: Client, ref: boolean): void {
  * @param options see {@link PgAdapterOptions}.
  * @throws ConfigError for bad options, options that conflict with the pg config, or a config pg rejects.
  */
-export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client> {
+export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client, PgQuery> {
   const opts = validateOptions(config, options);
   const closeTimeoutMs = opts.closeTimeoutMs ?? 1000;
   const cancelTimeoutMs = opts.cancelTimeoutMs ?? 2000;
@@ -219,6 +223,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   const allowExitOnIdle = opts.allowExitOnIdle === true;
 
   const base: ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
+  checkConnectionString(typeof config === 'string' ? 'config' : 'config.connectionString', base.connectionString);
   // Startup parameters are passed as strings: pg forwards truthy values verbatim (after parseInt), so
   // the string '0' is sent while the number 0 would be silently dropped. A typed local widening:
   const startup: Record<string, string> = {};
@@ -375,6 +380,8 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   return {
     name: 'pg',
+    refConnection: setRef,
+    queryFunction: (conn: Client): PgQuery => ((...args: [string, unknown[]?]) => conn.query(...args)) as PgQuery,
     target,
     sql: postgresDialect,
     connect,
@@ -517,7 +524,7 @@ function validateOptions(config: ClientConfig | string, options: PgAdapterOption
     throw new ConfigError([{ field: 'config', problem: 'must be a pg ClientConfig or a connection string' }]);
   }
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not a pgAdapter option' });
+    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'a pgAdapter option') });
   }
   checkNonNegativeInt(problems, 'statementTimeoutMs', options.statementTimeoutMs, PG_INT_MAX);
   checkNonNegativeInt(problems, 'idleInTransactionSessionTimeoutMs', options.idleInTransactionSessionTimeoutMs, PG_INT_MAX);
@@ -633,3 +640,22 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
 export { Pool } from './pg-pool';
 export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';
 
+/**
+ * A connection string must be a `postgres://` / `postgresql://` URL (or pg's `socket:` form or a
+ * socket path): anything else fails here, naming the scheme, rather than deep in the driver.
+ * The string itself is never echoed (it may carry the password).
+ */
+function checkConnectionString(field: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'string') throw new ConfigError([{ field, problem: 'must be a string' }]);
+  if (value.startsWith('/')) return;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError([{ field, problem: 'is not a postgres:// URL (expected postgres://user@host:5432/database)' }]);
+  }
+  if (url.protocol === 'postgres:' || url.protocol === 'postgresql:' || url.protocol === 'socket:') return;
+  const hint = url.protocol === 'mysql:' || url.protocol === 'mariadb:' ? ' (a MySQL URL: use mysqlAdapter from leasepool/adapters/mysql2)' : '';
+  throw new ConfigError([{ field, problem: `must be a postgres:// URL, not ${url.protocol}//${hint}` }]);
+}

@@ -36,8 +36,18 @@ export interface ConnectionEvents {
   onError(err: unknown): void;
 }
 
-/** What a driver must provide to be pooled by leasepool. */
-export interface Adapter<C extends object = object> {
+/**
+ * The signature of `pool.query` for an adapter: the driver's own query method's, with the
+ * statement first. The adapter's {@link Adapter.queryFunction} supplies it.
+ */
+export type QueryFunction = (sql: string, params?: unknown[]) => Promise<unknown>;
+
+/**
+ * What a driver must provide to be pooled by leasepool.
+ * @typeParam C - the driver's connection type.
+ * @typeParam Q - the type of `pool.query` on a pool of this adapter.
+ */
+export interface Adapter<C extends object = object, Q extends QueryFunction = QueryFunction> {
   /** Driver name, e.g. `'pg' | 'mysql2' | 'pglite'`. */
   readonly name: string;
   /** `host:port/db`, never a password: used in messages and logs. */
@@ -103,6 +113,12 @@ export interface Adapter<C extends object = object> {
    * transaction status can track BEGIN/COMMIT typed by hand.
    */
   observeStatement?(conn: C, method: string, firstArg: unknown): void;
+  /**
+   * Optional: how `pool.query(sql, params)` runs one statement: given the lease's (guarded)
+   * connection, a function that sends `sql` on it, as the driver's `query` does. Without it,
+   * `pool.query` rejects with `LeaseMisuseError`.
+   */
+  queryFunction?(conn: C): Q;
   /** Optional hook: called with every result of a call through `lease.conn` (MySQL reads server status flags). */
   observeResult?(conn: C, method: string, result: unknown): void;
   /**
@@ -166,6 +182,11 @@ export interface Adapter<C extends object = object> {
    * (pg with `allowExitOnIdle`: `unref()` the socket so an idle pool does not keep the process alive.)
    */
   onIdle?(conn: C): void;
+  /**
+   * Optional, for the pool option `allowExitOnIdle`: `ref` false lets the process exit while this
+   * connection is open (unref its socket), true keeps it alive again. Must not throw.
+   */
+  refConnection?(conn: C, ref: boolean): void;
 }
 
 /** A captured stack (`Error.captureStackTrace` target), formatted only if an error needs it. */

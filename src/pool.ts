@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
-import type { Adapter } from './adapter';
+import type { Adapter, QueryFunction } from './adapter';
 import { createFactory, PooledConnection } from './connections';
 import { endedFrameOf, enterScope, findAmbient, leaveScope } from './context';
 import {
@@ -14,6 +14,7 @@ import {
   CleanupError,
   ConfigError,
   ConnectError,
+  LeaseMisuseError,
   LeaseTimeoutError,
   NestedAcquireError,
   PoolClosedError,
@@ -34,19 +35,19 @@ import { WaitingRoom } from './waiters';
 /** Options of `pool.acquire()`. */
 export interface AcquireOptions {
   /** Abort the wait; the promise rejects with the signal's reason. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Longest wait for this acquire, overriding the pool's `acquireTimeoutMs`. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /** Options of `pool.withLease()`. */
 export interface LeaseScopeOptions {
   /** Abort the wait for a connection. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Deadline for holding the lease: at expiry it is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number;
+  acquireTimeoutMs?: number | undefined;
 }
 
 /** `pool.stats()`. */
@@ -110,9 +111,16 @@ const CONTROL_TIMEOUT_MS = 2_000;
  * A connection pool whose leases release themselves. Create with `createPool(adapter, options)`.
  * @typeParam C - the driver's connection type (`pg.Client`, a mysql2 promise connection, …).
  */
-export class Pool<C extends object = object> extends EventEmitter<PoolEvents> implements LeaseOwner<C>, GaugeSource {
+export class Pool<C extends object = object, Q extends QueryFunction = QueryFunction> extends EventEmitter<PoolEvents> {
   readonly name: string;
   readonly adapter: Adapter<C>;
+  /**
+   * Run one statement, typed as the driver's `query` (pg: `QueryResult`; mysql2: `[rows, fields]`;
+   * PGlite: `Results`). Inside a scope of this pool (`withLease`, `withTx`) it runs on that scope's
+   * connection, so it takes part in its transaction; elsewhere in a lease of its own, released when
+   * the statement settles.
+   */
+  readonly query: Q;
   /** @internal */ readonly options: ResolvedPoolOptions;
   /** @internal */ readonly guardConfig: GuardConfig;
   /** @internal */ readonly metrics: MetricsSink;
@@ -137,10 +145,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   #reclaimedWhileClosing = 0;
 
   /** @internal use `createPool` */
-  constructor(adapter: Adapter<C>, input?: PoolOptions) {
+  constructor(adapter: Adapter<C, Q>, input?: PoolOptions) {
     super();
     const options = resolvePoolOptions(input);
     validateAdapter(adapter);
+    this.query = queryOn(this, adapter);
     if (options.resetOnRelease && typeof adapter.reset !== 'function') {
       throw new ConfigError([{ field: 'resetOnRelease', problem: `is not supported by the ${adapter.name} adapter (it has no reset())` }]);
     }
@@ -153,7 +162,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     this.#max = options.max;
     if (adapter.maxConnections !== undefined && options.max > adapter.maxConnections) {
       this.#max = adapter.maxConnections;
-      this.logger.warn(
+      // Only a max the caller asked for is worth a warning; the default simply fits the adapter.
+      if (input?.max !== undefined) this.logger.warn(
         { pool: this.name, max: options.max, adapterMax: adapter.maxConnections },
         `pool "${this.name}": max ${options.max} clamped to ${adapter.maxConnections}: the ${adapter.name} adapter allows only ${adapter.maxConnections} connection(s)`,
       );
@@ -170,7 +180,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       adapter,
       { connectTimeoutMs: options.connectTimeoutMs, maxLifetimeMs: options.maxLifetimeMs, closeTimeoutMs: CONTROL_TIMEOUT_MS },
       {
-        created: () => this.metrics.connectionCreated(),
+        created: (conn) => {
+          this.metrics.connectionCreated();
+          // Idle until leased (acquire refs it again).
+          if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, false);
+        },
         connectFailed: (error) => this.#failWaiters(error),
         connectionError: (conn, err) => this.#onConnectionError(conn, err),
         closed: (conn, reason) => {
@@ -183,7 +197,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       },
     );
     const min = Math.min(options.min, this.#max);
-    const evictionPeriodMs = Math.min(5_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
+    // A short period: an idle connection is closed soon after idleTimeoutMs, and with it the last
+    // thing that kept a pool nobody closed from letting the process exit.
+    const evictionPeriodMs = Math.min(1_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
     this.#gp = createGenericPool(this.#factory, {
       max: this.#max,
       min,
@@ -287,7 +303,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * Stop new acquires (`PoolClosedError`), wait for active leases until `timeoutMs`, reclaim the
    * rest, close idle connections. Never hangs; a second call returns the same promise.
    */
-  close(options?: { timeoutMs?: number }): Promise<CloseSummary> {
+  close(options?: { timeoutMs?: number | undefined }): Promise<CloseSummary> {
     if (this.#closing !== undefined) return this.#closing;
     const timeoutMs = options?.timeoutMs ?? 10_000;
     const problems: { field: string; problem: string }[] = [];
@@ -408,6 +424,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     this.metrics.acquired((acquiredAt - startedAt) / 1000);
     conn.leased = true;
+    if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, true);
     this.adapter.onLease?.(conn.raw);
     const record = new LeaseRecord(this, conn, acquiredAt, site);
     this.#active.add(record);
@@ -572,6 +589,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     // Called for a hand-off too: adapters pair onLease/onIdle (the drop-ins' release events).
     this.adapter.onIdle?.(conn.raw);
     if (this.#waiters.handOff(conn)) return;
+    if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, false);
     if (!returnIdle(this.#gp, conn)) void this.#gp.release(conn);
   }
 
@@ -635,8 +653,10 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   #failWaiters(error: ConnectError): void {
     // The database is unreachable: every caller waiting now gets the real error at once rather
     // than a timeout later (the next acquire tries again).
+    const received = this.#waiters.size > 0;
     this.#waiters.failAll(error, 'error');
-    this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
+    // The callers have the error; a log line too is only for those who ask (logConnectErrors).
+    if (!received || this.options.logConnectErrors) this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
   }
 
   #onConnectionError(conn: PooledConnection<C>, err: unknown): void {
@@ -947,6 +967,23 @@ function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
 }
 
 /** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
-export function createPool<C extends object>(adapter: Adapter<C>, options?: PoolOptions): Pool<C> {
+// The internal contracts Pool fulfils, checked here rather than by `implements`: their members are
+// @internal, stripped from the published typings, where an `implements` clause would not hold.
+type Holds<T extends true> = T;
+type _PoolContracts = Holds<Pool extends LeaseOwner<object> & GaugeSource ? true : false>;
+
+/** `pool.query`: the adapter's query function on a lease of `pool` (the ambient one, if any). */
+function queryOn<C extends object, Q extends QueryFunction>(pool: Pool<C, Q>, adapter: Adapter<C, Q>): Q {
+  const queryFunction = adapter.queryFunction;
+  const query = (...args: unknown[]): Promise<unknown> => {
+    if (typeof queryFunction !== 'function') {
+      return Promise.reject(new LeaseMisuseError(`pool.query: the ${adapter.name} adapter does not say how to run a query; use pool.withLease((conn) => …)`));
+    }
+    return pool.withLease((conn) => (queryFunction.call(adapter, conn) as (...a: unknown[]) => Promise<unknown>)(...args));
+  };
+  return query as unknown as Q;
+}
+
+export function createPool<C extends object, Q extends QueryFunction = QueryFunction>(adapter: Adapter<C, Q>, options?: PoolOptions): Pool<C, Q> {
   return new Pool(adapter, options);
 }

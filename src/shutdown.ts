@@ -4,7 +4,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { ConfigError } from './errors';
-import { check, show } from './options';
+import { check, show, unknownOption } from './options';
 import type { CloseSummary } from './pool';
 
 interface Closable {
@@ -14,13 +14,13 @@ interface Closable {
 
 export interface ShutdownOptions {
   /** Signals to handle. Default `['SIGTERM', 'SIGINT']`. */
-  signals?: NodeJS.Signals[];
+  signals?: NodeJS.Signals[] | undefined;
   /** Deadline for closing each pool. Default 10 000. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Exit the process after closing (default true; code 128 + signal number). */
-  exit?: boolean;
+  exit?: boolean | undefined;
   /** Called with each pool's summary (or error) before exiting. */
-  onClosed?: (results: Array<{ pool: string; summary?: CloseSummary; error?: unknown }>) => void;
+  onClosed?: ((results: Array<{ pool: string; summary?: CloseSummary; error?: unknown }>) => void) | undefined;
 }
 
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGTERM: 15 };
@@ -35,7 +35,7 @@ function checkOptions(pools: unknown, options: unknown): void {
   }
   if (options === null || typeof options !== 'object') throw new ConfigError([...problems, { field: 'options', problem: `must be an object (got ${show(options)})` }]);
   const o = options as Record<string, unknown>;
-  for (const key of Object.keys(o)) if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not a shutdownOnSignals option' });
+  for (const key of Object.keys(o)) if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'a shutdownOnSignals option') });
   const signals = o['signals'];
   if (signals !== undefined) {
     const known = Object.keys(osConstants.signals);

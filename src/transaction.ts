@@ -8,35 +8,35 @@ import type { Adapter, BeginOptions, IsolationLevel, TxStatus } from './adapter'
 import { enterScope, findAmbient, leaveScope } from './context';
 import { attachSuppressed, ConfigError, TxAbortedError, TxEndedError, TxOutcomeUnknownError } from './errors';
 import type { CallSite, Lease, LeaseRecord } from './lease';
-import { check, show } from './options';
+import { check, show, unknownOption } from './options';
 import type { Pool } from './pool';
 import { now, sleep } from './time';
 
 /** Options of `withTx`. */
 export interface TxOptions {
   /** Isolation level of a top-level transaction. A nested `withTx` may repeat its outer transaction's value; a different one is a `ConfigError`. */
-  isolation?: IsolationLevel;
+  isolation?: IsolationLevel | undefined;
   /** `READ ONLY` when true, `READ WRITE` when false. */
-  readOnly?: boolean;
+  readOnly?: boolean | undefined;
   /** PostgreSQL `DEFERRABLE` (only with serializable read-only); rejected on MySQL. */
-  deferrable?: boolean;
+  deferrable?: boolean | undefined;
   /** Reruns of a top-level transaction that failed with a retryable error (serialization failure, deadlock). Default 0. */
-  retries?: number;
+  retries?: number | undefined;
   /** First backoff before a retry; doubles each time, with full jitter. Default 10. */
-  retryBaseDelayMs?: number;
+  retryBaseDelayMs?: number | undefined;
   /** Longest backoff before a retry. Default 1 000. */
-  retryMaxDelayMs?: number;
+  retryMaxDelayMs?: number | undefined;
   /**
    * `'required'` (default): join the ambient transaction as a savepoint, or start one.
    * `'requiresNew'`: a separate connection and transaction, even inside another.
    */
-  propagation?: 'required' | 'requiresNew';
+  propagation?: 'required' | 'requiresNew' | undefined;
   /** Deadline for the whole transaction on its own lease: at expiry the lease is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number;
+  acquireTimeoutMs?: number | undefined;
   /** Abort the wait for a connection. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Handed to the `withTx` callback. */
@@ -94,7 +94,7 @@ export function resolveTxOptions(input: TxOptions | undefined): ResolvedTxOption
   if (input === undefined) return DEFAULT_TX;
   const problems: { field: string; problem: string }[] = [];
   if (input === null || typeof input !== 'object') throw new ConfigError([{ field: 'txOptions', problem: `must be an object (got ${show(input)})` }]);
-  for (const key of Object.keys(input)) if (!TX_KEYS.has(key)) problems.push({ field: key, problem: 'is not a known transaction option' });
+  for (const key of Object.keys(input)) if (!TX_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, TX_KEYS, 'a known transaction option') });
   const { isolation, readOnly, deferrable, retries = 0, retryBaseDelayMs = 10, retryMaxDelayMs = 1_000, propagation = 'required' } = input;
   if (isolation !== undefined && !(typeof isolation === 'string' && ISOLATION_LEVELS.has(isolation))) {
     problems.push({ field: 'isolation', problem: `must be one of ${[...ISOLATION_LEVELS].map((l) => `'${l}'`).join(', ')} (got ${show(isolation)})` });

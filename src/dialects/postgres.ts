@@ -7,6 +7,7 @@
  */
 import type { BeginOptions, IsolationLevel, TxDialect } from '../adapter';
 import { ConfigError } from '../errors';
+import { show } from '../options';
 
 /** Fixed keyword table: the only text `begin()` can emit for an isolation level. */
 const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = Object.freeze({
@@ -103,7 +104,7 @@ export function checkNonNegativeInt(
 ): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    problems.push({ field, problem: `must be an integer between ${min} and ${max}` });
+    problems.push({ field, problem: `must be an integer between ${min} and ${max} (got ${show(value)})` });
   }
 }
 
