@@ -29,7 +29,7 @@ const EXPORTS: Record<string, string[]> = {
   leasepool: [
     'AcquireTimeoutError', 'CleanupError', 'ConfigError', 'ConnectError', 'Lease', 'LeaseMisuseError', 'LeaseReleasedError',
     'LeaseRevokedError', 'LeaseTimeoutError', 'LeasepoolError', 'NestedAcquireError', 'Pool', 'PoolClosedError', 'PoolQueueFullError',
-    'TxAbortedError', 'TxOutcomeUnknownError', 'createPool', 'redact', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
+    'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'createPool', 'redact', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
   ],
   'leasepool/adapters/pg': ['Pool', 'pgAdapter'],
   'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'createPool', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
