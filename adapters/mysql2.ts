@@ -136,6 +136,8 @@ interface ConnState {
   sessionChanged: boolean;
   /** `SET TRANSACTION …` (without SESSION/GLOBAL) is waiting for the next transaction to consume it. */
   pendingTxCharacteristics: boolean;
+  /** The promise connection the pool holds: carries the summary mark read at every release. */
+  readonly promise: object;
   /** An `'error'` was emitted, or `close` was called: the connection is unusable. */
   broken: boolean;
   /** `events.onError` has been called (once per connection: the first error is the root cause). */
@@ -187,6 +189,21 @@ function finalHeader(result: unknown): { serverStatus: number } | undefined {
 function noteSession(state: ConnState, session: SessionEffect): void {
   if (session === 'session') state.sessionChanged = true;
   else if (session === 'next_tx') state.pendingTxCharacteristics = true;
+  markSession(state);
+}
+
+/** Set on a promise connection whose session the next borrower must not inherit (read at every release). */
+const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
+interface SessionMark {
+  [SESSION_CHANGED]?: boolean;
+}
+
+/** Keep the connection's mark in step with its state (a property read at release, not a WeakMap lookup). */
+function markSession(state: ConnState): void {
+  (state.promise as SessionMark)[SESSION_CHANGED] =
+    state.sessionChanged ||
+    state.pendingTxCharacteristics ||
+    (state.autocommit !== undefined && state.defaultAutocommit !== undefined && state.autocommit !== state.defaultAutocommit);
 }
 
 /** Record a statement about to be sent. Effects that end a transaction wait for the server's word. */
@@ -194,7 +211,10 @@ function noteSent(state: ConnState, effect: StatementEffect): void {
   switch (effect) {
     case 'begin':
       state.status = 'in_tx';
-      state.pendingTxCharacteristics = false;
+      if (state.pendingTxCharacteristics) {
+        state.pendingTxCharacteristics = false;
+        markSession(state);
+      }
       return;
     case 'none':
       // With autocommit off, any statement may open a transaction.
@@ -213,7 +233,11 @@ function noteResult(state: ConnState, result: unknown): void {
   const header = finalHeader(result);
   if (header !== undefined) {
     state.status = (header.serverStatus & SERVER_STATUS_IN_TRANS) !== 0 ? 'in_tx' : 'idle';
-    state.autocommit = (header.serverStatus & SERVER_STATUS_AUTOCOMMIT) !== 0;
+    const autocommit = (header.serverStatus & SERVER_STATUS_AUTOCOMMIT) !== 0;
+    if (autocommit !== state.autocommit) {
+      state.autocommit = autocommit;
+      markSession(state);
+    }
     return;
   }
   // A result set (SELECT, SHOW …): no status flags. With autocommit off it may have opened a transaction.
@@ -227,6 +251,7 @@ function noteSessionReset(state: ConnState): void {
   state.opaque = false;
   state.sessionChanged = false;
   state.pendingTxCharacteristics = false;
+  markSession(state);
 }
 
 function driverBusy(core: CoreConnection): boolean {
@@ -615,10 +640,12 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
         opaque: false,
         sessionChanged: false,
         pendingTxCharacteristics: false,
+        promise: conn,
         broken: false,
         reported: false,
       };
       states.set(conn, state);
+      markSession(state);
       stateOfCore.set(born, state);
       // The promise connection re-emits the core's errors once someone listens on it (a user's
       // listener on `lease.conn`); listening on both keeps either path from ever being unhandled.
@@ -751,6 +778,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
         return;
       case 'changeUser':
         state.sessionChanged = true; // another user's session: not what the next borrower expects
+        markSession(state);
         noteSent(state, 'unknown');
         return;
       case 'reset':
@@ -860,13 +888,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     },
 
     sessionChanged(conn: Connection): boolean {
-      const state = states.get(conn);
-      if (state === undefined) return false;
-      return (
-        state.sessionChanged ||
-        state.pendingTxCharacteristics ||
-        (state.autocommit !== undefined && state.defaultAutocommit !== undefined && state.autocommit !== state.defaultAutocommit)
-      );
+      return (conn as SessionMark)[SESSION_CHANGED] === true;
     },
 
     async cancel(conn: Connection): Promise<void> {
