@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Lease } from './lease';
-import type { TxFrame } from './transaction';
+import type { TxFrame } from './tx-frame';
 
 export interface Ambient<C extends object = object> {
   readonly pool: object;

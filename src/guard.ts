@@ -5,18 +5,7 @@
  */
 import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { CallerStack } from './adapter';
-import type { Lease, LeaseRecord } from './lease';
-
-/** What a method of the raw connection is to the guard: a lease operation, or a statement to track. */
-export type MethodKind = 'release' | 'destroy' | 'statement';
-
-/** Per-adapter constants the guard needs, computed once per pool. */
-export interface GuardConfig {
-  /** The adapter's lifecycle and statement methods by name (one lookup per method access). */
-  readonly methodKinds: ReadonlyMap<PropertyKey, MethodKind>;
-  /** The adapter's `lifecycleMethods.doubleReleaseMessage`: a second release call throws it. */
-  readonly doubleReleaseMessage: string | undefined;
-}
+import type { LeaseRecord } from './lease-record';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const noop: AnyFn = () => undefined;
@@ -24,7 +13,6 @@ const noop: AnyFn = () => undefined;
 class GuardHandler<C extends object> implements ProxyHandler<C> {
   constructor(
     private readonly record: LeaseRecord<C>,
-    private readonly lease: Lease<C>,
     private readonly proxyRef: { proxy: C | undefined },
   ) {}
 
@@ -39,7 +27,7 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
       // a revoke simply joins the reclaim).
       const config = record.owner.guardConfig;
       if (config.doubleReleaseMessage !== undefined && config.methodKinds.get(prop) === 'release') {
-        return releaseMethod(record, this.lease, target, prop);
+        return releaseMethod(record, target, prop);
       }
       throw record.useError();
     }
@@ -49,11 +37,11 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
       // lacks them (a plain pg.Client has no release(); code written for pg-pool calls it).
       if (value === undefined) {
         const kind = record.owner.guardConfig.methodKinds.get(prop);
-        if (kind === 'release' || kind === 'destroy') return wrapMethod(record, this.lease, target, prop, noop, this.proxyRef);
+        if (kind === 'release' || kind === 'destroy') return wrapMethod(record, target, prop, noop, this.proxyRef);
       }
       return value;
     }
-    return wrapMethod(record, this.lease, target, prop, value as AnyFn, this.proxyRef);
+    return wrapMethod(record, target, prop, value as AnyFn, this.proxyRef);
   }
 
   set(target: C, prop: PropertyKey, value: unknown): boolean {
@@ -89,7 +77,6 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
 
 function wrapMethod<C extends object>(
   record: LeaseRecord<C>,
-  lease: Lease<C>,
   target: C,
   prop: PropertyKey,
   method: AnyFn,
@@ -97,12 +84,12 @@ function wrapMethod<C extends object>(
 ): AnyFn {
   const kind = record.owner.guardConfig.methodKinds.get(prop);
   if (kind === 'release') {
-    return releaseMethod(record, lease, target, prop);
+    return releaseMethod(record, target, prop);
   }
   if (kind === 'destroy') {
     return () => {
       record.connection.markBroken(new Error(`${String(prop)}() called on a leased connection`));
-      return lease.release();
+      return record.owner.releaseFromHandle(record);
     };
   }
   if (kind !== 'statement') {
@@ -257,13 +244,13 @@ export function statementEnded<C extends object>(record: LeaseRecord<C>, target:
  * `release(err | true)`). A second call throws the adapter's double-release error when it has
  * one, and is otherwise ignored.
  */
-function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>, target: C, prop: PropertyKey): AnyFn {
+function releaseMethod<C extends object>(record: LeaseRecord<C>, target: C, prop: PropertyKey): AnyFn {
   return (...args: unknown[]): unknown => {
     const owner = record.owner;
     if (record.releaseCalled || record.state === 'released') {
       const message = owner.guardConfig.doubleReleaseMessage;
       if (message !== undefined) throw new LeaseReleasedError(record.id, message);
-      return lease.release();
+      return owner.releaseFromHandle(record);
     }
     record.releaseCalled = true;
     let destroy = false;
@@ -282,7 +269,7 @@ function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>
       const reason = args[0] instanceof Error ? args[0] : new Error(`${String(prop)}(${typeof args[0]}) asked to destroy the connection`);
       record.connection.markBroken(reason);
     }
-    const released = lease.release();
+    const released = owner.releaseFromHandle(record);
     if (hookFailed) {
       released.catch(noop);
       throw hookError;
@@ -292,9 +279,9 @@ function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>
 }
 
 /** Wrap the lease's raw connection in its guard. */
-export function guardConnection<C extends object>(record: LeaseRecord<C>, lease: Lease<C>): C {
+export function guardConnection<C extends object>(record: LeaseRecord<C>): C {
   const proxyRef: { proxy: C | undefined } = { proxy: undefined };
-  const proxy = new Proxy(record.connection.raw, new GuardHandler(record, lease, proxyRef));
+  const proxy = new Proxy(record.connection.raw, new GuardHandler(record, proxyRef));
   proxyRef.proxy = proxy;
   return proxy;
 }

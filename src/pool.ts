@@ -21,14 +21,15 @@ import {
   PoolQueueFullError,
 } from './errors';
 import { createGenericPool, evictNow, rejectAllRequests, returnIdle, takeIdle } from './generic-pool-internals';
-import type { GuardConfig, MethodKind } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
-import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
-import { runTransaction, txEndedError, type Transaction, type TxFrame, type TxOptions } from './transaction';
+import { RELEASED_CLEAN, reclaimLease, releaseLease } from './release';
+import type { GuardConfig, LeaseOwner, MethodKind } from './lease-record';
+import { runTransaction, type Transaction, type TxOptions } from './transaction';
+import { txEndedError, type TxFrame } from './tx-frame';
 import { now, withTimeout } from './time';
 import { WaitingRoom } from './waiters';
 

@@ -16,32 +16,9 @@ import type { Adapter, TxStatus } from './adapter';
 import type { PooledConnection } from './connections';
 import { runCleanups } from './defer';
 import { TxOutcomeUnknownError } from './errors';
-import type { GuardConfig } from './guard';
-import type { LeaseRecord } from './lease';
-import type { CloseReason, MetricsSink, RecoveryKind } from './metrics';
+import type { LeaseOwner, LeaseRecord } from './lease-record';
+import type { CloseReason, RecoveryKind } from './metrics';
 import { now, withTimeout } from './time';
-
-/** What the release path needs from the pool. */
-export interface LeaseOwner<C extends object> {
-  readonly adapter: Adapter<C>;
-  readonly guardConfig: GuardConfig;
-  readonly resetOnRelease: boolean;
-  readonly maxUses: number;
-  readonly metrics: MetricsSink;
-  /** Bound on each control statement the pool sends on its own (rollback, reset, cancel). */
-  readonly controlTimeoutMs: number;
-  /** A call through `lease.conn` failed: a fatal error marks the connection broken. */
-  noteError(record: LeaseRecord<C>, err: unknown): void;
-  /** The error for a statement sent now from a transaction frame of `record` that has ended (see guard.ts). */
-  scopeEnded(record: LeaseRecord<C>): Error | undefined;
-  releaseFromHandle(record: LeaseRecord<C>): Promise<void>;
-  /** Drop from the active registry; report the return of a lease reported as leaked. */
-  forget(record: LeaseRecord<C>, outcome: 'released' | 'reclaimed'): void;
-  returnToPool(conn: PooledConnection<C>): void;
-  destroyConnection(conn: PooledConnection<C>, reason: CloseReason): void;
-  reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void;
-  reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void;
-}
 
 /**
  * @internal Test-only observation point (the chaos suite): `onReturn` is called with every

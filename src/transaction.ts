@@ -2,178 +2,30 @@
  * Transactions: `withTx` opens a transaction on its own lease or joins the ambient one;
  * nested calls become savepoints on the same connection; retryable failures of a top-level
  * transaction rerun it with backoff; a connection lost during COMMIT is reported as an
- * unknown outcome, never retried.
+ * unknown outcome, never retried. What a body may leave behind (un-awaited statements and
+ * scopes, caught errors) is waited for or cut off before the transaction ends.
  */
-import type { Adapter, BeginOptions, IsolationLevel, TxStatus } from './adapter';
+import type { Adapter, TxStatus } from './adapter';
 import { enterScope, findAmbient, leaveScope } from './context';
-import { attachSuppressed, ConfigError, TxAbortedError, TxEndedError, TxOutcomeUnknownError } from './errors';
-import type { CallSite, Lease, LeaseRecord } from './lease';
-import { check, show, unknownOption } from './options';
-import type { Pool } from './pool';
+import { attachSuppressed, TxAbortedError, TxOutcomeUnknownError } from './errors';
+import type { CallSite, Lease } from './lease';
+import type { LeaseRecord } from './lease-record';
+import type { MetricsSink } from './metrics';
+import { endFrame, frameEnded, TxFrame, txEndedError, type Transaction } from './tx-frame';
+import { checkNestedOptions, resolveTxOptions, type ResolvedTxOptions, type TxOptions } from './tx-options';
 import { now, sleep } from './time';
 
-/** Options of `withTx`. */
-export interface TxOptions {
-  /** Isolation level of a top-level transaction. A nested `withTx` may repeat its outer transaction's value; a different one is a `ConfigError`. */
-  isolation?: IsolationLevel | undefined;
-  /** `READ ONLY` when true, `READ WRITE` when false. */
-  readOnly?: boolean | undefined;
-  /** PostgreSQL `DEFERRABLE` (only with serializable read-only); rejected on MySQL. */
-  deferrable?: boolean | undefined;
-  /** Reruns of a top-level transaction that failed with a retryable error (serialization failure, deadlock). Default 0. */
-  retries?: number | undefined;
-  /** First backoff before a retry; doubles each time, with full jitter. Default 10. */
-  retryBaseDelayMs?: number | undefined;
-  /** Longest backoff before a retry. Default 1 000. */
-  retryMaxDelayMs?: number | undefined;
-  /**
-   * `'required'` (default): join the ambient transaction as a savepoint, or start one.
-   * `'requiresNew'`: a separate connection and transaction, even inside another.
-   */
-  propagation?: 'required' | 'requiresNew' | undefined;
-  /** Deadline for the whole transaction on its own lease: at expiry the lease is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number | undefined;
-  /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number | undefined;
-  /** Abort the wait for a connection. */
-  signal?: AbortSignal | undefined;
-}
+export type { Transaction } from './tx-frame';
+export type { TxOptions } from './tx-options';
 
-/** Handed to the `withTx` callback. */
-export interface Transaction<C extends object = object> {
-  readonly lease: Lease<C>;
-  /** 1 for the top-level transaction, 2+ for savepoints. */
-  readonly depth: number;
-  /** 1 for the first run, 2+ for retries. */
-  readonly attempt: number;
-  /** Savepoint name of a nested transaction. */
-  readonly savepoint: string | undefined;
-  /** Aborted if the pool revokes the lease (deadline, shutdown). */
-  readonly signal: AbortSignal;
-}
-
-interface ResolvedTxOptions {
-  readonly begin: BeginOptions;
-  readonly retries: number;
-  readonly retryBaseDelayMs: number;
-  readonly retryMaxDelayMs: number;
-  readonly propagation: 'required' | 'requiresNew';
-  readonly timeoutMs: number | undefined;
-  readonly acquireTimeoutMs: number | undefined;
-  readonly signal: AbortSignal | undefined;
-}
-
-const ISOLATION_LEVELS: ReadonlySet<string> = new Set<IsolationLevel>(['read uncommitted', 'read committed', 'repeatable read', 'serializable']);
-const TX_KEYS: ReadonlySet<string> = new Set([
-  'isolation',
-  'readOnly',
-  'deferrable',
-  'retries',
-  'retryBaseDelayMs',
-  'retryMaxDelayMs',
-  'propagation',
-  'timeoutMs',
-  'acquireTimeoutMs',
-  'signal',
-]);
-const MAX_RETRIES = 100;
-
-const DEFAULT_TX: ResolvedTxOptions = Object.freeze({
-  begin: Object.freeze({}),
-  retries: 0,
-  retryBaseDelayMs: 10,
-  retryMaxDelayMs: 1_000,
-  propagation: 'required',
-  timeoutMs: undefined,
-  acquireTimeoutMs: undefined,
-  signal: undefined,
-});
-
-/** Validate `withTx` options against allow-lists; throws one `ConfigError` naming every bad field. */
-export function resolveTxOptions(input: TxOptions | undefined): ResolvedTxOptions {
-  if (input === undefined) return DEFAULT_TX;
-  const problems: { field: string; problem: string }[] = [];
-  if (input === null || typeof input !== 'object') throw new ConfigError([{ field: 'txOptions', problem: `must be an object (got ${show(input)})` }]);
-  for (const key of Object.keys(input)) if (!TX_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, TX_KEYS, 'a known transaction option') });
-  const { isolation, readOnly, deferrable, retries = 0, retryBaseDelayMs = 10, retryMaxDelayMs = 1_000, propagation = 'required' } = input;
-  if (isolation !== undefined && !(typeof isolation === 'string' && ISOLATION_LEVELS.has(isolation))) {
-    problems.push({ field: 'isolation', problem: `must be one of ${[...ISOLATION_LEVELS].map((l) => `'${l}'`).join(', ')} (got ${show(isolation)})` });
-  }
-  if (readOnly !== undefined) check.boolean(problems, 'readOnly', readOnly);
-  if (deferrable !== undefined) check.boolean(problems, 'deferrable', deferrable);
-  if (deferrable === true && (isolation !== 'serializable' || readOnly !== true)) {
-    problems.push({ field: 'deferrable', problem: "only applies with isolation 'serializable' and readOnly: true" });
-  }
-  check.integer(problems, 'retries', retries, 0, false);
-  if (typeof retries === 'number' && retries > MAX_RETRIES) problems.push({ field: 'retries', problem: `must be at most ${MAX_RETRIES}` });
-  check.duration(problems, 'retryBaseDelayMs', retryBaseDelayMs, { allowZero: true, allowInfinity: false });
-  check.duration(problems, 'retryMaxDelayMs', retryMaxDelayMs, { allowZero: true, allowInfinity: false });
-  if (propagation !== 'required' && propagation !== 'requiresNew') {
-    problems.push({ field: 'propagation', problem: `must be 'required' or 'requiresNew' (got ${show(propagation)})` });
-  }
-  if (input.timeoutMs !== undefined) check.duration(problems, 'timeoutMs', input.timeoutMs, { allowZero: false, allowInfinity: false });
-  if (input.acquireTimeoutMs !== undefined) check.duration(problems, 'acquireTimeoutMs', input.acquireTimeoutMs, { allowZero: false, allowInfinity: true });
-  if (input.signal !== undefined && !(input.signal instanceof AbortSignal)) problems.push({ field: 'signal', problem: 'must be an AbortSignal' });
-  if (problems.length > 0) throw new ConfigError(problems);
-  return {
-    begin: { isolation, readOnly, deferrable },
-    retries,
-    retryBaseDelayMs,
-    retryMaxDelayMs,
-    propagation,
-    timeoutMs: input.timeoutMs,
-    acquireTimeoutMs: input.acquireTimeoutMs,
-    signal: input.signal,
-  };
-}
-
-/** One open transaction or savepoint on a lease; also the `tx` handed to the callback. */
-export class TxFrame<C extends object = object> implements Transaction<C> {
-  /** Serialises child savepoints: concurrent nested scopes never interleave. */
-  tail: Promise<void> | undefined = undefined;
-  /**
-   * Set when the frame's COMMIT / RELEASE or ROLLBACK is about to be sent: from then on nothing
-   * started inside the frame may send a statement (it would run outside the transaction).
-   */
-  ended = false;
-  /** Statements refused because they came from inside this frame after it ended. */
-  refused = 0;
-  /** The top-level frame of this transaction (itself at depth 1). */
-  readonly root: TxFrame<C>;
-  constructor(
-    readonly lease: Lease<C>,
-    readonly depth: number,
-    readonly attempt: number,
-    readonly savepoint: string | undefined,
-    /** The top-level transaction's BEGIN options; savepoints run under them. */
-    readonly begin: BeginOptions,
-    readonly parent: TxFrame<C> | undefined,
-  ) {
-    this.root = parent === undefined ? this : parent.root;
-  }
-  get signal(): AbortSignal {
-    return this.lease.signal;
-  }
-}
-
-/** True when `frame` or one of the frames it is nested in has ended. */
-function frameEnded(frame: TxFrame<object>): boolean {
-  for (let f: TxFrame<object> | undefined = frame; f !== undefined; f = f.parent) if (f.ended) return true;
-  return false;
-}
-
-/** End `frame`: scopes started inside it are cut off from the connection from now on. */
-function endFrame<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): void {
-  frame.ended = true;
-  record.checkScopes = true;
-}
-
-/** The error a scope started inside an ended transaction gets. */
-export function txEndedError(frame: TxFrame<object>, leaseId: number): TxEndedError {
-  const what = frame.savepoint === undefined ? 'transaction' : `savepoint ${frame.savepoint}`;
-  return new TxEndedError(
-    `The ${what} on lease #${leaseId} has ended; a statement or nested withTx started inside it and still running was refused (await every statement and nested scope before the withTx body returns or throws)`,
-  );
+/** What transactions need from the pool (the pool implements it; this module never imports the pool). */
+export interface TxHost<C extends object> {
+  readonly adapter: Adapter<C>;
+  readonly metrics: MetricsSink;
+  readonly options: { readonly acquireTimeoutMs: number };
+  acquireLease(timeoutMs: number, signal: AbortSignal | undefined, site: CallSite | undefined, holdTimeoutMs: number | undefined, trackDrop: boolean): Promise<Lease<C>>;
+  runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R>;
+  noteError(record: LeaseRecord<C>, err: unknown): void;
 }
 
 type TxBody<C extends object, R> = (conn: C, tx: Transaction<C>) => R | PromiseLike<R>;
@@ -184,7 +36,7 @@ type TxBody<C extends object, R> = (conn: C, tx: Transaction<C>) => R | PromiseL
  * microtask turn fewer before BEGIN); synchronous failures still reject, never throw.
  */
 export function runTransaction<C extends object, R>(
-  pool: Pool<C>,
+  pool: TxHost<C>,
   fn: TxBody<C, R>,
   options: TxOptions | undefined,
   site: CallSite | undefined,
@@ -217,7 +69,7 @@ export function runTransaction<C extends object, R>(
   }
 }
 
-async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn: TxBody<C, R>, opts: ResolvedTxOptions): Promise<R> {
+async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, fn: TxBody<C, R>, opts: ResolvedTxOptions): Promise<R> {
   const record = lease.record;
   const { adapter, metrics } = pool;
   const raw = record.connection.raw;
@@ -314,7 +166,7 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
   }
 }
 
-async function savepoint<C extends object, R>(pool: Pool<C>, lease: Lease<C>, parent: TxFrame<C>, fn: TxBody<C, R>): Promise<R> {
+async function savepoint<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, parent: TxFrame<C>, fn: TxBody<C, R>): Promise<R> {
   const record = lease.record;
   const { adapter } = pool;
   const raw = record.connection.raw;
@@ -434,24 +286,6 @@ function lostError(record: LeaseRecord<object>): TxAbortedError {
   return new TxAbortedError(`The transaction on lease #${record.id} is over (${cause instanceof Error ? cause.message : String(cause)}); nothing more can run in it`, { cause });
 }
 
-/**
- * A savepoint runs under its outer transaction's isolation and access mode; asking a nested
- * `withTx` for different ones cannot be honoured, so it is an error rather than ignored.
- */
-function checkNestedOptions(requested: BeginOptions, outer: BeginOptions): void {
-  const problems: { field: string; problem: string }[] = [];
-  for (const field of ['isolation', 'readOnly', 'deferrable'] as const) {
-    const wanted = requested[field];
-    if (wanted !== undefined && wanted !== outer[field]) {
-      problems.push({
-        field,
-        problem: `cannot be ${show(wanted)} in a nested transaction: it runs as a savepoint of the outer transaction (${field} ${show(outer[field])}); use propagation: 'requiresNew' for a separate transaction`,
-      });
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-}
-
 /** The driver's transaction status, waited for when it is still on the wire (`settle`). */
 async function settledStatus<C extends object>(adapter: Adapter<C>, raw: C): Promise<TxStatus | undefined> {
   let status = adapter.txStatus?.(raw);
@@ -472,7 +306,7 @@ function endedInBody<C extends object>(adapter: Adapter<C>, raw: C): boolean {
 }
 
 /** ROLLBACK after a failed body; a failing rollback is attached to the body's error and the connection destroyed. */
-async function rollbackAfter<C extends object>(pool: Pool<C>, record: LeaseRecord<C>, error: unknown): Promise<void> {
+async function rollbackAfter<C extends object>(pool: TxHost<C>, record: LeaseRecord<C>, error: unknown): Promise<void> {
   if (record.state !== 'active' || record.connection.broken) return; // the release path destroys it
   try {
     await pool.adapter.exec(record.connection.raw, pool.adapter.sql.rollback);
@@ -487,7 +321,7 @@ async function rollbackAfter<C extends object>(pool: Pool<C>, record: LeaseRecor
  * (retries left, a retryable error, the connection still ours and sound), after its backoff.
  */
 async function rolledBackForRetry<C extends object>(
-  pool: Pool<C>,
+  pool: TxHost<C>,
   record: LeaseRecord<C>,
   error: unknown,
   opts: ResolvedTxOptions,
