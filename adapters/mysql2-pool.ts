@@ -34,7 +34,8 @@ import type { Logger } from '../src/logger';
 import type { MetricsOptions } from '../src/metrics';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
 import { runTransaction, type Transaction, type TxOptions } from '../src/transaction';
-import { applyCallerStack, captureCaller, mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+import { mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
+import { applyCallerStack, captureCaller } from './mysql2-statements';
 
 // `mysql2/promise` with createPool replaced: the local `createPool`, `Pool` and `PoolOptions` shadow mysql2's.
 export * from 'mysql2/promise';

@@ -22,7 +22,9 @@ import { createConnection as createCoreConnection } from 'mysql2';
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
 
 import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
+import { applyCallerStack, statementEffect, statementInfo, type SessionEffect, type StatementEffect } from './mysql2-statements';
 import { ConfigError, ConnectError } from '../src/errors';
+import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
 
 /** Options of the adapter itself (the driver's own options go in the first argument). */
@@ -50,17 +52,17 @@ export interface MysqlAdapterOptions {
  * The mysql2 adapter: the `Adapter` interface plus the hooks this adapter adds.
  * Assignable to `Adapter<Connection>`.
  */
-export interface MysqlAdapter extends Adapter<Connection> {
+export interface MysqlAdapter extends Adapter<Connection, Connection['query']> {
   /**
    * Reject transaction options MySQL cannot honour, before any statement is sent: `deferrable: true`
    * (a PostgreSQL-only mode) and isolation levels outside the fixed table throw `ConfigError`.
-   * `sql.begin` runs the same check, so a core that does not call this hook is still safe.
-   * Proposed as `Adapter.validateBegin?(opts)`.
+   * `sql.begin` runs the same check, so a core that does not call this hook is still safe
+   * (`Adapter.validateBegin`).
    */
   validateBegin(opts: BeginOptions): void;
   /**
    * Methods of the promise connection that send statements (the guard should pass these calls to
-   * `observeStatement` / `observeResult`). Proposed as `Adapter.statementMethods?`.
+   * `observeStatement` / `observeResult`): `Adapter.statementMethods`.
    */
   readonly statementMethods: readonly string[];
 }
@@ -76,6 +78,8 @@ interface CoreConnection {
     readonly destroyed: boolean;
     destroy(): void;
     once(event: 'close', listener: () => void): unknown;
+    ref?(): unknown;
+    unref?(): unknown;
   };
   /** Set when the connection hit a fatal error; every later command fails. */
   readonly _fatalError?: unknown;
@@ -100,6 +104,12 @@ interface CoreConnection {
 
 const OPTION_KEYS: ReadonlySet<string> = new Set(['retryOnLockWaitTimeout', 'closeTimeoutMs', 'cancelTimeoutMs']);
 
+/**
+ * Errors with which the server has rolled back the whole transaction, not just the statement:
+ * 1213 ER_LOCK_DEADLOCK, 1614 ER_XA_RBDEADLOCK, 3101 ER_TRANSACTION_ROLLBACK_DURING_COMMIT.
+ */
+const SERVER_ROLLBACK_ERRNOS: ReadonlySet<number> = new Set([1213, 1614, 3101]);
+
 const SERVER_STATUS_IN_TRANS = 0x0001;
 const SERVER_STATUS_AUTOCOMMIT = 0x0002;
 
@@ -119,6 +129,15 @@ interface ConnState {
   readonly defaultAutocommit: boolean | undefined;
   /** A prepared statement that may change the transaction state was handed to the user. */
   opaque: boolean;
+  /**
+   * A statement sent through the lease changed session state the next borrower would inherit
+   * (`LOCK TABLES`, `GET_LOCK()`, a temporary table, `USE`, a session variable …).
+   */
+  sessionChanged: boolean;
+  /** `SET TRANSACTION …` (without SESSION/GLOBAL) is waiting for the next transaction to consume it. */
+  pendingTxCharacteristics: boolean;
+  /** The promise connection the pool holds: carries the summary mark read at every release. */
+  readonly promise: object;
   /** An `'error'` was emitted, or `close` was called: the connection is unusable. */
   broken: boolean;
   /** `events.onError` has been called (once per connection: the first error is the root cause). */
@@ -127,164 +146,6 @@ interface ConnState {
 
 const states = new WeakMap<object, ConnState>();
 const stateOfCore = new WeakMap<CoreConnection, ConnState>();
-
-/** What a statement does to the transaction state, as far as its text tells. */
-export type StatementEffect =
-  /** Opens a transaction (`START TRANSACTION`, `BEGIN`, `COMMIT AND CHAIN` …). */
-  | 'begin'
-  /** Ends it (`COMMIT`, `ROLLBACK`). */
-  | 'end'
-  /** Ends it implicitly before running (DDL, `LOCK TABLES`, `GRANT`, `SET autocommit` …). */
-  | 'implicit_commit'
-  /** Leaves it as it is (`SELECT`, DML, `SAVEPOINT`, `ROLLBACK TO SAVEPOINT` …). */
-  | 'none'
-  /** Cannot tell (`CALL`, `EXECUTE`, several statements in one string, executable comments …). */
-  | 'unknown';
-
-// ---------------------------------------------------------------------------------------------
-// Statement classification (exported for tests and for the compat facade).
-
-const NONE_KEYWORDS = new Set([
-  'SELECT', 'WITH', 'INSERT', 'UPDATE', 'DELETE', 'REPLACE', 'DO', 'VALUES', 'TABLE', 'SHOW', 'DESC',
-  'DESCRIBE', 'EXPLAIN', 'HELP', 'SAVEPOINT', 'RELEASE', 'HANDLER', 'USE', 'PREPARE', 'DEALLOCATE',
-  'GET', 'SIGNAL', 'RESIGNAL', 'KILL', 'CHECKSUM',
-]);
-
-const IMPLICIT_COMMIT_KEYWORDS = new Set([
-  'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'RENAME', 'LOCK', 'UNLOCK', 'GRANT', 'REVOKE', 'ANALYZE',
-  'CHECK', 'OPTIMIZE', 'REPAIR', 'FLUSH', 'RESET', 'INSTALL', 'UNINSTALL', 'CACHE', 'LOAD', 'START',
-  'STOP', 'CHANGE', 'PURGE', 'BACKUP',
-]);
-
-/** The leading keyword of a statement, before any normalisation (see classifyStatement). */
-const LEADING_WORD = /^[A-Za-z_]+/;
-/** First words whose effect depends on the rest of the statement (the switch in classifyStatement). */
-const NEEDS_FULL_TEXT: ReadonlySet<string> = new Set(['BEGIN', 'START', 'COMMIT', 'ROLLBACK', 'SET', 'XA', 'CALL', 'EXECUTE']);
-
-/** Skip leading whitespace and ordinary comments. Returns -1 at an executable comment (`/*!`, `/*M!`). */
-function skipLeading(sql: string): number {
-  let i = 0;
-  for (;;) {
-    while (i < sql.length && /\s/.test(sql.charAt(i))) i++;
-    if (sql.startsWith('/*', i)) {
-      if (sql.startsWith('/*!', i) || sql.startsWith('/*M!', i)) return -1;
-      const end = sql.indexOf('*/', i + 2);
-      if (end < 0) return sql.length;
-      i = end + 2;
-    } else if (sql.startsWith('#', i) || (sql.startsWith('--', i) && /[\s]/.test(sql.charAt(i + 2) || ' '))) {
-      const end = sql.indexOf('\n', i);
-      if (end < 0) return sql.length;
-      i = end + 1;
-    } else {
-      return i;
-    }
-  }
-}
-
-/** True when `body` holds a `;` outside quotes, comments and identifiers that is followed by more text. */
-function hasSecondStatement(body: string): boolean {
-  let quote: string | undefined;
-  for (let i = 0; i < body.length; i++) {
-    const ch = body.charAt(i);
-    if (quote !== undefined) {
-      if (ch === '\\' && quote !== '`') i++;
-      else if (ch === quote) quote = undefined;
-      continue;
-    }
-    if (ch === "'" || ch === '"' || ch === '`') quote = ch;
-    else if (body.startsWith('/*', i)) {
-      if (body.startsWith('/*!', i) || body.startsWith('/*M!', i)) return true; // executable: cannot tell
-      const end = body.indexOf('*/', i + 2);
-      if (end < 0) return false;
-      i = end + 1;
-    } else if (ch === '#' || (body.startsWith('--', i) && /\s/.test(body.charAt(i + 2) || ' '))) {
-      const end = body.indexOf('\n', i);
-      if (end < 0) return false;
-      i = end;
-    } else if (ch === ';') {
-      const rest = body.slice(i + 1);
-      const next = skipLeading(rest);
-      if (next < 0) return true;
-      if (rest.slice(next).replace(/;/g, '').trim().length > 0) return true;
-    }
-  }
-  return false;
-}
-
-/**
- * What a SQL text does to the transaction state. `multipleStatements` says whether the connection
- * accepts several statements in one string (mysql2 option of that name).
- */
-export function classifyStatement(sql: string, multipleStatements = false): StatementEffect {
-  const start = skipLeading(sql);
-  if (start < 0) return 'unknown';
-  const body = sql.slice(start);
-  if (multipleStatements && hasSecondStatement(body)) return 'unknown';
-  // Runs on every statement: most need only their first word (SELECT, INSERT …), read here
-  // without normalising the whole text. The word must end at an ASCII character (or the end):
-  // then it is exactly what the full path below would find.
-  const word = LEADING_WORD.exec(body)?.[0];
-  if (word !== undefined && !(body.charCodeAt(word.length) > 0x7f)) {
-    const upper = word.toUpperCase();
-    if (!NEEDS_FULL_TEXT.has(upper)) {
-      if (NONE_KEYWORDS.has(upper)) return 'none';
-      if (IMPLICIT_COMMIT_KEYWORDS.has(upper)) return 'implicit_commit';
-      return 'unknown';
-    }
-  }
-  const text = body.replace(/\s+/g, ' ').toUpperCase();
-  const first = /^[A-Z_]+/.exec(text)?.[0];
-  if (first === undefined) return 'unknown';
-  switch (first) {
-    case 'BEGIN':
-      // `BEGIN NOT ATOMIC … END` is a MariaDB compound statement, not a transaction start.
-      return /^BEGIN( WORK)?\s*;?\s*$/.test(text) ? 'begin' : 'unknown';
-    case 'START':
-      return /^START TRANSACTION\b/.test(text) ? 'begin' : 'implicit_commit';
-    case 'COMMIT':
-    case 'ROLLBACK': {
-      if (first === 'ROLLBACK' && /^ROLLBACK( WORK)? TO\b/.test(text)) return 'none';
-      if (/\bAND CHAIN\b/.test(text)) return 'begin';
-      if (/\bRELEASE\b/.test(text) && !/\bNO RELEASE\b/.test(text)) return 'unknown'; // disconnects
-      return 'end';
-    }
-    case 'SET':
-      if (/\bAUTOCOMMIT\b/.test(text) || /^SET (PASSWORD|STATEMENT)\b/.test(text)) return 'implicit_commit';
-      return 'none';
-    case 'XA':
-    case 'CALL':
-    case 'EXECUTE':
-      return 'unknown';
-    default:
-      if (NONE_KEYWORDS.has(first)) return 'none';
-      if (IMPLICIT_COMMIT_KEYWORDS.has(first)) return 'implicit_commit';
-      return 'unknown';
-  }
-}
-
-/**
- * `classifyStatement` for the statements a connection sends, remembered by text: applications send
- * the same few texts over and over (placeholders keep values out of them), and a Map lookup by a
- * string whose hash V8 keeps costs a tenth of reading the text again. Bounded in entries and in
- * text length; cleared when full (texts built with values in them only churn it).
- */
-const EFFECT_CACHE_ENTRIES = 512;
-const EFFECT_CACHE_TEXT_LENGTH = 1_024;
-const effectsSingle = new Map<string, StatementEffect>();
-const effectsMultiple = new Map<string, StatementEffect>();
-
-/** @internal Exported for tests. */
-export function statementEffect(sql: string, multipleStatements: boolean): StatementEffect {
-  if (sql.length > EFFECT_CACHE_TEXT_LENGTH) return classifyStatement(sql, multipleStatements);
-  const cache = multipleStatements ? effectsMultiple : effectsSingle;
-  let effect = cache.get(sql);
-  if (effect === undefined) {
-    effect = classifyStatement(sql, multipleStatements);
-    if (cache.size >= EFFECT_CACHE_ENTRIES) cache.clear();
-    cache.set(sql, effect);
-  }
-  return effect;
-}
 
 /** The SQL text of a `query`/`execute` first argument: a string or a `{ sql }` options object. */
 function sqlOf(firstArg: unknown): string | undefined {
@@ -324,11 +185,36 @@ function finalHeader(result: unknown): { serverStatus: number } | undefined {
   return undefined;
 }
 
+/** Record a statement's session effect (see `classifySession`). */
+function noteSession(state: ConnState, session: SessionEffect): void {
+  if (session === 'session') state.sessionChanged = true;
+  else if (session === 'next_tx') state.pendingTxCharacteristics = true;
+  markSession(state);
+}
+
+/** Set on a promise connection whose session the next borrower must not inherit (read at every release). */
+const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
+interface SessionMark {
+  [SESSION_CHANGED]?: boolean;
+}
+
+/** Keep the connection's mark in step with its state (a property read at release, not a WeakMap lookup). */
+function markSession(state: ConnState): void {
+  (state.promise as SessionMark)[SESSION_CHANGED] =
+    state.sessionChanged ||
+    state.pendingTxCharacteristics ||
+    (state.autocommit !== undefined && state.defaultAutocommit !== undefined && state.autocommit !== state.defaultAutocommit);
+}
+
 /** Record a statement about to be sent. Effects that end a transaction wait for the server's word. */
 function noteSent(state: ConnState, effect: StatementEffect): void {
   switch (effect) {
     case 'begin':
       state.status = 'in_tx';
+      if (state.pendingTxCharacteristics) {
+        state.pendingTxCharacteristics = false;
+        markSession(state);
+      }
       return;
     case 'none':
       // With autocommit off, any statement may open a transaction.
@@ -347,7 +233,11 @@ function noteResult(state: ConnState, result: unknown): void {
   const header = finalHeader(result);
   if (header !== undefined) {
     state.status = (header.serverStatus & SERVER_STATUS_IN_TRANS) !== 0 ? 'in_tx' : 'idle';
-    state.autocommit = (header.serverStatus & SERVER_STATUS_AUTOCOMMIT) !== 0;
+    const autocommit = (header.serverStatus & SERVER_STATUS_AUTOCOMMIT) !== 0;
+    if (autocommit !== state.autocommit) {
+      state.autocommit = autocommit;
+      markSession(state);
+    }
     return;
   }
   // A result set (SELECT, SHOW …): no status flags. With autocommit off it may have opened a transaction.
@@ -359,6 +249,9 @@ function noteSessionReset(state: ConnState): void {
   state.status = 'idle';
   state.autocommit = state.defaultAutocommit;
   state.opaque = false;
+  state.sessionChanged = false;
+  state.pendingTxCharacteristics = false;
+  markSession(state);
 }
 
 function driverBusy(core: CoreConnection): boolean {
@@ -445,6 +338,10 @@ function resolveConfig(config: ConnectionOptions | string): Resolved {
   if (typeof base.uri === 'string' && uri === undefined) {
     // Never echo the URL: it may carry the password.
     throw new ConfigError([{ field: typeof config === 'string' ? 'config' : 'config.uri', problem: 'is not a valid mysql:// URL' }]);
+  }
+  if (uri !== undefined && uri.protocol !== 'mysql:' && uri.protocol !== 'mariadb:') {
+    const hint = uri.protocol === 'postgres:' || uri.protocol === 'postgresql:' ? ' (a PostgreSQL URL: use pgAdapter from leasepool/adapters/pg)' : '';
+    throw new ConfigError([{ field: typeof config === 'string' ? 'config' : 'config.uri', problem: `must be a mysql:// URL, not ${uri.protocol}//${hint}` }]);
   }
   const secrets = new Set<string>();
   for (const value of [base.password, base.password1, base.password2, base.password3, base.passwordSha1]) {
@@ -592,6 +489,13 @@ function describeCode(err: unknown): string {
   return '';
 }
 
+/** `: <the driver's or server's text> (<code>)`, redacted: what a connect failure says, as pg's does. */
+function describeFailure(err: unknown, secrets: readonly string[]): string {
+  const message = (err as { message?: unknown } | null)?.message;
+  const text = typeof message === 'string' && message.length > 0 ? `: ${redact(message, secrets)}` : '';
+  return `${text}${describeCode(err)}`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dialect.
 
@@ -686,7 +590,7 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
 
     const onError = (err: unknown): void => {
       if (!settled) {
-        fail(`mysql2: could not connect to ${target}${describeCode(err)}`, err);
+        fail(`mysql2: could not connect to ${target}${describeFailure(err, secrets)}`, err);
         return;
       }
       if (state === undefined) return; // failed connect: the rejection already told the story
@@ -711,7 +615,7 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
       core = createCoreConnection(resolved.driverOptions()) as unknown as CoreConnection;
     } catch (err) {
       // Bad options (e.g. a port out of range) throw synchronously inside mysql2.
-      setImmediate(() => fail(`mysql2: could not connect to ${target}${describeCode(err)}`, err));
+      setImmediate(() => fail(`mysql2: could not connect to ${target}${describeFailure(err, secrets)}`, err));
       return;
     }
     const born = core;
@@ -734,10 +638,14 @@ function openConnection(resolved: Resolved, signal: AbortSignal, events: Connect
         autocommit: defaultAutocommit,
         defaultAutocommit,
         opaque: false,
+        sessionChanged: false,
+        pendingTxCharacteristics: false,
+        promise: conn,
         broken: false,
         reported: false,
       };
       states.set(conn, state);
+      markSession(state);
       stateOfCore.set(born, state);
       // The promise connection re-emits the core's errors once someone listens on it (a user's
       // listener on `lease.conn`); listening on both keeps either path from ever being unhandled.
@@ -809,7 +717,7 @@ const STATEMENT_METHODS = [
 export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlAdapterOptions = {}): MysqlAdapter {
   const problems: { field: string; problem: string }[] = [];
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not an option of mysqlAdapter' });
+    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'an option of mysqlAdapter') });
   }
   checkPositive(problems, 'closeTimeoutMs', options.closeTimeoutMs);
   checkPositive(problems, 'cancelTimeoutMs', options.cancelTimeoutMs);
@@ -822,6 +730,29 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
   const cancelTimeoutMs = options.cancelTimeoutMs ?? DEFAULT_CANCEL_TIMEOUT_MS;
   const retryOnLockWaitTimeout = options.retryOnLockWaitTimeout === true;
 
+  /** The server's `innodb_rollback_on_timeout` (read-only while it runs), once known. */
+  let rollbackOnTimeout: boolean | undefined;
+  const learnRollbackOnTimeout = (conn: Connection, signal: AbortSignal): Promise<Connection> => {
+    const core = states.get(conn)?.core;
+    if (core === undefined) return Promise.resolve(conn);
+    return new Promise<Connection>((resolve, reject) => {
+      const onAbort = (): void => {
+        hardDestroy(core);
+        reject(new ConnectError(`mysql2: connecting to ${resolved.target} was aborted`, { cause: signal.reason }));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      core.query('SELECT @@innodb_rollback_on_timeout AS r', (err: unknown, rows: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        if (signal.aborted) return;
+        const row = Array.isArray(rows) ? (rows[0] as { r?: unknown } | undefined) : undefined;
+        // Not InnoDB, or not readable: assume the whole transaction may be rolled back.
+        rollbackOnTimeout ??= err ? true : Number(row?.r) === 1;
+        resolve(conn);
+      });
+    });
+  };
+
   const observe = (conn: Connection, method: string, firstArg: unknown): void => {
     const state = states.get(conn);
     if (state === undefined) return;
@@ -829,7 +760,13 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       case 'query':
       case 'execute': {
         const sql = sqlOf(firstArg);
-        noteSent(state, sql === undefined ? 'unknown' : statementEffect(sql, state.core.config.multipleStatements === true));
+        if (sql === undefined) {
+          noteSent(state, 'unknown');
+          return;
+        }
+        const info = statementInfo(sql, state.core.config.multipleStatements === true);
+        if (info.session !== 'none') noteSession(state, info.session);
+        noteSent(state, info.effect);
         return;
       }
       case 'beginTransaction':
@@ -839,8 +776,12 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       case 'rollback':
         noteSent(state, 'end');
         return;
-      case 'reset':
       case 'changeUser':
+        state.sessionChanged = true; // another user's session: not what the next borrower expects
+        markSession(state);
+        noteSent(state, 'unknown');
+        return;
+      case 'reset':
         noteSent(state, 'unknown');
         return;
       case 'prepare': {
@@ -877,6 +818,13 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
   return {
     name: 'mysql2',
+    refConnection(conn: Connection, ref: boolean): void {
+      const stream = states.get(conn)?.core.stream;
+      if (ref) stream?.ref?.();
+      else stream?.unref?.();
+    },
+    queryFunction: (conn: Connection): Connection['query'] =>
+      ((...args: Parameters<Connection['query']>) => conn.query(...args)) as Connection['query'],
     target: resolved.target,
     sql: mysqlDialect,
     statementMethods: STATEMENT_METHODS,
@@ -885,7 +833,8 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     lifecycleMethods: { release: ['release', Symbol.asyncDispose], destroy: ['end', 'destroy', 'close'] },
 
     connect(signal: AbortSignal, events: ConnectionEvents): Promise<Connection> {
-      return openConnection(resolved, signal, events);
+      const opening = openConnection(resolved, signal, events);
+      return rollbackOnTimeout !== undefined ? opening : opening.then((conn) => learnRollbackOnTimeout(conn, signal));
     },
 
     close(conn: Connection): Promise<void> {
@@ -926,6 +875,20 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
     isRetryable(err: unknown): boolean {
       return isRetryableError(err, retryOnLockWaitTimeout);
+    },
+
+    endsTransaction(err: unknown): boolean {
+      return someInChain(err, (e) => {
+        if (typeof e.errno !== 'number') return false;
+        if (SERVER_ROLLBACK_ERRNOS.has(e.errno)) return true;
+        // A lock wait timeout rolls back only the statement, unless the server rolls back the
+        // whole transaction on it (read at the first connect; unknown counts as yes).
+        return e.errno === 1205 && rollbackOnTimeout !== false;
+      });
+    },
+
+    sessionChanged(conn: Connection): boolean {
+      return (conn as SessionMark)[SESSION_CHANGED] === true;
     },
 
     async cancel(conn: Connection): Promise<void> {
@@ -1012,21 +975,6 @@ function traceStatement(conn: Connection, method: string): boolean {
   return core !== undefined && core.config.trace !== false;
 }
 
-/** @internal The caller of `entry`, captured the way mysql2's `trace` does (formatted only if an error needs it). */
-export function captureCaller(entry: Function): CallerStack {
-  const holder: CallerStack = {};
-  Error.captureStackTrace(holder, entry);
-  return holder;
-}
-
-/** @internal mysql2's `trace`: the error keeps its message and fields; its frames become the caller's. */
-export function applyCallerStack(err: unknown, holder: CallerStack | undefined): void {
-  const stack = holder?.stack;
-  if (typeof stack !== 'string' || !(err instanceof Error)) return;
-  const lines = stack.split('\n');
-  lines[0] = `${err.name}: ${err.message}`;
-  err.stack = lines.join('\n');
-}
 
 /** `validateBegin` is also available without an adapter instance. */
 export { validateBeginOptions as validateMysqlBegin };

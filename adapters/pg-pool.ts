@@ -405,6 +405,7 @@ export class Pool extends EventEmitter {
       if (client !== undefined) this.#emit('release', err as Error, client);
       done(err, result);
     };
+    this.#core.adapter.observeStatement?.(raw, 'query', text);
     record.inflight++;
     try {
       (raw.query as unknown as (text: unknown, values: unknown, callback: typeof ended) => void).call(raw, text, values, ended);

@@ -14,18 +14,24 @@
  */
 import * as net from 'node:net';
 import { Client } from 'pg';
-import type { ClientConfig } from 'pg';
+import type { ClientConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
+import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
 import {
+  changesSessionCached,
   checkNonNegativeInt,
+  commitRolledBack,
   errorMessage,
   isFatalServerError,
   isRetryableServerError,
   postgresDialect,
   sameRealmError,
 } from '../src/dialects/postgres';
+
+/** `pool.query` on a pool of the pg adapter: pg's `client.query(text, values)`. */
+export type PgQuery = <R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]) => Promise<QueryResult<R>>;
 
 /** Options of {@link pgAdapter}. Every field is optional; bad values throw `ConfigError` naming the field. */
 export interface PgAdapterOptions {
@@ -141,6 +147,28 @@ interface ConnState {
   hookError?: unknown;
 }
 
+/** Set on a client whose session a statement sent through a lease changed (see `changesSession`). */
+const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
+interface SessionMark {
+  [SESSION_CHANGED]?: boolean;
+}
+
+/** The SQL text of a `query` first argument: a string or a `{ text }` config. */
+function textOf(firstArg: unknown): string | undefined {
+  if (typeof firstArg === 'string') return firstArg;
+  if (firstArg !== null && typeof firstArg === 'object') {
+    const text = (firstArg as { text?: unknown }).text;
+    if (typeof text === 'string') return text;
+  }
+  return undefined;
+}
+
+/** The guard's statement hook: mark the session changed when the text says so. */
+function observeStatement(client: Client, _method: string, firstArg: unknown): void {
+  const text = textOf(firstArg);
+  if (text !== undefined && changesSessionCached(text)) (client as unknown as SessionMark)[SESSION_CHANGED] = true;
+}
+
 /** What pg-pool calls `client.release(err)`: a truthy first argument destroys the connection. */
 function releaseArgDestroys(_client: Client, _method: string, args: readonly unknown[]): boolean {
   return Boolean(args[0]);
@@ -186,7 +214,7 @@ function setRef(client: Client, ref: boolean): void {
  * @param options see {@link PgAdapterOptions}.
  * @throws ConfigError for bad options, options that conflict with the pg config, or a config pg rejects.
  */
-export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client> {
+export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptions = {}): Adapter<Client, PgQuery> {
   const opts = validateOptions(config, options);
   const closeTimeoutMs = opts.closeTimeoutMs ?? 1000;
   const cancelTimeoutMs = opts.cancelTimeoutMs ?? 2000;
@@ -195,6 +223,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   const allowExitOnIdle = opts.allowExitOnIdle === true;
 
   const base: ClientConfig = typeof config === 'string' ? { connectionString: config } : { ...config };
+  checkConnectionString(typeof config === 'string' ? 'config' : 'config.connectionString', base.connectionString);
   // Startup parameters are passed as strings: pg forwards truthy values verbatim (after parseInt), so
   // the string '0' is sent while the number 0 would be silently dropped. A typed local widening:
   const startup: Record<string, string> = {};
@@ -330,6 +359,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
       };
       const opened = (): void => {
         state.phase = 'open';
+        (client as unknown as SessionMark)[SESSION_CHANGED] = false;
         if (allowExitOnIdle) setRef(client, false); // idle until leased
         resolve(client);
       };
@@ -350,6 +380,8 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   return {
     name: 'pg',
+    refConnection: setRef,
+    queryFunction: (conn: Client): PgQuery => ((...args: [string, unknown[]?]) => conn.query(...args)) as PgQuery,
     target,
     sql: postgresDialect,
     connect,
@@ -392,6 +424,15 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     },
     async reset(client: Client): Promise<void> {
       await client.query('DISCARD ALL');
+      (client as unknown as SessionMark)[SESSION_CHANGED] = false;
+      // DISCARD ALL deallocated the server's prepared statements: pg must prepare named ones again.
+      const parsed = (client as unknown as { connection?: { parsedStatements?: Record<string, unknown> } }).connection;
+      if (parsed?.parsedStatements !== undefined) parsed.parsedStatements = {};
+    },
+    commitRolledBack,
+    observeStatement,
+    sessionChanged(client: Client): boolean {
+      return (client as unknown as SessionMark)[SESSION_CHANGED] === true;
     },
     sendStatement,
     statementMethods: ['query'],
@@ -483,7 +524,7 @@ function validateOptions(config: ClientConfig | string, options: PgAdapterOption
     throw new ConfigError([{ field: 'config', problem: 'must be a pg ClientConfig or a connection string' }]);
   }
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: 'is not a pgAdapter option' });
+    if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'a pgAdapter option') });
   }
   checkNonNegativeInt(problems, 'statementTimeoutMs', options.statementTimeoutMs, PG_INT_MAX);
   checkNonNegativeInt(problems, 'idleInTransactionSessionTimeoutMs', options.idleInTransactionSessionTimeoutMs, PG_INT_MAX);
@@ -599,3 +640,22 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
 export { Pool } from './pg-pool';
 export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';
 
+/**
+ * A connection string must be a `postgres://` / `postgresql://` URL (or pg's `socket:` form or a
+ * socket path): anything else fails here, naming the scheme, rather than deep in the driver.
+ * The string itself is never echoed (it may carry the password).
+ */
+function checkConnectionString(field: string, value: unknown): void {
+  if (value === undefined) return;
+  if (typeof value !== 'string') throw new ConfigError([{ field, problem: 'must be a string' }]);
+  if (value.startsWith('/')) return;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError([{ field, problem: 'is not a postgres:// URL (expected postgres://user@host:5432/database)' }]);
+  }
+  if (url.protocol === 'postgres:' || url.protocol === 'postgresql:' || url.protocol === 'socket:') return;
+  const hint = url.protocol === 'mysql:' || url.protocol === 'mariadb:' ? ' (a MySQL URL: use mysqlAdapter from leasepool/adapters/mysql2)' : '';
+  throw new ConfigError([{ field, problem: `must be a postgres:// URL, not ${url.protocol}//${hint}` }]);
+}

@@ -29,6 +29,21 @@ import { errorMessage, isFatalServerError, isRetryableServerError, postgresDiale
  */
 export type PgliteAdapterOptions = PGliteOptions;
 
+/**
+ * What the adapter needs of a PGlite instance you pass in: a structural type, so an instance of
+ * PGlite's ESM build and one of its CommonJS build are both accepted (their class declarations
+ * differ to TypeScript).
+ */
+export interface PgliteInstance {
+  query<T = Record<string, unknown>>(text: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>>;
+  exec(text: string, options?: QueryOptions): Promise<Results[]>;
+  isInTransaction(): boolean;
+  close(): Promise<void>;
+  readonly closed: boolean;
+  readonly waitReady: Promise<void>;
+  readonly dataDir?: string | undefined;
+}
+
 const CLOSED_MESSAGE = 'leasepool: this PGlite connection was closed';
 
 /** Messages PGlite (or its Emscripten runtime) uses when the instance is gone. */
@@ -42,7 +57,7 @@ let lastCallFailed: (conn: PgliteConnection) => boolean;
  * PGlite's own (`{ rows, fields, affectedRows, … }`); once the pool closed this handle they throw.
  */
 export class PgliteConnection {
-  readonly #db: PGlite;
+  readonly #db: PgliteInstance;
   #closed = false;
   #lastFailed = false;
 
@@ -56,7 +71,7 @@ export class PgliteConnection {
   }
 
   /** @internal Created by the adapter's `connect`. */
-  constructor(db: PGlite) {
+  constructor(db: PgliteInstance) {
     this.#db = db;
   }
 
@@ -66,7 +81,7 @@ export class PgliteConnection {
    * `transaction()` on it inside a leasepool transaction.
    */
   get pglite(): PGlite {
-    return this.#db;
+    return this.#db as PGlite;
   }
 
   /** True once the pool closed this handle. */
@@ -146,25 +161,25 @@ interface AbortedStateExport {
  *
  * @throws ConfigError when `source` is neither a PGlite instance nor an options object.
  */
-export function pgliteAdapter(source?: PgliteAdapterOptions | PGlite): Adapter<PgliteConnection> {
+export function pgliteAdapter(source?: PgliteAdapterOptions | PgliteInstance): Adapter<PgliteConnection, PgliteConnection['query']> {
   const userDb = isPglite(source) ? source : undefined;
   const options: PgliteAdapterOptions = userDb === undefined ? validateOptions(source) : {};
   const dataDir = userDb !== undefined ? userDb.dataDir : options.dataDir;
   const target = `pglite:${dataDir === undefined || dataDir === '' ? 'memory://' : dataDir}`;
 
   // Owned-instance bookkeeping (unused when the user passed an instance).
-  let instance: PGlite | undefined;
-  let creating: Promise<PGlite> | undefined;
+  let instance: PgliteInstance | undefined;
+  let creating: Promise<PgliteInstance> | undefined;
   let closing: Promise<void> = Promise.resolve();
   let open = 0;
   let waiting = 0;
 
-  const retire = (db: PGlite): Promise<void> => {
+  const retire = (db: PgliteInstance): Promise<void> => {
     closing = closing.then(() => db.close()).catch(() => undefined);
     return closing;
   };
 
-  const ownedInstance = (signal: AbortSignal): Promise<PGlite> => {
+  const ownedInstance = (signal: AbortSignal): Promise<PgliteInstance> => {
     if (instance !== undefined && !instance.closed) return Promise.resolve(instance);
     instance = undefined;
     if (creating === undefined) {
@@ -192,8 +207,8 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PGlite): Adapter<P
     });
   };
 
-  const userInstance = async (signal: AbortSignal): Promise<PGlite> => {
-    const db = userDb as PGlite;
+  const userInstance = async (signal: AbortSignal): Promise<PgliteInstance> => {
+    const db = userDb as PgliteInstance;
     if (db.closed) throw new Error('PGlite is closed');
     await raceAbort(db.waitReady, signal);
     return db;
@@ -219,7 +234,7 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PGlite): Adapter<P
 
   async function connect(signal: AbortSignal, _events: ConnectionEvents): Promise<PgliteConnection> {
     if (signal.aborted) throw abortError(signal);
-    let db: PGlite;
+    let db: PgliteInstance;
     try {
       db = userDb !== undefined ? await userInstance(signal) : await ownedInstance(signal);
     } catch (err) {
@@ -237,6 +252,8 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PGlite): Adapter<P
 
   return {
     name: 'pglite',
+    queryFunction: (conn: PgliteConnection): PgliteConnection['query'] =>
+      ((text: string, params?: unknown[], options?: QueryOptions) => conn.query(text, params, options)) as PgliteConnection['query'],
     target,
     maxConnections: 1,
     sql: postgresDialect,
@@ -281,7 +298,7 @@ function isFatal(err: unknown): boolean {
   return typeof message === 'string' && (FATAL_MESSAGES.includes(message) || message.startsWith('Aborted('));
 }
 
-function isPglite(value: unknown): value is PGlite {
+function isPglite(value: unknown): value is PgliteInstance {
   if (value instanceof PGlite) return true;
   if (value === null || typeof value !== 'object') return false;
   const v = value as Partial<Record<'query' | 'exec' | 'isInTransaction' | 'close', unknown>>;

@@ -6,6 +6,7 @@
  *   npm run chaos:report -- --only kill   scenarios whose name contains "kill"
  *   npm run chaos:report -- --json        also print the raw reports as JSON
  *   npm run chaos:report -- --markdown    print the table as Markdown (for the README)
+ *   npm run chaos:report -- --only torture  the torture test alone (TORTURE_SEEDS, TORTURE_MS, SEED as in jest)
  *
  * Exit code 1 if any scenario broke a promise (the list is printed under the table).
  * Reads PG_URL / MYSQL_URL like the tests; the restart scenario starts private servers
@@ -14,6 +15,7 @@
 import { problems, DB_SCENARIOS, type ScenarioReport } from '../test/chaos/scenarios/scenarios';
 import { TARGETS } from '../test/chaos/scenarios/targets';
 import { soak, type SoakReport } from '../test/chaos/scenarios/soak';
+import { describeFailures, torture, type TortureSummary } from '../test/chaos/scenarios/torture';
 
 interface Row {
   readonly cells: readonly string[];
@@ -75,6 +77,26 @@ function soakRow(r: SoakReport): Row {
   };
 }
 
+function tortureRow(r: TortureSummary): Row {
+  const sum = (f: (run: TortureSummary['runs'][number]) => number): number => r.runs.reduce((n, run) => n + f(run), 0);
+  const seeds = r.seeds.length === 0 ? 'none' : r.seeds.length === 1 ? `${r.seeds[0]}` : `${r.seeds[0]}-${r.seeds[r.seeds.length - 1]}`;
+  return {
+    cells: [
+      `torture (seeds ${seeds})`,
+      r.database,
+      fmt(sum((run) => run.attempted)),
+      fmt(sum((run) => run.committed)),
+      fmt(sum((run) => run.rolledBack)),
+      'n/a',
+      fmt(sum((run) => run.unknown)),
+      'n/a',
+      'n/a',
+      'n/a',
+      r.invariantHeld ? `yes (${r.seeds.length} seeds)` : `NO (failing seeds ${r.failingSeeds.join(', ')})`,
+    ],
+  };
+}
+
 function renderText(rows: readonly Row[]): string {
   const all = [HEADERS, ...rows.map((r) => r.cells)];
   const widths = HEADERS.map((_, i) => Math.max(...all.map((cells) => (cells[i] ?? '').length)));
@@ -111,6 +133,19 @@ async function main(): Promise<number> {
         for (const p of problems(report)) failures.push(`${scenario.name} / ${target.name}: ${p}`);
       } catch (err) {
         failures.push(`${scenario.name} / ${target.name}: threw ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      }
+    }
+  }
+  if (only === undefined || 'torture'.includes(only)) {
+    for (const target of TARGETS) {
+      process.stderr.write(`running torture on ${target.name} …\n`);
+      try {
+        const summary = await torture(target);
+        reports.push(summary);
+        rows.push(tortureRow(summary));
+        for (const f of describeFailures(summary)) failures.push(`torture / ${target.name}: ${f}`);
+      } catch (err) {
+        failures.push(`torture / ${target.name}: threw ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
       }
     }
   }

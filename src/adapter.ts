@@ -36,8 +36,18 @@ export interface ConnectionEvents {
   onError(err: unknown): void;
 }
 
-/** What a driver must provide to be pooled by leasepool. */
-export interface Adapter<C extends object = object> {
+/**
+ * The signature of `pool.query` for an adapter: the driver's own query method's, with the
+ * statement first. The adapter's {@link Adapter.queryFunction} supplies it.
+ */
+export type QueryFunction = (sql: string, params?: unknown[]) => Promise<unknown>;
+
+/**
+ * What a driver must provide to be pooled by leasepool.
+ * @typeParam C - the driver's connection type.
+ * @typeParam Q - the type of `pool.query` on a pool of this adapter.
+ */
+export interface Adapter<C extends object = object, Q extends QueryFunction = QueryFunction> {
   /** Driver name, e.g. `'pg' | 'mysql2' | 'pglite'`. */
   readonly name: string;
   /** `host:port/db`, never a password: used in messages and logs. */
@@ -67,6 +77,26 @@ export interface Adapter<C extends object = object> {
   /** True for serialization failures and deadlocks: a transaction may be retried. */
   isRetryable(err: unknown): boolean;
   /**
+   * True when `err`, failing a statement inside a transaction, means the server has already
+   * rolled the whole transaction back (MySQL: a deadlock; a lock wait timeout under
+   * `innodb_rollback_on_timeout`). Statements sent afterwards would run in autocommit, so the pool
+   * refuses them and the `withTx` rejects (or retries).
+   */
+  endsTransaction?(err: unknown): boolean;
+  /**
+   * True when the reply to COMMIT (what `exec` resolved to) says the transaction was rolled back
+   * instead (PostgreSQL answers COMMIT in an aborted transaction with the command tag ROLLBACK).
+   */
+  commitRolledBack?(reply: unknown): boolean;
+  /**
+   * True when a statement sent through `lease.conn` since the connection was opened (or last
+   * reset) may have changed session state that outlives the lease and would cost the next
+   * borrower a write or a lock (MySQL `SET autocommit = 0`, `LOCK TABLES`; PostgreSQL session
+   * advisory locks, session `SET` …). The pool then closes the connection at release instead of
+   * handing it on, unless `resetOnRelease` resets it.
+   */
+  sessionChanged?(conn: C): boolean;
+  /**
    * Wait until `txStatus` is current again. Called at release only when it answered `'unknown'`
    * (pg: a failed statement has rejected but its ReadyForQuery has not arrived yet).
    */
@@ -83,6 +113,12 @@ export interface Adapter<C extends object = object> {
    * transaction status can track BEGIN/COMMIT typed by hand.
    */
   observeStatement?(conn: C, method: string, firstArg: unknown): void;
+  /**
+   * Optional: how `pool.query(sql, params)` runs one statement: given the lease's (guarded)
+   * connection, a function that sends `sql` on it, as the driver's `query` does. Without it,
+   * `pool.query` rejects with `LeaseMisuseError`.
+   */
+  queryFunction?(conn: C): Q;
   /** Optional hook: called with every result of a call through `lease.conn` (MySQL reads server status flags). */
   observeResult?(conn: C, method: string, result: unknown): void;
   /**
@@ -146,6 +182,11 @@ export interface Adapter<C extends object = object> {
    * (pg with `allowExitOnIdle`: `unref()` the socket so an idle pool does not keep the process alive.)
    */
   onIdle?(conn: C): void;
+  /**
+   * Optional, for the pool option `allowExitOnIdle`: `ref` false lets the process exit while this
+   * connection is open (unref its socket), true keeps it alive again. Must not throw.
+   */
+  refConnection?(conn: C, ref: boolean): void;
 }
 
 /** A captured stack (`Error.captureStackTrace` target), formatted only if an error needs it. */

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Lease } from './lease';
-import type { TxFrame } from './transaction';
+import type { TxFrame } from './tx-frame';
 
 export interface Ambient<C extends object = object> {
   readonly pool: object;
@@ -17,12 +17,27 @@ export interface Ambient<C extends object = object> {
 
 const storage = new AsyncLocalStorage<Ambient>();
 
-/** The innermost scope of `pool` in the current call chain whose lease is still active. */
+/**
+ * The innermost scope of `pool` in the current call chain, whatever the state of its lease. A
+ * caller inside a scope whose lease was revoked or released must fail, not quietly take another
+ * connection: that would turn "rolled back at the deadline" into "half committed elsewhere".
+ */
 export function findAmbient<C extends object>(pool: { readonly adapter: { connect(...args: never[]): Promise<C> } }): Ambient<C> | undefined {
-  // A scope whose lease has ended (a callback that outlived it) is skipped: an outer scope of the
-  // same pool may still be active.
   for (let a = storage.getStore(); a !== undefined; a = a.parent) {
-    if (a.pool === pool && a.lease.state === 'active') return a as unknown as Ambient<C>;
+    if (a.pool === pool) return a as unknown as Ambient<C>;
+  }
+  return undefined;
+}
+
+/**
+ * The transaction frame, among those open in the current call chain on `record`'s lease, that has
+ * already ended (the scope sending a statement now outlived it), if any.
+ */
+export function endedFrameOf(record: object): TxFrame | undefined {
+  for (let a = storage.getStore(); a !== undefined; a = a.parent) {
+    if (a.lease.record !== record) continue;
+    for (let f = a.frame; f !== undefined; f = f.parent) if (f.ended) return f;
+    return undefined;
   }
   return undefined;
 }

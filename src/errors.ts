@@ -101,16 +101,26 @@ export class TxOutcomeUnknownError extends LeasepoolError {
 }
 
 /**
- * The `withTx` callback returned normally, but a statement inside it had failed (its error caught
- * and swallowed) and the database had aborted the transaction: PostgreSQL answers COMMIT with a
- * silent ROLLBACK there. The transaction was rolled back, never reported as committed.
+ * The database ended the transaction as rolled back while the `withTx` body went on: a failed
+ * statement aborted it (PostgreSQL), the server rolled it back whole (MySQL deadlock, lock wait
+ * timeout with `innodb_rollback_on_timeout`), or COMMIT was answered with ROLLBACK. Nothing of it
+ * was committed; statements sent through the lease afterwards are refused with this error, and
+ * `cause` is the database's own error when there was one.
  */
 export class TxAbortedError extends LeasepoolError {
-  constructor() {
-    super(
-      'TX_ABORTED',
-      'The transaction was aborted by a failed statement whose error was caught inside withTx; it was rolled back, not committed',
-    );
+  constructor(message = 'The transaction was aborted by the database (a failed statement); it was rolled back, not committed', options?: { cause?: unknown }) {
+    super('TX_ABORTED', message, options);
+  }
+}
+
+/**
+ * A statement (or a nested `withTx`) came from a scope whose transaction or savepoint has already
+ * ended: an un-awaited statement or scope outlived the body that started it. It was refused, so
+ * nothing it sends can run outside the transaction it belonged to.
+ */
+export class TxEndedError extends LeasepoolError {
+  constructor(message = 'The transaction this scope belonged to has ended; the statement was refused') {
+    super('TX_ENDED', message);
   }
 }
 
@@ -146,12 +156,18 @@ export interface WithSuppressed {
  */
 export function attachSuppressed(error: unknown, suppressed: readonly unknown[]): void {
   if (suppressed.length === 0 || error === null || typeof error !== 'object') return;
-  const holder = error as WithSuppressed;
-  if (Array.isArray(holder.suppressed)) {
-    holder.suppressed.push(...suppressed);
-    return;
+  // A frozen or sealed error (or one whose `suppressed` is read-only) keeps its identity: the
+  // caller gets its own error object; the cleanup errors are still logged and counted by the pool.
+  try {
+    const holder = error as WithSuppressed;
+    if (Array.isArray(holder.suppressed)) {
+      holder.suppressed.push(...suppressed);
+      return;
+    }
+    Object.defineProperty(error, 'suppressed', { value: [...suppressed], enumerable: false, writable: true, configurable: true });
+  } catch {
+    // not extensible: nothing to attach to
   }
-  Object.defineProperty(error, 'suppressed', { value: [...suppressed], enumerable: false, writable: true, configurable: true });
 }
 
 /** Errors attached to `error` by `attachSuppressed` (cleanup or rollback failures). */

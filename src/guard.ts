@@ -3,20 +3,9 @@
  * the guard refuses use after the lease ended, turns the driver's own release/end/destroy into
  * lease operations, counts statements in flight, and marks the lease broken on a fatal error.
  */
-import { LeaseReleasedError } from './errors';
+import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { CallerStack } from './adapter';
-import type { Lease, LeaseRecord } from './lease';
-
-/** What a method of the raw connection is to the guard: a lease operation, or a statement to track. */
-export type MethodKind = 'release' | 'destroy' | 'statement';
-
-/** Per-adapter constants the guard needs, computed once per pool. */
-export interface GuardConfig {
-  /** The adapter's lifecycle and statement methods by name (one lookup per method access). */
-  readonly methodKinds: ReadonlyMap<PropertyKey, MethodKind>;
-  /** The adapter's `lifecycleMethods.doubleReleaseMessage`: a second release call throws it. */
-  readonly doubleReleaseMessage: string | undefined;
-}
+import type { LeaseRecord } from './lease-record';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const noop: AnyFn = () => undefined;
@@ -24,7 +13,6 @@ const noop: AnyFn = () => undefined;
 class GuardHandler<C extends object> implements ProxyHandler<C> {
   constructor(
     private readonly record: LeaseRecord<C>,
-    private readonly lease: Lease<C>,
     private readonly proxyRef: { proxy: C | undefined },
   ) {}
 
@@ -39,7 +27,7 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
       // a revoke simply joins the reclaim).
       const config = record.owner.guardConfig;
       if (config.doubleReleaseMessage !== undefined && config.methodKinds.get(prop) === 'release') {
-        return releaseMethod(record, this.lease, target, prop);
+        return releaseMethod(record, target, prop);
       }
       throw record.useError();
     }
@@ -49,11 +37,11 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
       // lacks them (a plain pg.Client has no release(); code written for pg-pool calls it).
       if (value === undefined) {
         const kind = record.owner.guardConfig.methodKinds.get(prop);
-        if (kind === 'release' || kind === 'destroy') return wrapMethod(record, this.lease, target, prop, noop, this.proxyRef);
+        if (kind === 'release' || kind === 'destroy') return wrapMethod(record, target, prop, noop, this.proxyRef);
       }
       return value;
     }
-    return wrapMethod(record, this.lease, target, prop, value as AnyFn, this.proxyRef);
+    return wrapMethod(record, target, prop, value as AnyFn, this.proxyRef);
   }
 
   set(target: C, prop: PropertyKey, value: unknown): boolean {
@@ -89,7 +77,6 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
 
 function wrapMethod<C extends object>(
   record: LeaseRecord<C>,
-  lease: Lease<C>,
   target: C,
   prop: PropertyKey,
   method: AnyFn,
@@ -97,12 +84,12 @@ function wrapMethod<C extends object>(
 ): AnyFn {
   const kind = record.owner.guardConfig.methodKinds.get(prop);
   if (kind === 'release') {
-    return releaseMethod(record, lease, target, prop);
+    return releaseMethod(record, target, prop);
   }
   if (kind === 'destroy') {
     return () => {
       record.connection.markBroken(new Error(`${String(prop)}() called on a leased connection`));
-      return lease.release();
+      return record.owner.releaseFromHandle(record);
     };
   }
   if (kind !== 'statement') {
@@ -114,7 +101,7 @@ function wrapMethod<C extends object>(
   // Kept small: V8 inlines it into the caller's frame, and every frame costs a driver that
   // captures a stack per statement (mysql2's `trace`) and the sampled acquire stacks.
   return function guarded(this: unknown, ...args: unknown[]): unknown {
-    if (record.state !== 'active') throw record.useError();
+    if (record.state !== 'active' || record.txLost !== undefined || record.checkScopes) refuseStatement(record);
     const adapter = record.owner.adapter;
     adapter.observeStatement?.(target, prop as string, args[0]);
     const last = args.length - 1;
@@ -133,6 +120,32 @@ function wrapMethod<C extends object>(
     }
     return callMethod(record, target, prop, method, args, true, proxyRef);
   };
+}
+
+/**
+ * Throw when a statement may not be sent on `record` now: the lease has ended, the scope sending it
+ * belongs to a transaction that has ended, or the open transaction was lost (the server rolled it
+ * back): anything sent then would run outside the transaction it was written for.
+ */
+function refuseStatement<C extends object>(record: LeaseRecord<C>): void {
+  if (record.state !== 'active') throw record.useError();
+  const ended = record.checkScopes ? record.owner.scopeEnded(record) : undefined;
+  if (ended !== undefined) throw ended;
+  if (record.txLost !== undefined) {
+    throw new TxAbortedError(
+      `The transaction on lease #${record.id} is over (${describe(record.txLost)}); the statement was refused: it would run outside the transaction`,
+      { cause: record.txLost },
+    );
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** One statement in flight on `record` has ended; wake a body waiting for its un-awaited statements. */
+function inflightEnded<C extends object>(record: LeaseRecord<C>): void {
+  if (--record.inflight === 0 && record.onDrained !== undefined) record.onDrained();
 }
 
 /** Call the driver's own `method`; a statement's promise is tracked in flight, any failure noted. */
@@ -164,13 +177,13 @@ function callMethod<C extends object>(
     record.inflight++;
     return (result as Promise<unknown>).then(
       (value) => {
-        record.inflight--;
+        inflightEnded(record);
         owner.adapter.observeResult?.(target, prop as string, value);
         return value;
       },
       (err: unknown) => {
-        record.inflight--;
         owner.noteError(record, err);
+        inflightEnded(record);
         throw err;
       },
     );
@@ -195,7 +208,7 @@ function sendThroughAdapter<C extends object>(
     statementEnded(record, target, method, err, undefined);
     throw err;
   }
-  if (sent === undefined) record.inflight--;
+  if (sent === undefined) inflightEnded(record);
   return sent;
 }
 
@@ -219,9 +232,10 @@ function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, meth
  * goes through the adapter's `isFatal`, a result to its `observeResult`.
  */
 export function statementEnded<C extends object>(record: LeaseRecord<C>, target: C, method: string, err: unknown, result: unknown): void {
-  record.inflight--;
+  // The failure is noted before the count drops: a body waiting for its statements sees it.
   if (err) record.owner.noteError(record, err);
   else record.owner.adapter.observeResult?.(target, method, result);
+  inflightEnded(record);
 }
 
 /**
@@ -230,13 +244,13 @@ export function statementEnded<C extends object>(record: LeaseRecord<C>, target:
  * `release(err | true)`). A second call throws the adapter's double-release error when it has
  * one, and is otherwise ignored.
  */
-function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>, target: C, prop: PropertyKey): AnyFn {
+function releaseMethod<C extends object>(record: LeaseRecord<C>, target: C, prop: PropertyKey): AnyFn {
   return (...args: unknown[]): unknown => {
     const owner = record.owner;
     if (record.releaseCalled || record.state === 'released') {
       const message = owner.guardConfig.doubleReleaseMessage;
       if (message !== undefined) throw new LeaseReleasedError(record.id, message);
-      return lease.release();
+      return owner.releaseFromHandle(record);
     }
     record.releaseCalled = true;
     let destroy = false;
@@ -255,7 +269,7 @@ function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>
       const reason = args[0] instanceof Error ? args[0] : new Error(`${String(prop)}(${typeof args[0]}) asked to destroy the connection`);
       record.connection.markBroken(reason);
     }
-    const released = lease.release();
+    const released = owner.releaseFromHandle(record);
     if (hookFailed) {
       released.catch(noop);
       throw hookError;
@@ -265,9 +279,9 @@ function releaseMethod<C extends object>(record: LeaseRecord<C>, lease: Lease<C>
 }
 
 /** Wrap the lease's raw connection in its guard. */
-export function guardConnection<C extends object>(record: LeaseRecord<C>, lease: Lease<C>): C {
+export function guardConnection<C extends object>(record: LeaseRecord<C>): C {
   const proxyRef: { proxy: C | undefined } = { proxy: undefined };
-  const proxy = new Proxy(record.connection.raw, new GuardHandler(record, lease, proxyRef));
+  const proxy = new Proxy(record.connection.raw, new GuardHandler(record, proxyRef));
   proxyRef.proxy = proxy;
   return proxy;
 }

@@ -14,7 +14,7 @@ export type { Transaction, TxOptions } from './transaction';
 export type { PoolOptions } from './options';
 export type { Logger } from './logger';
 export type { MetricsOptions, AcquireOutcome, TxOutcome, CloseReason, RecoveryKind } from './metrics';
-export type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from './adapter';
+export type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, QueryFunction, TxDialect, TxStatus } from './adapter';
 export type { Cleanup } from './defer';
 export { shutdownOnSignals } from './shutdown';
 export type { ShutdownOptions } from './shutdown';
@@ -31,6 +31,7 @@ export {
   NestedAcquireError,
   TxOutcomeUnknownError,
   TxAbortedError,
+  TxEndedError,
   LeaseMisuseError,
   CleanupError,
   suppressedErrors,

@@ -4,12 +4,10 @@
  * handle itself, so a handle the user drops can be found by the garbage collector.
  */
 import type { Cleanup } from './defer';
-import { LeaseReleasedError, LeaseRevokedError } from './errors';
 import { guardConnection } from './guard';
-import type { PooledConnection } from './connections';
-import type { LeaseOwner } from './release';
+import type { LeaseRecord, LeaseState } from './lease-record';
 
-export type LeaseState = 'active' | 'released' | 'revoked';
+export { LeaseRecord, type CallSite, type LeaseState } from './lease-record';
 
 /** What `pool.activeLeases()` reports for each active lease. */
 export interface ActiveLeaseInfo {
@@ -18,67 +16,6 @@ export interface ActiveLeaseInfo {
   readonly inTransaction: boolean;
   /** The acquire call site, when leak detection is on (`leakDetectionMs > 0`). */
   readonly stack: string | undefined;
-}
-
-/** A captured call site; `.stack` is formatted by V8 only when read. */
-export interface CallSite {
-  readonly stack?: string;
-}
-
-let nextLeaseId = 1;
-
-/** Internal state of one lease. */
-export class LeaseRecord<C extends object = object> {
-  readonly id = nextLeaseId++;
-  state: LeaseState = 'active';
-  /** Set when release starts: a second release joins it. */
-  releasing: Promise<unknown[]> | undefined = undefined;
-  cleanups: Cleanup[] | undefined = undefined;
-  /** Open withTx frames on this lease (0 = none). */
-  txDepth = 0;
-  /** Statements sent through `lease.conn` that have not settled. */
-  inflight = 0;
-  controller: AbortController | undefined = undefined;
-  deadlineTimer: NodeJS.Timeout | undefined = undefined;
-  revokedBy: Error | undefined = undefined;
-  leakReported = false;
-  /** A release method of the driver (`conn.release()`) was called on `lease.conn`. */
-  releaseCalled = false;
-  /** Serialises transaction scopes opened directly on this lease (see transaction.ts). */
-  tail: Promise<void> | undefined = undefined;
-  savepointSeq = 0;
-  /** The top-level COMMIT is on the wire: a revoke now cannot tell the caller the work was undone. */
-  committing = false;
-  /** Neighbours in the pool's {@link ActiveLeases} (acquire order). */
-  prevActive: LeaseRecord<C> | undefined = undefined;
-  nextActive: LeaseRecord<C> | undefined = undefined;
-  isActiveListed = false;
-
-  constructor(
-    readonly owner: LeaseOwner<C>,
-    readonly connection: PooledConnection<C>,
-    readonly acquiredAt: number,
-    readonly site: CallSite | undefined,
-  ) {}
-
-  /** The error any use of the connection throws once the lease has ended. */
-  useError(): Error {
-    return this.state === 'revoked'
-      ? new LeaseRevokedError(this.id, this.revokedBy?.message ?? 'revoked')
-      : new LeaseReleasedError(this.id);
-  }
-
-  /** Set while a scope (withLease/withTx) awaits its body: rejects the scope's call when the lease is revoked. */
-  onRevoke: ((reason: Error) => void) | undefined = undefined;
-
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      // Asked for only after the pool took the lease back: it must read as aborted all the same.
-      if (this.state === 'revoked') this.controller.abort(this.revokedBy);
-    }
-    return this.controller.signal;
-  }
 }
 
 /**
@@ -166,7 +103,7 @@ export class Lease<C extends object = object> {
   get conn(): C {
     const record = this.record;
     if (record.state !== 'active') throw record.useError();
-    return (this.#conn ??= guardConnection(record, this));
+    return (this.#conn ??= guardConnection(record));
   }
 
   /** Aborted when the pool revokes the lease (deadline, shutdown, reclaim). */

@@ -9,40 +9,51 @@ import type { MetricsOptions } from './metrics';
 /** Options of `createPool`. Durations are milliseconds, as the names say. */
 export interface PoolOptions {
   /** Pool name: the `pool` label of every metric and the prefix of log lines. Default `'default'`. */
-  name?: string;
+  name?: string | undefined;
   /** Most connections open at once (idle + leased). Integer >= 1. Default 10. */
-  max?: number;
+  max?: number | undefined;
   /** Connections kept open even when idle. Integer, 0 <= min <= max. Default 0. */
-  min?: number;
+  min?: number | undefined;
   /** Longest wait for a lease before `AcquireTimeoutError`. > 0 or `Infinity`. Default 10 000. */
-  acquireTimeoutMs?: number;
+  acquireTimeoutMs?: number | undefined;
   /** Longest time to open one connection (DNS, TCP, TLS, handshake). > 0. Default 5 000. */
-  connectTimeoutMs?: number;
+  connectTimeoutMs?: number | undefined;
   /** Most callers allowed to wait; one more gets `PoolQueueFullError` at once. Integer >= 0 or `Infinity`. Default `Infinity`. */
-  maxWaiting?: number;
+  maxWaiting?: number | undefined;
   /** An idle connection above `min` is closed after this long. > 0 or `Infinity` (never). Default 30 000. */
-  idleTimeoutMs?: number;
+  idleTimeoutMs?: number | undefined;
   /** A connection is closed at its first release after this age (with up to 2.5% jitter). > 0 or `Infinity`. Default 1 800 000. */
-  maxLifetimeMs?: number;
+  maxLifetimeMs?: number | undefined;
   /** A connection is closed after this many leases. Integer >= 1 or `Infinity`. Default `Infinity`. */
-  maxUses?: number;
+  maxUses?: number | undefined;
   /** A lease held longer than this is reported as a leak (once). >= 0; 0 disables at no per-lease cost. Default 30 000. */
-  leakDetectionMs?: number;
+  leakDetectionMs?: number | undefined;
   /**
    * Most acquire stacks recorded per second for leak reports (a token bucket holding one second's
    * worth). Capturing a stack costs V8 several microseconds, and a hot pool more than that in
    * throughput; below this rate every acquire records one, above it a sample does. `Infinity`:
    * every acquire; `0`: none. Default 100.
    */
-  leakStacksPerSecond?: number;
+  leakStacksPerSecond?: number | undefined;
   /** A lease held longer than this is revoked and its connection reclaimed. > 0, or `undefined` (never). Default `undefined`. */
   leaseTimeoutMs?: number | undefined;
   /** Reset session state (`DISCARD ALL`, `COM_RESET_CONNECTION`) at every release. Default `false`. */
-  resetOnRelease?: boolean;
+  resetOnRelease?: boolean | undefined;
   /** Prometheus metrics into the given prom-client registry; `false` or omitted disables them. */
   metrics?: MetricsOptions | false | undefined;
   /** Where warnings (leaks, background errors) go: `{ warn, error, info?, debug? }`, pino-compatible. Default: console for warn/error. */
-  logger?: Logger;
+  logger?: Logger | undefined;
+  /**
+   * When nothing is leased, let the process exit although idle connections are open (pg-pool's
+   * `allowExitOnIdle`): idle connections' sockets are unref'd, a leased one is ref'd again. Needs
+   * an adapter with `refConnection` (pg, mysql2). Default `false`.
+   */
+  allowExitOnIdle?: boolean | undefined;
+  /**
+   * Also log (`logger.warn`) a connect failure that waiting callers receive as `ConnectError`.
+   * A failure nobody waits for (opening `min` connections) is always logged. Default `false`.
+   */
+  logConnectErrors?: boolean | undefined;
 }
 
 /** Options after defaults, as the pool uses them. */
@@ -60,6 +71,8 @@ export interface ResolvedPoolOptions {
   readonly leakStacksPerSecond: number;
   readonly leaseTimeoutMs: number | undefined;
   readonly resetOnRelease: boolean;
+  readonly allowExitOnIdle: boolean;
+  readonly logConnectErrors: boolean;
   readonly metrics: MetricsOptions | false;
   readonly logger: Logger | undefined;
 }
@@ -78,10 +91,13 @@ export const DEFAULT_POOL_OPTIONS = {
   leakStacksPerSecond: 100,
   leaseTimeoutMs: undefined,
   resetOnRelease: false,
+  allowExitOnIdle: false,
+  logConnectErrors: false,
 } as const;
 
 const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger']);
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+const METRICS_KEYS: ReadonlySet<string> = new Set(['registry', 'prefix', 'buckets']);
 
 type Problem = { field: string; problem: string };
 
@@ -120,7 +136,7 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
   }
   const opts: Record<string, unknown> = { ...(input ?? {}) };
   for (const key of Object.keys(opts)) {
-    if (!KNOWN_KEYS.has(key)) problems.push({ field: key, problem: 'is not a known option' });
+    if (!KNOWN_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, KNOWN_KEYS) });
   }
   const pick = <K extends keyof typeof DEFAULT_POOL_OPTIONS>(key: K): unknown =>
     opts[key] === undefined ? DEFAULT_POOL_OPTIONS[key] : opts[key];
@@ -133,7 +149,8 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
   const min = pick('min');
   check.integer(problems, 'max', max, 1, false);
   check.integer(problems, 'min', min, 0, false);
-  if (typeof max === 'number' && typeof min === 'number' && Number.isInteger(max) && Number.isInteger(min) && min > max) {
+  // Compared only when max itself is valid: a bad max must not make an untouched min look wrong.
+  if (typeof max === 'number' && typeof min === 'number' && Number.isInteger(max) && max >= 1 && Number.isInteger(min) && min > max) {
     problems.push({ field: 'min', problem: `must not exceed max (min=${min}, max=${max})` });
   }
   check.duration(problems, 'acquireTimeoutMs', pick('acquireTimeoutMs'), { allowZero: false, allowInfinity: true });
@@ -151,12 +168,18 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     check.duration(problems, 'leaseTimeoutMs', opts['leaseTimeoutMs'], { allowZero: false, allowInfinity: false });
   }
   check.boolean(problems, 'resetOnRelease', pick('resetOnRelease'));
+  check.boolean(problems, 'allowExitOnIdle', pick('allowExitOnIdle'));
+  check.boolean(problems, 'logConnectErrors', pick('logConnectErrors'));
 
   const metrics = opts['metrics'];
   if (metrics !== undefined && metrics !== false) {
     const registry = (metrics as { registry?: unknown } | null)?.registry;
     if (typeof metrics !== 'object' || metrics === null || typeof (registry as { registerMetric?: unknown } | undefined)?.registerMetric !== 'function') {
       problems.push({ field: 'metrics', problem: 'must be false or { registry } with a prom-client Registry' });
+    } else {
+      for (const key of Object.keys(metrics)) {
+        if (!METRICS_KEYS.has(key)) problems.push({ field: `metrics.${key}`, problem: unknownOption(key, METRICS_KEYS, 'a metrics option (registry, prefix, buckets)') });
+      }
     }
   }
   const logger = opts['logger'];
@@ -182,6 +205,8 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     leakStacksPerSecond: stacksPerSecond as number,
     leaseTimeoutMs: opts['leaseTimeoutMs'] as number | undefined,
     resetOnRelease: pick('resetOnRelease') as boolean,
+    allowExitOnIdle: pick('allowExitOnIdle') as boolean,
+    logConnectErrors: pick('logConnectErrors') as boolean,
     metrics: (metrics as MetricsOptions | undefined) ?? false,
     logger: logger as Logger | undefined,
   };
@@ -202,7 +227,7 @@ export function checkCallOptions(input: unknown, durations: Readonly<Record<stri
       continue;
     }
     const rule = durations[key];
-    if (rule === undefined) problems.push({ field: key, problem: 'is not a known option' });
+    if (rule === undefined) problems.push({ field: key, problem: unknownOption(key, ['signal', ...Object.keys(durations)]) });
     else check.duration(problems, key, value, { allowZero: false, allowInfinity: rule.allowInfinity });
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -213,4 +238,37 @@ export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) return String(value);
   return typeof value;
+}
+
+/**
+ * "is not a known option", with "(did you mean …?)" when a known name is close: the same name in
+ * another case (`leakDetectionMS`), or at most two edits away for names of five letters or more.
+ */
+export function unknownOption(key: string, known: Iterable<string>, what = 'a known option'): string {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  const lower = key.toLowerCase();
+  for (const name of known) {
+    const distance = name.toLowerCase() === lower ? 0 : editDistance(lower, name.toLowerCase());
+    if (distance < bestDistance) {
+      best = name;
+      bestDistance = distance;
+    }
+  }
+  const close = best !== undefined && (bestDistance === 0 || (bestDistance <= 2 && key.length >= 5 && bestDistance < best.length / 3));
+  return close ? `is not ${what} (did you mean ${best}?)` : `is not ${what}`;
+}
+
+/** Levenshtein distance (names are short: the quadratic table is fine). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
 }

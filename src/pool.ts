@@ -5,48 +5,50 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
-import type { Adapter } from './adapter';
+import type { Adapter, QueryFunction } from './adapter';
 import { createFactory, PooledConnection } from './connections';
-import { enterScope, findAmbient, leaveScope } from './context';
+import { endedFrameOf, findAmbient } from './context';
 import {
   AcquireTimeoutError,
-  attachSuppressed,
   CleanupError,
   ConfigError,
   ConnectError,
+  LeaseMisuseError,
   LeaseTimeoutError,
   NestedAcquireError,
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
 import { createGenericPool, evictNow, rejectAllRequests, returnIdle, takeIdle } from './generic-pool-internals';
-import type { GuardConfig, MethodKind } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
-import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
+import { reclaimLease, releaseLease } from './release';
+import type { GuardConfig, LeaseOwner, MethodKind } from './lease-record';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
+import { txEndedError, type TxFrame } from './tx-frame';
 import { now, withTimeout } from './time';
 import { WaitingRoom } from './waiters';
+import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
 
 /** Options of `pool.acquire()`. */
 export interface AcquireOptions {
   /** Abort the wait; the promise rejects with the signal's reason. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Longest wait for this acquire, overriding the pool's `acquireTimeoutMs`. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /** Options of `pool.withLease()`. */
 export interface LeaseScopeOptions {
   /** Abort the wait for a connection. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Deadline for holding the lease: at expiry it is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number;
+  acquireTimeoutMs?: number | undefined;
 }
 
 /** `pool.stats()`. */
@@ -110,9 +112,16 @@ const CONTROL_TIMEOUT_MS = 2_000;
  * A connection pool whose leases release themselves. Create with `createPool(adapter, options)`.
  * @typeParam C - the driver's connection type (`pg.Client`, a mysql2 promise connection, …).
  */
-export class Pool<C extends object = object> extends EventEmitter<PoolEvents> implements LeaseOwner<C>, GaugeSource {
+export class Pool<C extends object = object, Q extends QueryFunction = QueryFunction> extends EventEmitter<PoolEvents> {
   readonly name: string;
   readonly adapter: Adapter<C>;
+  /**
+   * Run one statement, typed as the driver's `query` (pg: `QueryResult`; mysql2: `[rows, fields]`;
+   * PGlite: `Results`). Inside a scope of this pool (`withLease`, `withTx`) it runs on that scope's
+   * connection, so it takes part in its transaction; elsewhere in a lease of its own, released when
+   * the statement settles.
+   */
+  readonly query: Q;
   /** @internal */ readonly options: ResolvedPoolOptions;
   /** @internal */ readonly guardConfig: GuardConfig;
   /** @internal */ readonly metrics: MetricsSink;
@@ -137,10 +146,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   #reclaimedWhileClosing = 0;
 
   /** @internal use `createPool` */
-  constructor(adapter: Adapter<C>, input?: PoolOptions) {
+  constructor(adapter: Adapter<C, Q>, input?: PoolOptions) {
     super();
     const options = resolvePoolOptions(input);
     validateAdapter(adapter);
+    this.query = queryOn(this, adapter);
     if (options.resetOnRelease && typeof adapter.reset !== 'function') {
       throw new ConfigError([{ field: 'resetOnRelease', problem: `is not supported by the ${adapter.name} adapter (it has no reset())` }]);
     }
@@ -153,7 +163,8 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     this.#max = options.max;
     if (adapter.maxConnections !== undefined && options.max > adapter.maxConnections) {
       this.#max = adapter.maxConnections;
-      this.logger.warn(
+      // Only a max the caller asked for is worth a warning; the default simply fits the adapter.
+      if (input?.max !== undefined) this.logger.warn(
         { pool: this.name, max: options.max, adapterMax: adapter.maxConnections },
         `pool "${this.name}": max ${options.max} clamped to ${adapter.maxConnections}: the ${adapter.name} adapter allows only ${adapter.maxConnections} connection(s)`,
       );
@@ -170,7 +181,11 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       adapter,
       { connectTimeoutMs: options.connectTimeoutMs, maxLifetimeMs: options.maxLifetimeMs, closeTimeoutMs: CONTROL_TIMEOUT_MS },
       {
-        created: () => this.metrics.connectionCreated(),
+        created: (conn) => {
+          this.metrics.connectionCreated();
+          // Idle until leased (acquire refs it again).
+          if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, false);
+        },
         connectFailed: (error) => this.#failWaiters(error),
         connectionError: (conn, err) => this.#onConnectionError(conn, err),
         closed: (conn, reason) => {
@@ -183,7 +198,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       },
     );
     const min = Math.min(options.min, this.#max);
-    const evictionPeriodMs = Math.min(5_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
+    // A short period: an idle connection is closed soon after idleTimeoutMs, and with it the last
+    // thing that kept a pool nobody closed from letting the process exit.
+    const evictionPeriodMs = Math.min(1_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
     this.#gp = createGenericPool(this.#factory, {
       max: this.#max,
       min,
@@ -224,6 +241,9 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       return Promise.reject(err);
     }
     const site = this.captureAcquireSite(this.acquire);
+    // A body the pool took back (deadline, close) is abandoned: it acquires nothing new either.
+    const ambient = findAmbient(this);
+    if (ambient !== undefined && ambient.lease.state === 'revoked') return Promise.reject(ambient.lease.record.useError());
     const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
     return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
   }
@@ -239,7 +259,14 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
       return Promise.reject(err);
     }
     const ambient = findAmbient(this);
-    if (ambient !== undefined) return joinScope(fn, ambient.lease);
+    if (ambient !== undefined) {
+      // Joining a scope that has ended fails: it never falls through to another connection.
+      const record = ambient.lease.record;
+      if (record.state !== 'active') return Promise.reject(record.useError());
+      const frame = ambient.frame;
+      if (frame !== undefined && frame.root.ended) return Promise.reject(txEndedError(frame as TxFrame<object>, record.id));
+      return joinScope(fn, ambient.lease);
+    }
     return this.#scope(fn, undefined, options, this.captureAcquireSite(this.withLease), undefined);
   }
 
@@ -277,7 +304,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * Stop new acquires (`PoolClosedError`), wait for active leases until `timeoutMs`, reclaim the
    * rest, close idle connections. Never hangs; a second call returns the same promise.
    */
-  close(options?: { timeoutMs?: number }): Promise<CloseSummary> {
+  close(options?: { timeoutMs?: number | undefined }): Promise<CloseSummary> {
     if (this.#closing !== undefined) return this.#closing;
     const timeoutMs = options?.timeoutMs ?? 10_000;
     const problems: { field: string; problem: string }[] = [];
@@ -341,7 +368,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     const gp = this.#gp;
     if (gp.available === 0 && gp.spareResourceCapacity <= 0) {
-      if (findAmbient(this) !== undefined) {
+      if (findAmbient(this)?.lease.state === 'active') {
         this.metrics.acquireFailed('rejected');
         throw new NestedAcquireError(this.name);
       }
@@ -398,6 +425,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     }
     this.metrics.acquired((acquiredAt - startedAt) / 1000);
     conn.leased = true;
+    if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, true);
     this.adapter.onLease?.(conn.raw);
     const record = new LeaseRecord(this, conn, acquiredAt, site);
     this.#active.add(record);
@@ -440,60 +468,13 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     site: CallSite | undefined,
     mapError: ((error: unknown, started: boolean) => unknown) | undefined,
   ): Promise<R> {
-    // Not async, and not acquireLease + runAndRelease: the connection's promise feeds the scope's
-    // own promise directly, which saves the promise of an async frame and of the acquire's `.then`
-    // (see runAndRelease). A synchronous acquire failure rejects the scope.
-    return new Promise<R>((resolve, reject) => {
-      let pending: PendingAcquire<C>;
-      try {
-        pending = this.#startAcquire(
-          options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs,
-          options?.signal,
-          site,
-          options?.timeoutMs,
-          false,
-        );
-      } catch (err) {
-        return reject(mapError === undefined ? err : mapError(err, false));
-      }
-      const { connection, grant } = pending;
-      // The reactions that start a withLease body are bound functions, not arrows: see runScope.
-      if (connection instanceof PooledConnection) {
-        // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
-        let lease: Lease<C> | Promise<Lease<C>>;
-        try {
-          lease = grant(connection);
-        } catch (err) {
-          return reject(mapError === undefined ? err : mapError(err, false));
-        }
-        if (!(lease instanceof Lease)) {
-          // The grant first had to replace a broken connection (rare): only then are these reactions made.
-          lease.then(
-            (granted) =>
-              send === undefined ? runScope(granted, undefined, fn, this, resolve, reject) : runCallbackScope(granted, send, resolve, reject, mapError),
-            acquireFailure(reject, mapError),
-          );
-        } else if (send === undefined) RESOLVED.then((runScope<C, R>).bind(undefined, lease, undefined, fn, this, resolve, reject));
-        else RESOLVED.then(() => runCallbackScope(lease, send, resolve, reject, mapError));
-        return;
-      }
-      const failAcquire = acquireFailure(reject, mapError);
-      if (send === undefined) {
-        const run = (grantAndRunScope<C, R>).bind(new WaitingScope(grant, fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>, this, resolve, reject, failAcquire));
-        connection.then(run, failAcquire);
-        return;
-      }
-      connection.then((conn) => {
-        let lease: Lease<C> | Promise<Lease<C>>;
-        try {
-          lease = grant(conn);
-        } catch (err) {
-          return failAcquire(err);
-        }
-        if (lease instanceof Lease) runCallbackScope(lease, send, resolve, reject, mapError);
-        else lease.then((granted) => runCallbackScope(granted, send, resolve, reject, mapError), failAcquire);
-      }, failAcquire);
-    });
+    let pending: PendingAcquire<C>;
+    try {
+      pending = this.#startAcquire(options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs, options?.signal, site, options?.timeoutMs, false);
+    } catch (err) {
+      return Promise.reject(mapError === undefined ? err : mapError(err, false));
+    }
+    return startScope(pending, fn, send, this, mapError);
   }
 
   /**
@@ -507,10 +488,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
    * they are on Node < 22 once any scope has run).
    */
   runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      if (leaseOrAcquire instanceof Lease) runScope(leaseOrAcquire, body, undefined, undefined, resolve, reject);
-      else leaseOrAcquire.then((lease) => runScope(lease, body, undefined, undefined, resolve, reject), reject);
-    });
+    return runAndReleaseScope(leaseOrAcquire, body);
   }
 
   /** @internal */
@@ -524,7 +502,23 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
 
   /** @internal */
   noteError(record: LeaseRecord<C>, err: unknown): void {
-    if (this.adapter.isFatal(err)) record.connection.markBroken(err);
+    const adapter = this.adapter;
+    if (adapter.isFatal(err)) {
+      record.connection.markBroken(err);
+      // The transaction went with the connection: nothing sent afterwards may pass for part of it.
+      if (record.txDepth > 0) record.txLost ??= err;
+    } else if (record.txDepth > 0 && adapter.endsTransaction?.(err) === true) record.txLost ??= err;
+    if (record.draining > 0) record.drainError ??= err;
+  }
+
+  /** @internal The error for a statement sent from inside a transaction frame of `record` that has ended. */
+  scopeEnded(record: LeaseRecord<C>): Error | undefined {
+    const frame = endedFrameOf(record);
+    if (frame === undefined) return undefined;
+    // Counted on the transaction too: a commit waiting to see whether late work shows up must not go ahead.
+    frame.refused++;
+    if (frame.root !== frame) frame.root.refused++;
+    return txEndedError(frame, record.id);
   }
 
   /** @internal */
@@ -546,6 +540,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
     // Called for a hand-off too: adapters pair onLease/onIdle (the drop-ins' release events).
     this.adapter.onIdle?.(conn.raw);
     if (this.#waiters.handOff(conn)) return;
+    if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, false);
     if (!returnIdle(this.#gp, conn)) void this.#gp.release(conn);
   }
 
@@ -609,8 +604,10 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   #failWaiters(error: ConnectError): void {
     // The database is unreachable: every caller waiting now gets the real error at once rather
     // than a timeout later (the next acquire tries again).
+    const received = this.#waiters.size > 0;
     this.#waiters.failAll(error, 'error');
-    this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
+    // The callers have the error; a log line too is only for those who ask (logConnectErrors).
+    if (!received || this.options.logConnectErrors) this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
   }
 
   #onConnectionError(conn: PooledConnection<C>, err: unknown): void {
@@ -686,224 +683,7 @@ export class Pool<C extends object = object> extends EventEmitter<PoolEvents> im
   }
 }
 
-/** An acquire under way: see `Pool.#startAcquire`. */
-interface PendingAcquire<C extends object> {
-  readonly connection: PooledConnection<C> | Promise<PooledConnection<C>>;
-  readonly grant: (conn: PooledConnection<C>) => Lease<C> | Promise<Lease<C>>;
-}
-
-/** Join the ambient lease: same connection, no release at the end (the outer scope owns it). */
-async function joinScope<C extends object, R>(fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>, lease: Lease<C>): Promise<R> {
-  return fn(lease.conn, lease);
-}
-
-/**
- * Run a scope's body on `lease` and settle the scope's promise: with the body's outcome, or with
- * the revoke reason as soon as the pool revokes the lease (deadline, close(), reclaim) even if the
- * body ignores it; then release (see `endScope`). Never throws: every path ends in `endScope`.
- *
- * The body is `body(lease)` (withTx brings its own), or, for withLease, `fn(conn, lease)` run in
- * the ambient scope of `pool`, called from here without a closure in between: every frame between
- * the event loop and a driver call costs drivers that capture a stack per statement (mysql2's
- * promise API does, by default) and the sampled acquire stacks of leak detection. For the same
- * reason the reactions that start a withLease scope are this function (or `grantAndRunScope`)
- * bound to their arguments, not an arrow that calls it: a bound function adds no frame.
- */
-function runScope<C extends object, R>(
-  lease: Lease<C>,
-  body: ((lease: Lease<C>) => R | PromiseLike<R>) | undefined,
-  fn: ((conn: C, lease: Lease<C>) => R | PromiseLike<R>) | undefined,
-  pool: object | undefined,
-  resolve: (value: R) => void,
-  reject: (error: unknown) => void,
-): void {
-  const record = lease.record;
-  let value: R | PromiseLike<R>;
-  if (body !== undefined) {
-    try {
-      value = body(lease);
-    } catch (error) {
-      return endScope(record, true, error, resolve, reject);
-    }
-  } else {
-    const previous = enterScope(pool as object, lease as Lease<object>, undefined);
-    try {
-      value = (fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>)(lease.conn, lease);
-    } catch (error) {
-      return endScope(record, true, error, resolve, reject);
-    } finally {
-      leaveScope(previous);
-    }
-  }
-  watchScope(record, value, resolve, reject);
-}
-
-/** What a withLease scope that waits for its connection needs once it has one (see `grantAndRunScope`). */
-class WaitingScope<C extends object, R> {
-  constructor(
-    readonly grant: (conn: PooledConnection<C>) => Lease<C> | Promise<Lease<C>>,
-    readonly fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>,
-    readonly pool: object,
-    readonly resolve: (value: R) => void,
-    readonly reject: (error: unknown) => void,
-    readonly failAcquire: (error: unknown) => void,
-  ) {}
-}
-
-/**
- * A withLease scope that waited for its connection: lease it (`grant`), then run `fn` as
- * `runScope` does. The body is called here rather than through `runScope`, so that one frame of
- * leasepool's, not two, lies under it (see `runScope`): with the bound reactions, a capture of
- * mysql2's `trace` measured 38,700 instructions instead of 46,700-47,900 (callgrind, 16 callers).
- * The scope comes as `this` (bound), not as six bound arguments: the less state this frame holds
- * when it calls the body, the less a stack capture decodes (with the guard's inlined statement
- * method, 36,400 instructions per capture against MariaDB instead of 38,200-38,900).
- */
-function grantAndRunScope<C extends object, R>(this: WaitingScope<C, R>, conn: PooledConnection<C>): void {
-  let lease: Lease<C> | Promise<Lease<C>>;
-  try {
-    lease = this.grant(conn);
-  } catch (err) {
-    return this.failAcquire(err);
-  }
-  if (!(lease instanceof Lease)) {
-    lease.then((granted) => runScope(granted, undefined, this.fn, this.pool, this.resolve, this.reject), this.failAcquire);
-    return;
-  }
-  const fn = this.fn;
-  const previous = enterScope(this.pool, lease as Lease<object>, undefined);
-  let value: R | PromiseLike<R>;
-  try {
-    value = fn(lease.conn, lease);
-  } catch (error) {
-    return endScope(lease.record, true, error, this.resolve, this.reject);
-  } finally {
-    leaveScope(previous);
-  }
-  watchScope(lease.record, value, this.resolve, this.reject);
-}
-
-/** The rest of a scope once its body has returned `value`: settle with it, or race it with a revoke. */
-function watchScope<C extends object, R>(
-  record: LeaseRecord<C>,
-  value: R | PromiseLike<R>,
-  resolve: (value: R) => void,
-  reject: (error: unknown) => void,
-): void {
-  if (!isThenable(value)) return endScope(record, false, value, resolve, reject);
-  if (record.state === 'revoked') return endScope(record, true, record.revokedBy, resolve, reject);
-  // Any lease can be revoked, not only one with a deadline: always race. A plain callback on the
-  // record, not an AbortSignal listener (those cost microseconds).
-  let settled = false;
-  record.onRevoke = (reason) => {
-    if (settled) return;
-    settled = true;
-    // reclaimLease calls this before it has set `record.releasing` to its reclaim: end the scope
-    // once it has, so that the caller hears of the revoke only after the reclaim is done.
-    queueMicrotask(() => endScope(record, true, reason, resolve, reject));
-  };
-  try {
-    value.then(
-      (v) => {
-        record.onRevoke = undefined;
-        if (settled) return;
-        settled = true;
-        endScope(record, false, v, resolve, reject);
-      },
-      (err: unknown) => {
-        record.onRevoke = undefined;
-        if (settled) return;
-        settled = true;
-        endScope(record, true, err, resolve, reject);
-      },
-    );
-  } catch (err) {
-    // A thenable whose then() throws: the body failed.
-    record.onRevoke = undefined;
-    if (settled) return;
-    settled = true;
-    endScope(record, true, err, resolve, reject);
-  }
-}
-
-/**
- * `runScope` for a body that reports through a callback (`Pool.scopedCallback`): the same race
- * with a revoke, the same `endScope`, without the body's promise and the reactions on it. The
- * body's error and the revoke reason go through `mapError` first (such a body defers no cleanup,
- * so there are no cleanup errors to attach to either).
- */
-function runCallbackScope<C extends object, R>(
-  lease: Lease<C>,
-  send: (lease: Lease<C>, done: (error: unknown, value?: R) => void) => void,
-  resolve: (value: R) => void,
-  reject: (error: unknown) => void,
-  mapError: ((error: unknown, started: boolean) => unknown) | undefined,
-): void {
-  const record = lease.record;
-  let settled = false;
-  // Installed before the body runs: a revoke it causes synchronously is seen too.
-  record.onRevoke = (reason) => {
-    if (settled) return;
-    settled = true;
-    const error = mapError === undefined ? reason : mapError(reason, true);
-    queueMicrotask(() => endScope(record, true, error, resolve, reject));
-  };
-  const done = (error: unknown, value?: R): void => {
-    if (settled) return;
-    settled = true;
-    record.onRevoke = undefined;
-    if (error === undefined || error === null) endScope(record, false, value, resolve, reject);
-    else endScope(record, true, mapError === undefined ? error : mapError(error, true), resolve, reject);
-  };
-  try {
-    send(lease, done);
-  } catch (error) {
-    done(error ?? new Error(`the scope's body threw ${String(error)}`));
-  }
-}
-
-/** What a failed acquire rejects a scope with, as a reaction: `mapError(error, false)` when given. */
-function acquireFailure(reject: (error: unknown) => void, mapError: ((error: unknown, started: boolean) => unknown) | undefined): (error: unknown) => void {
-  return mapError === undefined ? reject : (error) => reject(mapError(error, false));
-}
-
-/**
- * Release the scope's lease and settle: the body's error wins (cleanup errors attached to it),
- * else cleanup errors reject as `CleanupError`, else the body's value. A release with nothing to
- * wait for settles at once.
- */
-function endScope<C extends object, R>(
-  record: LeaseRecord<C>,
-  failed: boolean,
-  outcome: unknown,
-  resolve: (value: R) => void,
-  reject: (error: unknown) => void,
-): void {
-  const releasing = releaseLease(record);
-  if (releasing === RELEASED_CLEAN) {
-    if (failed) reject(outcome);
-    else resolve(outcome as R);
-    return;
-  }
-  releasing.then((cleanupErrors) => {
-    try {
-      if (failed) {
-        attachSuppressed(outcome, cleanupErrors);
-        reject(outcome);
-      } else if (cleanupErrors.length > 0) reject(new CleanupError(cleanupErrors));
-      else resolve(outcome as R);
-    } catch (err) {
-      reject(err);
-    }
-  }, reject);
-}
-
-function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
-  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<R>).then === 'function';
-}
-
 const ignore = (): void => undefined;
-const RESOLVED = Promise.resolve();
 
 function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
   const a = adapter as Partial<Adapter<object>> | null;
@@ -917,6 +697,23 @@ function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
 }
 
 /** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
-export function createPool<C extends object>(adapter: Adapter<C>, options?: PoolOptions): Pool<C> {
+// The internal contracts Pool fulfils, checked here rather than by `implements`: their members are
+// @internal, stripped from the published typings, where an `implements` clause would not hold.
+type Holds<T extends true> = T;
+type _PoolContracts = Holds<Pool extends LeaseOwner<object> & GaugeSource ? true : false>;
+
+/** `pool.query`: the adapter's query function on a lease of `pool` (the ambient one, if any). */
+function queryOn<C extends object, Q extends QueryFunction>(pool: Pool<C, Q>, adapter: Adapter<C, Q>): Q {
+  const queryFunction = adapter.queryFunction;
+  const query = (...args: unknown[]): Promise<unknown> => {
+    if (typeof queryFunction !== 'function') {
+      return Promise.reject(new LeaseMisuseError(`pool.query: the ${adapter.name} adapter does not say how to run a query; use pool.withLease((conn) => …)`));
+    }
+    return pool.withLease((conn) => (queryFunction.call(adapter, conn) as (...a: unknown[]) => Promise<unknown>)(...args));
+  };
+  return query as unknown as Q;
+}
+
+export function createPool<C extends object, Q extends QueryFunction = QueryFunction>(adapter: Adapter<C, Q>, options?: PoolOptions): Pool<C, Q> {
   return new Pool(adapter, options);
 }

@@ -4,7 +4,8 @@
  */
 
 const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*):([^@/?#\s]*)@/gi;
-const PASSWORD_PARAM = /((?:password|passwd|pwd)\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;,]+)/gi;
+// MySQL's "(using password: YES)" says whether one was sent, not what it was: left as it is.
+const PASSWORD_PARAM = /((?:password|passwd|pwd)\s*[=:]\s*)(?!(?:YES|NO)\))("[^"]*"|'[^']*'|[^\s&;,]+)/gi;
 
 /** Mask `user:secret@` in URLs, `password=…` pairs, and every literal secret given. */
 export function redact(text: string, secrets: readonly string[] = []): string {

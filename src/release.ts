@@ -16,30 +16,9 @@ import type { Adapter, TxStatus } from './adapter';
 import type { PooledConnection } from './connections';
 import { runCleanups } from './defer';
 import { TxOutcomeUnknownError } from './errors';
-import type { GuardConfig } from './guard';
-import type { LeaseRecord } from './lease';
-import type { CloseReason, MetricsSink, RecoveryKind } from './metrics';
+import type { LeaseOwner, LeaseRecord } from './lease-record';
+import type { CloseReason, RecoveryKind } from './metrics';
 import { now, withTimeout } from './time';
-
-/** What the release path needs from the pool. */
-export interface LeaseOwner<C extends object> {
-  readonly adapter: Adapter<C>;
-  readonly guardConfig: GuardConfig;
-  readonly resetOnRelease: boolean;
-  readonly maxUses: number;
-  readonly metrics: MetricsSink;
-  /** Bound on each control statement the pool sends on its own (rollback, reset, cancel). */
-  readonly controlTimeoutMs: number;
-  /** A call through `lease.conn` failed: a fatal error marks the connection broken. */
-  noteError(record: LeaseRecord<C>, err: unknown): void;
-  releaseFromHandle(record: LeaseRecord<C>): Promise<void>;
-  /** Drop from the active registry; report the return of a lease reported as leaked. */
-  forget(record: LeaseRecord<C>, outcome: 'released' | 'reclaimed'): void;
-  returnToPool(conn: PooledConnection<C>): void;
-  destroyConnection(conn: PooledConnection<C>, reason: CloseReason): void;
-  reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void;
-  reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void;
-}
 
 /**
  * @internal Test-only observation point (the chaos suite): `onReturn` is called with every
@@ -74,6 +53,7 @@ function releaseAtOnce<C extends object>(record: LeaseRecord<C>): boolean {
   if (record.cleanups !== undefined && record.cleanups.length > 0) return false;
   if (owner.resetOnRelease && owner.adapter.reset !== undefined) return false;
   if (transactionStatus(owner.adapter, record) !== 'idle') return false;
+  if (owner.adapter.sessionChanged?.(conn.raw) === true) return false;
   if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
   record.state = 'released';
   owner.forget(record, 'released');
@@ -86,10 +66,11 @@ function releaseAtOnce<C extends object>(record: LeaseRecord<C>): boolean {
 async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unknown[]> {
   const owner = record.owner;
   const conn = record.connection;
-  if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
 
-  // 1. Deferred cleanups, LIFO. They may still use the connection.
-  const cleanupErrors = record.cleanups === undefined ? NO_ERRORS : await runCleanups(record.cleanups);
+  // 1. Deferred cleanups, LIFO. They may still use the connection, and they run under the lease's
+  //    deadline (and close()'s): one that never settles does not hold the caller past it.
+  const cleanupErrors = record.cleanups === undefined || record.cleanups.length === 0 ? NO_ERRORS : await untilRevoked(record, runCleanups(record.cleanups));
+  if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
   if (cleanupErrors.length > 0) owner.reportCleanupErrors(record, cleanupErrors);
   if (record.state !== 'active') return cleanupErrors; // reclaimed while cleanups ran: the reclaim owns the connection
 
@@ -126,6 +107,15 @@ async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unk
       : releasedAt >= conn.expiresAt
         ? 'lifetime'
         : undefined;
+  // Session state a borrower changed (autocommit off, table or advisory locks …) would cost the
+  // next borrower a write or a lock. Without resetOnRelease the connection is closed; reset first
+  // where the adapter can, so that its locks are gone by the time the release resolves (a closing
+  // socket lets go of them only when the server notices).
+  if (retire === undefined && !(owner.resetOnRelease && owner.adapter.reset !== undefined) && owner.adapter.sessionChanged?.(conn.raw) === true) {
+    retire = 'reset';
+    if (owner.adapter.reset !== undefined) await withTimeout(owner.adapter.reset(conn.raw), owner.controlTimeoutMs).catch(() => undefined);
+    releasedAt = now();
+  }
 
   // 4. Optional session reset.
   if (retire === undefined && owner.resetOnRelease && owner.adapter.reset !== undefined) {
@@ -141,6 +131,17 @@ async function runRelease<C extends object>(record: LeaseRecord<C>): Promise<unk
   // 5. Back to the pool, or closed.
   handBack(owner, record, conn, retire, releasedAt);
   return cleanupErrors;
+}
+
+/** `work`'s result, or no errors as soon as the pool revokes the lease (the reclaim then owns the connection). */
+function untilRevoked<C extends object>(record: LeaseRecord<C>, work: Promise<unknown[]>): Promise<unknown[]> {
+  return new Promise<unknown[]>((resolve) => {
+    record.onRevoke = () => resolve(NO_ERRORS);
+    work.then((errors) => {
+      record.onRevoke = undefined;
+      resolve(errors);
+    });
+  });
 }
 
 /** Step 5: the connection back to the pool, or closed; the lease's duration observed. */
@@ -174,6 +175,7 @@ export function reclaimLease<C extends object>(
   record.revokedBy = reason;
   if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);
   record.controller?.abort(reason);
+  record.onDrained?.();
   // Revoked while COMMIT is on the wire (deadline, close): the COMMIT may still land, so the caller
   // must not be told the work was undone.
   record.onRevoke?.(

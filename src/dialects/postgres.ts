@@ -7,6 +7,7 @@
  */
 import type { BeginOptions, IsolationLevel, TxDialect } from '../adapter';
 import { ConfigError } from '../errors';
+import { show } from '../options';
 
 /** Fixed keyword table: the only text `begin()` can emit for an isolation level. */
 const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = Object.freeze({
@@ -103,7 +104,7 @@ export function checkNonNegativeInt(
 ): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    problems.push({ field, problem: `must be an integer between ${min} and ${max}` });
+    problems.push({ field, problem: `must be an integer between ${min} and ${max} (got ${show(value)})` });
   }
 }
 
@@ -133,4 +134,61 @@ export function sameRealmError(err: unknown): unknown {
     if (key !== 'message' && key !== 'stack' && key !== 'name') (copy as unknown as Record<string, unknown>)[key] = src[key];
   }
   return copy;
+}
+
+/** PostgreSQL's COMMIT in an aborted transaction succeeds with the command tag ROLLBACK. */
+export function commitRolledBack(reply: unknown): boolean {
+  return reply !== null && typeof reply === 'object' && (reply as { command?: unknown }).command === 'ROLLBACK';
+}
+
+const LEADING_SPACE_AND_COMMENTS = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
+/** Session-level advisory locks (the `_xact_` variants end with the transaction). */
+const SESSION_ADVISORY_LOCK = /pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
+const SET_CONFIG = /set_config\s*\(/i;
+const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
+
+/**
+ * True when a statement may leave session state that outlives the lease and could cost the next
+ * borrower a write or a lock: session `SET`/`RESET` (not `SET LOCAL`, not `SET TRANSACTION`),
+ * session advisory locks, `set_config(…, false)`, temporary tables (they shadow real ones),
+ * `LISTEN`, `PREPARE`, `DECLARE … WITH HOLD`, `LOAD`. A function that does such things inside is
+ * not seen: use `resetOnRelease` for full hygiene.
+ */
+export function changesSession(sql: string): boolean {
+  if (SESSION_ADVISORY_LOCK.test(sql)) return true;
+  if (SET_CONFIG.test(sql) && !SET_CONFIG_LOCAL.test(sql)) return true;
+  const start = LEADING_SPACE_AND_COMMENTS.exec(sql)?.[0].length ?? 0;
+  const head = sql.slice(start, start + 64).toUpperCase();
+  const word = /^[A-Z_]+/.exec(head)?.[0];
+  switch (word) {
+    case 'SET':
+      return !/^SET\s+(LOCAL|TRANSACTION)\b/.test(head);
+    case 'RESET':
+    case 'LISTEN':
+    case 'PREPARE':
+    case 'LOAD':
+      return true;
+    case 'CREATE':
+      return /^CREATE\s+(GLOBAL\s+|LOCAL\s+)?TEMP(ORARY)?\b/.test(head);
+    case 'DECLARE':
+      return /\bWITH\s+HOLD\b/i.test(sql);
+    default:
+      return false;
+  }
+}
+
+const SESSION_CACHE_ENTRIES = 512;
+const SESSION_CACHE_TEXT_LENGTH = 1_024;
+const sessionCache = new Map<string, boolean>();
+
+/** `changesSession`, remembered by text (applications send the same few texts over and over). */
+export function changesSessionCached(sql: string): boolean {
+  if (sql.length > SESSION_CACHE_TEXT_LENGTH) return changesSession(sql);
+  let changes = sessionCache.get(sql);
+  if (changes === undefined) {
+    changes = changesSession(sql);
+    if (sessionCache.size >= SESSION_CACHE_ENTRIES) sessionCache.clear();
+    sessionCache.set(sql, changes);
+  }
+  return changes;
 }

@@ -110,7 +110,7 @@ function badPoolFields(fields: Partial<Record<PoolField, Tagged>>, unknown: stri
   // An option set to undefined takes its default; any other value (null included) is used as given.
   const max = fields.max === undefined || fields.max.value === undefined ? 10 : fields.max.value;
   const min = fields.min === undefined || fields.min.value === undefined ? 0 : fields.min.value;
-  if (typeof max === 'number' && typeof min === 'number' && Number.isInteger(max) && Number.isInteger(min) && min > max) out.add('min');
+  if (typeof max === "number" && typeof min === "number" && Number.isInteger(max) && max >= 1 && Number.isInteger(min) && min > max) out.add("min");
   if (unknown !== undefined) out.add(unknown);
   return out;
 }

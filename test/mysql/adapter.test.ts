@@ -9,7 +9,8 @@ import { inspect } from 'node:util';
 import { createConnection } from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 
-import { classifyStatement, mysqlAdapter, mysqlDialect, statementEffect } from '../../adapters/mysql2';
+import { mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
+import { classifyStatement, statementEffect } from '../../adapters/mysql2-statements';
 import type { MysqlAdapter } from '../../adapters/mysql2';
 import type { ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
@@ -237,7 +238,8 @@ describe('connect and close', () => {
     const a = mysqlAdapter({ host: '127.0.0.1', port, user: 'root', password: PASSWORD });
     const err: unknown = await a.connect(new AbortController().signal, noEvents).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
-    expect((err as Error).message).toBe(`mysql2: could not connect to 127.0.0.1:${port}/ (ECONNREFUSED)`);
+    // The driver's text, as pg's ConnectError carries it, then the code.
+    expect((err as Error).message).toBe(`mysql2: could not connect to 127.0.0.1:${port}/: connect ECONNREFUSED 127.0.0.1:${port} (ECONNREFUSED)`);
     expect(((err as Error).cause as { code?: string }).code).toBe('ECONNREFUSED');
     expectNoPassword(err);
   });
@@ -286,7 +288,10 @@ describe('connect and close', () => {
         const a = mysqlAdapter(config);
         const err: unknown = await a.connect(new AbortController().signal, noEvents).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ConnectError);
-        expect((err as Error).message).toBe(`mysql2: could not connect to ${HOST}:${PORT}/ (ER_ACCESS_DENIED_ERROR)`);
+        // The server's text, with "(using password: YES)" intact (it tells whether one was sent, not what).
+        expect((err as Error).message).toMatch(
+          new RegExp(`^mysql2: could not connect to ${HOST.replace(/\./g, '\\.')}:${PORT}/: Access denied for user '${PW_USER}'@'[^']+' \\(using password: YES\\) \\(ER_ACCESS_DENIED_ERROR\\)$`),
+        );
         expect(((err as Error).cause as { errno?: number }).errno).toBe(1045);
         expectNoPassword(err);
       }
@@ -705,5 +710,14 @@ describe('dialect', () => {
     expect(statementEffect('select 1; commit', false)).toBe('none');
     // More distinct texts than it remembers (texts with values in them): answers stay right.
     for (let i = 0; i < 1_500; i++) expect(statementEffect(i % 2 === 0 ? `SELECT ${i}` : `DROP TABLE t${i}`, false)).toBe(i % 2 === 0 ? 'none' : 'implicit_commit');
+  });
+});
+
+describe('a connection string of another scheme fails at once, naming it', () => {
+  it('mysqlAdapter given a postgres:// URL', () => {
+    expect(() => mysqlAdapter('postgres://app:secret@127.0.0.1:5432/app')).toThrow(
+      'config must be a mysql:// URL, not postgres:// (a PostgreSQL URL: use pgAdapter from leasepool/adapters/pg)',
+    );
+    expect(() => mysqlAdapter({ uri: 'http://127.0.0.1/app' })).toThrow('config.uri must be a mysql:// URL, not http://');
   });
 });

@@ -662,15 +662,20 @@ describe('recovery and leasepool guarantees', () => {
     expect(Number(rows[0]?.open)).toBe(0);
   });
 
-  test('a statement failing because the server is read-only destroys its connection, as mysql2 does', async () => {
-    for (const pool of [facade({ connectionLimit: 1 }), native({ connectionLimit: 1 })]) {
-      await pool.query('SET SESSION TRANSACTION READ ONLY');
-      const [before] = await pool.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
-      const err = (await rejection(pool.query(`INSERT INTO ${ROWS} (tag) VALUES ('ro')`))) as { errno?: number };
-      expect(err.errno).toBe(1792);
-      const [after] = await pool.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
-      expect(Number(after[0]?.id)).not.toBe(Number(before[0]?.id));
-    }
+  test('a session made read-only: mysql2 hands it on until a write fails there (then destroys it); the facade closes it at release, so no later write fails', async () => {
+    const mysql2 = native({ connectionLimit: 1 });
+    await mysql2.query('SET SESSION TRANSACTION READ ONLY');
+    const [before] = await mysql2.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
+    const err = (await rejection(mysql2.query(`INSERT INTO ${ROWS} (tag) VALUES ('ro')`))) as { errno?: number };
+    expect(err.errno).toBe(1792);
+    const [after] = await mysql2.query<RowDataPacket[]>('SELECT CONNECTION_ID() AS id');
+    expect(Number(after[0]?.id)).not.toBe(Number(before[0]?.id));
+
+    const pool = facade({ connectionLimit: 1 });
+    await pool.query('SET SESSION TRANSACTION READ ONLY');
+    await pool.query(`INSERT INTO ${ROWS} (tag) VALUES ('ro-facade')`);
+    const [rows] = await pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM ${ROWS} WHERE tag = 'ro-facade'`);
+    expect(Number(rows[0]?.n)).toBe(1);
   });
 
   test('leak detection reports a held connection with the line that took it, and its return', async () => {

@@ -641,3 +641,30 @@ describe('cancel and reset', () => {
     expect(a.txStatus?.(client)).toBe('idle');
   });
 });
+
+describe('bad configuration fails at pgAdapter(), naming what is wrong', () => {
+  test('a string that is not a URL, and a URL of another scheme', () => {
+    expect(() => pgAdapter('not a url')).toThrow('config is not a postgres:// URL');
+    expect(() => pgAdapter('mysql://root:secret@127.0.0.1:3306/app')).toThrow(
+      'config must be a postgres:// URL, not mysql:// (a MySQL URL: use mysqlAdapter from leasepool/adapters/mysql2)',
+    );
+    expect(() => pgAdapter({ connectionString: 'https://db.example/app' })).toThrow('config.connectionString must be a postgres:// URL, not https://');
+    try {
+      pgAdapter('mysql://root:secret@127.0.0.1:3306/app');
+    } catch (err) {
+      expect((err as Error).message).not.toContain('secret');
+    }
+  });
+
+  test('a bad server-side timeout says what it got', () => {
+    expect(() => pgAdapter('postgres://app@127.0.0.1/app', { statementTimeoutMs: -5 })).toThrow(
+      'statementTimeoutMs must be an integer between 0 and 2147483647 (got -5)',
+    );
+  });
+});
+
+test('an unknown adapter option close to a known one gets "did you mean"', () => {
+  expect(() => pgAdapter('postgres://app@127.0.0.1/app', { statementTimeoutMS: 5 } as never)).toThrow(
+    'statementTimeoutMS is not a pgAdapter option (did you mean statementTimeoutMs?)',
+  );
+});

@@ -322,20 +322,25 @@ describe('resetOnRelease', () => {
     expect(await m('leasepool_connections_created_total')).toBe(1);
   });
 
-  test('without resetOnRelease the same session state does carry over (the control case)', async () => {
-    const { pool } = makePool({ max: 1 });
-    const pid = await pool.withLease(async (conn) => {
+  test('without resetOnRelease a session changed by SET (or a temp table, a prepared statement) is closed, not handed on', async () => {
+    const { pool, m } = makePool({ max: 1 });
+    const { pid, clean } = await pool.withLease(async (conn) => {
+      const state = await sessionState(conn);
       await dirtySession(conn);
-      return backendPid(conn);
+      return { pid: await backendPid(conn), clean: state };
     });
     await pool.withLease(async (conn) => {
-      expect(await backendPid(conn)).toBe(pid);
+      expect(await backendPid(conn)).not.toBe(pid);
       const state = await sessionState(conn);
-      expect(state.app).toBe('lp_dirty');
-      expect(state.custom).toBe('x');
-      expect(state.temp).not.toBeNull();
-      expect(state.prepared).toBe(1);
+      expect(state.app).toBe(clean.app);
+      expect(state.custom === null || state.custom === '').toBe(true);
+      expect(state.temp).toBeNull();
+      expect(state.prepared).toBe(0);
     });
+    expect(await m('leasepool_connections_closed_total', { reason: 'reset' })).toBe(1);
+    // A lease that changed nothing keeps its connection.
+    const again = await pool.withLease((conn) => backendPid(conn));
+    expect(await pool.withLease((conn) => backendPid(conn))).toBe(again);
   });
 });
 

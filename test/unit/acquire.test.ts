@@ -10,7 +10,10 @@ import {
   NestedAcquireError,
   PoolClosedError,
   PoolQueueFullError,
+  createPool,
 } from '../../src';
+import { fakeAdapter } from '../helpers/fake-adapter';
+import { captureLogger } from '../helpers/lifecycle';
 import { closeAll, metric, rejection, settle, setup, waitFor } from '../helpers/unit';
 
 afterEach(closeAll);
@@ -116,7 +119,7 @@ describe('connect failures (generic-pool traps)', () => {
   });
 
   test('no password in a connect error: message, stack, cause, inspect, logs', async () => {
-    const { pool, db, logs } = setup({ acquireTimeoutMs: 5_000 });
+    const { pool, db, logs } = setup({ acquireTimeoutMs: 5_000, logConnectErrors: true });
     const secret = 'S3cr3t-pw';
     db.connectFailures.push(
       new Error(`password authentication failed for postgres://alice:${secret}@db.internal:5432/app`),
@@ -137,7 +140,7 @@ describe('connect failures (generic-pool traps)', () => {
 
 test('no password even when an adapter puts a URL with credentials in its target (timeout and failure paths)', async () => {
   const secret = 'T4rget-pw';
-  const { pool, db, adapter, logs } = setup({ connectTimeoutMs: 20, acquireTimeoutMs: 5_000 });
+  const { pool, db, adapter, logs } = setup({ connectTimeoutMs: 20, acquireTimeoutMs: 5_000, logConnectErrors: true });
   (adapter as { target: string }).target = `postgres://bob:${secret}@db.internal:5432/app`;
   db.blackhole = true;
   const timedOut = (await rejection(pool.acquire())) as Error;
@@ -414,4 +417,32 @@ test('acquire after close → PoolClosedError', async () => {
   await expect(pool.withLease(async () => 1)).rejects.toMatchObject({ code: 'POOL_CLOSED' });
   await expect(pool.withTx(async () => 1)).rejects.toMatchObject({ code: 'POOL_CLOSED' });
   expect(await metric(registry, 'leasepool_acquires_total', { pool: 'acq_closed', outcome: 'rejected' })).toBe(3);
+});
+
+describe('connect failures and the log', () => {
+  test('a connect failure a caller receives is not also logged', async () => {
+    const { pool, db, logs } = setup({ acquireTimeoutMs: 5_000 });
+    db.connectFailures.push(new Error('refused'));
+    await expect(pool.acquire()).rejects.toBeInstanceOf(ConnectError);
+    expect(logs.filter((e) => e.level === 'warn' || e.level === 'error')).toEqual([]);
+  });
+
+  test('logConnectErrors: true logs it as well', async () => {
+    const { pool, db, logs } = setup({ acquireTimeoutMs: 5_000, logConnectErrors: true });
+    db.connectFailures.push(new Error('refused'));
+    await expect(pool.acquire()).rejects.toBeInstanceOf(ConnectError);
+    expect(logs.filter((e) => e.level === 'warn').map((e) => e.msg)).toEqual([expect.stringContaining('refused')]);
+  });
+
+  test('a failure nobody waits for (opening min connections) is logged', async () => {
+    const adapter = fakeAdapter();
+    adapter.db.connectFailures.push(new Error('refused at start'));
+    const { logger, entries } = captureLogger();
+    const pool = createPool(adapter, { min: 1, leakDetectionMs: 0, logger });
+    try {
+      await waitFor('the failure is logged', () => entries.some((e) => e.level === 'warn' && String(e.msg).includes('refused at start')));
+    } finally {
+      await pool.close({ timeoutMs: 50 });
+    }
+  });
 });

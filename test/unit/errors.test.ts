@@ -71,3 +71,10 @@ test('the package entry point exports the public API', () => {
     expect([name, typeof (leasepool as unknown as Record<string, unknown>)[name]]).toEqual([name, 'function']);
   }
 });
+
+test("redact masks passwords but leaves MySQL's \"(using password: YES)\" readable", () => {
+  expect(leasepool.redact("Access denied for user 'app'@'10.0.0.1' (using password: YES)")).toBe("Access denied for user 'app'@'10.0.0.1' (using password: YES)");
+  expect(leasepool.redact("Access denied for user 'app'@'10.0.0.1' (using password: NO)")).toBe("Access denied for user 'app'@'10.0.0.1' (using password: NO)");
+  expect(leasepool.redact('password: YESman')).toBe('password: ***');
+  expect(leasepool.redact('host=db password=hunter2 user=app')).toBe('host=db password=*** user=app');
+});

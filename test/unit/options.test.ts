@@ -248,3 +248,41 @@ test('a finite duration beyond the timer range is refused (Node would fire such 
   await held.release();
   await (await waiting).release();
 });
+
+test('the default max is fitted to the adapter without a warning', async () => {
+  const { logger, entries } = captureLogger();
+  const pool = createPool(fakeAdapter({ maxConnections: 1 }), { leakDetectionMs: 0, logger });
+  try {
+    expect(pool.stats().max).toBe(1);
+    expect(entries.filter((e) => e.level === 'warn')).toEqual([]);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('an unknown option close to a known one gets "did you mean"', () => {
+  const fields = (options: Record<string, unknown>): string[] => {
+    try {
+      createPool(fakeAdapter(), options as PoolOptions);
+    } catch (err) {
+      return (err as Error).message.split('\n');
+    }
+    throw new Error('no ConfigError');
+  };
+  expect(fields({ leakDetectionMS: 1000 }).join('\n')).toContain('leakDetectionMS is not a known option (did you mean leakDetectionMs?)');
+  expect(fields({ idleTimeoutMillis: 1000 }).join('\n')).not.toContain('did you mean');
+  expect(fields({ maxWaitng: 3 }).join('\n')).toContain('(did you mean maxWaiting?)');
+  expect(fields({ zzz: 1 }).join('\n')).not.toContain('did you mean');
+});
+
+test('options set to undefined are the defaults (exactOptionalPropertyTypes callers)', async () => {
+  const pool = createPool(fakeAdapter(), { max: undefined, leakDetectionMs: undefined, allowExitOnIdle: undefined, logger: undefined, metrics: undefined });
+  try {
+    expect(pool.stats().max).toBe(10);
+    await pool.withTx(async () => undefined, { isolation: undefined, retries: undefined, timeoutMs: undefined, signal: undefined });
+    await pool.withLease(async () => undefined, { timeoutMs: undefined, acquireTimeoutMs: undefined, signal: undefined });
+    await (await pool.acquire({ timeoutMs: undefined, signal: undefined })).release();
+  } finally {
+    await pool.close({ timeoutMs: undefined });
+  }
+});

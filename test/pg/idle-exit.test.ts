@@ -1,0 +1,4 @@
+/** An idle pg pool nobody closed, and `allowExitOnIdle` (see test/shared/idle-exit.ts). Tables: none. */
+import { idleExitTests } from '../shared/idle-exit';
+
+idleExitTests('pg');
