@@ -326,7 +326,7 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
       emitter.once('end', () => statementEnded(record, raw, prop, undefined, lastResult));
       return command;
     };
-  return new Proxy(Object.create(null) as object, {
+  const handle: object = new Proxy(Object.create(null) as object, {
     get(_blank, prop) {
       switch (prop) {
         case 'release':
@@ -352,7 +352,9 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
           ? tracked(prop as string, fn)
           : function forwarded(...args: unknown[]): unknown {
               if (active() === undefined) refuse();
-              return fn.apply(core, args);
+              const result = fn.apply(core, args);
+              // Chaining (`conn.on(…).on(…)`) stays on the handle, never on the bare connection.
+              return result === core ? handle : result;
             };
         methods.set(prop, wrapped);
       }
@@ -368,4 +370,5 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
     // A core PoolConnection, as mysql2's pool gives (`instanceof` holds; the methods are the connection's own).
     getPrototypeOf: () => coreDriver.PoolConnection.prototype,
   });
+  return handle;
 }

@@ -398,6 +398,8 @@ describe('the callback-API pool (pool.pool)', () => {
       a.release();
       const b = await getCore(pool.pool);
       expect([name, a === b]).toEqual([name, true]);
+      const noop = (): void => undefined;
+      expect([name, b.on('warn', noop) === b, b.off('warn', noop) === b]).toEqual([name, true, true]); // chaining stays on it
       b.release();
     }
   });
