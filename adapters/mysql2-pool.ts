@@ -212,7 +212,6 @@ type ConnectionOnlyMembers = Pick<
 >;
 
 // Declaration merging: the class below gets these members in its type only (see ConnectionOnlyMembers).
-// eslint-disable-next-line @typescript-eslint/no-empty-interface, @typescript-eslint/no-unsafe-declaration-merging
 export interface Pool extends ConnectionOnlyMembers {}
 
 /**
