@@ -295,7 +295,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
    * mysql2's core (callback) pool under the promise pool, as mysql2's `promisePool.pool`: the same
    * connections, limits and guarantees, in the callback API (`getConnection(cb)`, `query(sql, values,
    * cb)`, `end(cb)`, events). For libraries that take a callback pool, e.g. Kysely's `MysqlDialect`.
-   * Its private lists (`_allConnections` …) are not there: use {@link stats}.
+   * Of mysql2's private lists (`_allConnections` …) only their `length` is there: use {@link stats}.
    */
   get pool(): CorePool {
     // Typed as mysql2's core Pool (what code reads `promisePool.pool` as); the members it lacks are
