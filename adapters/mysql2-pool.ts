@@ -27,7 +27,7 @@ import { CallbackPool, warnEndDeprecated } from './mysql2-callback-pool';
 
 import { findAmbient } from '../src/context';
 import { statementEnded } from '../src/guard';
-import { ConfigError, PoolClosedError, PoolQueueFullError } from '../src/errors';
+import { ConfigError, ConnectError, PoolClosedError, PoolQueueFullError } from '../src/errors';
 import type { Adapter } from '../src/adapter';
 import type { CallSite, Lease } from '../src/lease';
 import type { Logger } from '../src/logger';
@@ -170,6 +170,21 @@ function withMessage<E extends Error>(err: E, message: string): E {
     err.stack = `${err.name}: ${message}${frames >= 0 ? stack.slice(frames) : ''}`;
   }
   return err;
+}
+
+/**
+ * mysql2 code reads a connect failure's `errno` and `sqlState` on the error itself (`err.errno ===
+ * 1045`): copy them from the driver's error (the redacted cause) onto the ConnectError. Its `code`
+ * stays leasepool's `CONNECT_FAILED` (the driver's is on `err.cause.code`); numbers and SQLSTATEs
+ * carry no secret.
+ */
+function withDriverNumbers(err: ConnectError): void {
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause === null || typeof cause !== 'object' || !Object.isExtensible(err)) return;
+  const { errno, sqlState } = cause as { errno?: unknown; sqlState?: unknown };
+  const target = err as unknown as { errno?: unknown; sqlState?: unknown };
+  if (typeof errno === 'number' && target.errno === undefined) target.errno = errno;
+  if (typeof sqlState === 'string' && /^[0-9A-Z_]{5}$/.test(sqlState) && target.sqlState === undefined) target.sqlState = sqlState;
 }
 
 interface Settings {
@@ -509,6 +524,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
       return withMessage(err, this.#settings.waitForConnections ? MYSQL2_MESSAGES.queueLimit : MYSQL2_MESSAGES.noConnections);
     }
     if (err instanceof PoolClosedError) return withMessage(err, MYSQL2_MESSAGES.closed);
+    if (err instanceof ConnectError) withDriverNumbers(err);
     return err;
   }
 

@@ -374,12 +374,16 @@ describe('connect errors', () => {
       const options = { uri: undefined, host: '127.0.0.1', port: fake.port, user: 'u', password: 'secret-1040-pw', database: 'd' };
       const theirs = createMysql2Pool(options);
       opened.push(theirs);
-      const ref = (await rejection(theirs.query('SELECT 1'))) as { errno?: number };
+      const ref = (await rejection(theirs.query('SELECT 1'))) as { errno?: number; sqlState?: string };
       expect(ref.errno).toBe(1040);
       const ours = facade(options);
-      const err = (await rejection(ours.query('SELECT 1'))) as Error & { code?: string; cause?: { errno?: number } };
+      const err = (await rejection(ours.query('SELECT 1'))) as Error & { code?: string; errno?: number; sqlState?: string; cause?: { errno?: number } };
       expect(err).toMatchObject({ name: 'ConnectError', code: 'CONNECT_FAILED' });
+      // mysql2's errno (and SQLSTATE) on the error itself, as code checking `err.errno` expects; the driver's error as cause.
+      expect({ errno: err.errno, sqlState: err.sqlState }).toEqual({ errno: ref.errno, sqlState: ref.sqlState });
       expect(err.cause?.errno).toBe(1040);
+      const viaGetConnection = (await rejection(ours.getConnection())) as { errno?: number };
+      expect(viaGetConnection.errno).toBe(1040);
       expect(`${err.message} ${err.stack} ${String(err.cause)}`).not.toContain('secret-1040-pw');
       expect(ours.stats()).toMatchObject({ size: 0, active: 0 });
     } finally {

@@ -599,6 +599,7 @@ describe('connect failures', () => {
         expect(err).toMatchObject({ name: 'ConnectError', code: 'CONNECT_FAILED' });
         expect(err.cause?.code).toBe('ER_ACCESS_DENIED_ERROR');
         expect(err.cause?.errno).toBe(1045);
+        expect(err).toMatchObject({ errno: 1045, sqlState: '28000' }); // mysql2's numbers on the error itself, as on mysql2's
         const text = everything(err);
         expect(text).not.toContain(WRONG);
         expect(text).not.toContain(encodeURIComponent(WRONG));
