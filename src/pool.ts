@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
-import type { Adapter, QueryFunction } from './adapter';
+import { validateAdapter, type Adapter, type QueryFunction } from './adapter';
 import { createFactory, PooledConnection } from './connections';
 import { endedFrameOf, findAmbient } from './context';
 import {
@@ -19,9 +19,9 @@ import {
   PoolClosedError,
   PoolQueueFullError,
 } from './errors';
-import { createGenericPool, evictNow, rejectAllRequests, returnIdle, takeIdle } from './generic-pool-internals';
+import { createGenericPool, evictNow, returnIdle, takeIdle } from './generic-pool-internals';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
-import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
+import { captureSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
@@ -29,77 +29,14 @@ import { reclaimLease, releaseLease } from './release';
 import type { GuardConfig, LeaseOwner, MethodKind } from './lease-record';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 import { txEndedError, type TxFrame } from './tx-frame';
-import { now, withTimeout } from './time';
+import { now } from './time';
 import { WaitingRoom } from './waiters';
+import { closePool } from './close';
+import { describeLease, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
+import type { AcquireOptions, CloseSummary, LeaseScopeOptions, PoolEvents, PoolStats } from './pool-types';
+
+export type { AcquireOptions, CloseSummary, LeakEvent, LeakReturnedEvent, LeaseScopeOptions, PoolEvents, PoolStats, ReclaimEvent } from './pool-types';
 import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
-
-/** Options of `pool.acquire()`. */
-export interface AcquireOptions {
-  /** Abort the wait; the promise rejects with the signal's reason. */
-  signal?: AbortSignal | undefined;
-  /** Longest wait for this acquire, overriding the pool's `acquireTimeoutMs`. */
-  timeoutMs?: number | undefined;
-}
-
-/** Options of `pool.withLease()`. */
-export interface LeaseScopeOptions {
-  /** Abort the wait for a connection. */
-  signal?: AbortSignal | undefined;
-  /** Deadline for holding the lease: at expiry it is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number | undefined;
-  /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number | undefined;
-}
-
-/** `pool.stats()`. */
-export interface PoolStats {
-  /** Open connections (idle + leased). */
-  readonly size: number;
-  readonly idle: number;
-  /** Leased connections. */
-  readonly active: number;
-  /** Callers waiting for a connection. */
-  readonly pending: number;
-  readonly max: number;
-  readonly min: number;
-  readonly closed: boolean;
-}
-
-/** What `close()` resolves to. */
-export interface CloseSummary {
-  /** Leases given back by their holders while the pool waited. */
-  readonly released: number;
-  /** Leases the pool took back: at the deadline, or earlier by their own deadline or the GC while close() waited. */
-  readonly reclaimed: number;
-}
-
-/** Payload of the `'leak'` event. */
-export interface LeakEvent extends ActiveLeaseInfo {}
-
-/** Payload of the `'leakReturned'` event: a lease reported as leaked came back. */
-export interface LeakReturnedEvent {
-  readonly id: number;
-  readonly heldMs: number;
-}
-
-/** Payload of the `'reclaim'` event. */
-export interface ReclaimEvent extends ActiveLeaseInfo {
-  readonly kind: RecoveryKind;
-  readonly reason: Error;
-}
-
-export interface PoolEvents {
-  leak: [LeakEvent];
-  leakReturned: [LeakReturnedEvent];
-  reclaim: [ReclaimEvent];
-  error: [Error];
-  /**
-   * An acquire found no idle connection and no room to open one (the pool is at `max`), and was
-   * queued to wait. Emitted only while someone listens (the mysql2 drop-in's `'enqueue'`).
-   */
-  enqueue: [];
-}
-
 
 const ACQUIRE_OPTIONS = { timeoutMs: { allowInfinity: true } } as const;
 // A hold deadline of Infinity would be a timer firing at once: leave timeoutMs out instead.
@@ -222,7 +159,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
     const stacksPerSecond = options.leakDetectionMs > 0 ? options.leakStacksPerSecond : 0;
     this.#stacks = stacksPerSecond === Infinity ? 'all' : stacksPerSecond > 0 ? new StackSampler(stacksPerSecond) : undefined;
-    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => this.#reportLeak(record), this.#stacks instanceof StackSampler ? this.#stacks : undefined);
+    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => reportLeak(this, record), this.#stacks instanceof StackSampler ? this.#stacks : undefined);
     this.#leaks.start();
     this.#dropped = new FinalizationRegistry((record) => this.#onDropped(record));
   }
@@ -296,7 +233,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
   /** Every active lease, oldest first: what is holding the pool. */
   activeLeases(): ActiveLeaseInfo[] {
     const out: ActiveLeaseInfo[] = [];
-    for (const record of this.#active) out.push(this.#describe(record));
+    for (const record of this.#active) out.push(describeLease(this.adapter, record));
     return out;
   }
 
@@ -526,11 +463,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     this.#active.delete(record);
     record.connection.leased = false;
     if (outcome === 'reclaimed' && this.#closed) this.#reclaimedWhileClosing++;
-    if (record.leakReported && outcome === 'released') {
-      const heldMs = Math.round(now() - record.acquiredAt);
-      this.logger.warn({ pool: this.name, leaseId: record.id, heldMs }, `pool "${this.name}": previously reported leaked lease #${record.id} was returned after ${heldMs} ms`);
-      this.emit('leakReturned', { id: record.id, heldMs });
-    }
+    if (record.leakReported && outcome === 'released') reportLeakReturned(this, record);
     if (this.#active.size === 0) this.#onDrained?.();
   }
 
@@ -561,14 +494,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal */
   reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void {
-    this.metrics.recovery(kind);
-    const info = this.#describe(record);
-    this.logger.warn(
-      { pool: this.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
-      `pool "${this.name}": lease #${record.id} reclaimed (${kind}) after ${info.ageMs} ms: ${reason.message}` +
-        (info.stack !== undefined ? `\nacquired at:\n${info.stack}` : ''),
-    );
-    if (this.listenerCount('reclaim') > 0) this.emit('reclaim', { ...info, kind, reason });
+    reportReclaim(this, record, kind, reason);
   }
 
   /** @internal GaugeSource */
@@ -591,16 +517,6 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     return Math.max(0, Math.min(this.#gp.available, this.#factory.liveCount - this.#gp.borrowed));
   }
 
-  #describe(record: LeaseRecord<C>): ActiveLeaseInfo {
-    const status = record.txDepth > 0 ? 'in_tx' : record.state !== 'released' ? (this.adapter.txStatus?.(record.connection.raw) ?? 'idle') : 'idle'; // revoked: still this lease's connection until destroyed
-    return {
-      id: record.id,
-      ageMs: Math.round(now() - record.acquiredAt),
-      inTransaction: status === 'in_tx' || status === 'failed',
-      stack: formatSite(record.site),
-    };
-  }
-
   #failWaiters(error: ConnectError): void {
     // The database is unreachable: every caller waiting now gets the real error at once rather
     // than a timeout later (the next acquire tries again).
@@ -616,19 +532,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     if (!first) return;
     // An idle connection that broke is closed now, not at the next eviction run.
     if (!conn.leased) evictNow(this.#gp as GenericPool<unknown>);
-    const error = err instanceof Error ? err : new Error(String(err));
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else this.logger.error({ pool: this.name, err: error }, `pool "${this.name}": connection #${conn.id} failed${conn.leased ? ' while leased' : ' while idle'}: ${error.message}`);
-  }
-
-  #reportLeak(record: LeaseRecord<C>): void {
-    this.metrics.leakDetected();
-    const info = this.#describe(record);
-    this.logger.warn(
-      { pool: this.name, leaseId: info.id, ageMs: info.ageMs, inTransaction: info.inTransaction },
-      `pool "${this.name}": lease #${info.id} held for ${info.ageMs} ms (leakDetectionMs=${this.options.leakDetectionMs}), possible leak; acquired at:\n${info.stack ?? `    (acquire stack not recorded: at most leakStacksPerSecond=${this.options.leakStacksPerSecond} acquires per second record one)`}`,
-    );
-    if (this.listenerCount('leak') > 0) this.emit('leak', info);
+    reportConnectionError(this, conn, err);
   }
 
   #onDropped(record: LeaseRecord<C>): void {
@@ -636,65 +540,31 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     void reclaimLease(record, 'gc_reclaimed', new Error(`lease #${record.id} was garbage-collected without release()`));
   }
 
-  async #runClose(timeoutMs: number): Promise<CloseSummary> {
+  #runClose(timeoutMs: number): Promise<CloseSummary> {
     this.#closed = true;
-    const deadline = now() + timeoutMs;
-    this.#leaks.stop();
-    this.#factory.stop();
-    const closedError = new PoolClosedError(this.name);
-    this.#waiters.stop();
-    this.#waiters.failAll(closedError, 'rejected');
-    rejectAllRequests(this.#gp as GenericPool<unknown>, closedError);
-
-    const activeAtStart = this.#active.size;
-    if (activeAtStart > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.max(0, deadline - now()));
-        this.#onDrained = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#onDrained = undefined;
-    }
-    const leftovers = [...this.#active];
-    const reclaimedDuringWait = this.#reclaimedWhileClosing;
-    // Past the deadline one grace period (CONTROL_TIMEOUT_MS) covers reclaiming what is left and
-    // closing idle connections, so close() resolves by timeoutMs + CONTROL_TIMEOUT_MS even when
-    // every socket is blackholed: half of it for cancel + rollback, the rest for the closes.
-    const graceEnd = Math.max(now(), deadline) + CONTROL_TIMEOUT_MS;
-    // One error per lease: the scope protocol attaches cleanup errors to the error its caller gets.
-    await Promise.all(
-      leftovers.map((record) => reclaimLease(record, 'shutdown_reclaimed', new PoolClosedError(this.name), CONTROL_TIMEOUT_MS / 2)),
+    return closePool(
+      {
+        name: this.name,
+        adapter: this.adapter,
+        metrics: this.metrics,
+        logger: this.logger,
+        gp: this.#gp,
+        factory: this.#factory,
+        waiters: this.#waiters,
+        leaks: this.#leaks,
+        active: this.#active,
+        controlTimeoutMs: CONTROL_TIMEOUT_MS,
+        onDrained: (callback) => {
+          this.#onDrained = callback;
+        },
+        reclaimedWhileClosing: () => this.#reclaimedWhileClosing,
+      },
+      timeoutMs,
     );
-
-    const gp = this.#gp;
-    const closeIdle = gp.drain().then(() => gp.clear());
-    await withTimeout(closeIdle, Math.max(0, graceEnd - now())).catch((err: unknown) =>
-      this.logger.warn({ pool: this.name, err }, `pool "${this.name}": closing idle connections did not finish in time`),
-    );
-    if (this.adapter.dispose !== undefined) {
-      await withTimeout(this.adapter.dispose(), Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
-        this.logger.warn({ pool: this.name, err }, `pool "${this.name}": disposing the ${this.adapter.name} adapter failed`),
-      );
-    }
-    this.metrics.detach();
-    return { released: activeAtStart - leftovers.length - reclaimedDuringWait, reclaimed: leftovers.length + reclaimedDuringWait };
   }
 }
 
 const ignore = (): void => undefined;
-
-function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
-  const a = adapter as Partial<Adapter<object>> | null;
-  const missing: string[] = [];
-  if (a === null || typeof a !== 'object') throw new ConfigError([{ field: 'adapter', problem: 'must be an adapter object (pgAdapter(), mysqlAdapter(), pgliteAdapter())' }]);
-  for (const key of ['connect', 'close', 'validate', 'exec', 'isFatal', 'isRetryable'] as const) {
-    if (typeof a[key] !== 'function') missing.push(key);
-  }
-  if (a.sql === undefined) missing.push('sql');
-  if (missing.length > 0) throw new ConfigError([{ field: 'adapter', problem: `is missing ${missing.join(', ')}` }]);
-}
 
 /** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
 // The internal contracts Pool fulfils, checked here rather than by `implements`: their members are
