@@ -118,6 +118,7 @@ const KINDS = [
   'keptConn',
   'session',
   'plainWrite',
+  'hangingDefer',
 ] as const;
 type Kind = (typeof KINDS)[number];
 /** Relative weights; the plain transfer keeps money moving between the faults. */
@@ -136,6 +137,7 @@ const WEIGHTS: Record<Kind, number> = {
   keptConn: 1,
   session: 2,
   plainWrite: 2,
+  hangingDefer: 1,
 };
 
 /**
@@ -207,7 +209,11 @@ function tracking(target: DbTarget, adapter: Adapter<object>): { adapter: Adapte
 
 /** One run of the torture test for `seed` on `target`. Never throws for a broken promise: see `problems`. */
 export async function tortureOnce(target: DbTarget, options: TortureOptions): Promise<TortureRun> {
+  // The run's own choices (close race, killer) and, per operation, a PRNG of its own derived from
+  // (seed, worker, operation index): an operation's choices do not depend on how earlier ones went.
   const dice = new Dice(mulberry32(options.seed));
+  const opDice = (worker: number, index: number): Dice =>
+    new Dice(mulberry32(Math.imul(options.seed, 0x9e3779b1) ^ Math.imul(worker + 1, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35)));
   const workers = options.workers ?? 8;
   const pg = target.name === 'postgres';
   const tag = `lp_torture_${process.pid}`;
@@ -224,7 +230,8 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     max: 6,
     leakDetectionMs: 0,
     // Leaked leases are reclaimed within the run.
-    leaseTimeoutMs: 700,
+    // Above the adapter's settle bound (1 s), so a statement still running past it is seen.
+    leaseTimeoutMs: 1_500,
     acquireTimeoutMs: 2_000,
     connectTimeoutMs: 2_000,
     logger: quietLogger(),
@@ -258,7 +265,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     pg ? `SELECT (pg_sleep(${(sleepMs / 1000).toFixed(3)})::text || 'x')::int` : `SELECT no_such_column FROM ${accounts}`;
 
   /** A whole transfer on `conn` (rows in id order), optionally throwing between debit and credit. */
-  const transfer = async (conn: object, op: number, throwMidway: boolean): Promise<void> => {
+  const transfer = async (conn: object, op: number, throwMidway: boolean, dice: Dice): Promise<void> => {
     const [from, to] = dice.pair();
     const amount = dice.int(1, 50);
     const sleepMs = dice.chance(0.2) ? dice.int(1, 5) : 0;
@@ -273,9 +280,10 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   const topTx = async (
     op: number,
     body: (conn: object, nested: NestedOps) => Promise<void>,
+    dice: Dice,
     opts: Parameters<Pool<object>['withTx']>[1] = {},
   ): Promise<void> => {
-    const nested = new NestedOps();
+    const nested = new NestedOps(dice);
     try {
       await pool.withTx((conn) => body(conn, nested), opts);
       record(op, 'committed');
@@ -290,6 +298,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   };
 
   class NestedOps {
+    constructor(readonly dice: Dice) {}
     readonly results: { op: number; ok: boolean; error?: unknown }[] = [];
     readonly pending: Promise<unknown>[] = [];
     /** An awaited nested withTx (savepoint) that transfers; may throw. */
@@ -299,7 +308,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
       opKinds.set(op, 'nested savepoint');
       try {
         await pool.withTx(async (c) => {
-          await transfer(c, op, false);
+          await transfer(c, op, false, this.dice);
           if (throwIt) throw new TortureThrow('savepoint');
         });
         this.results.push({ op, ok: true });
@@ -310,40 +319,46 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     }
   }
 
-  const runKind = async (kind: Kind): Promise<void> => {
+  const runKind = async (kind: Kind, dice: Dice): Promise<void> => {
     const op = nextOp++;
     opKinds.set(op, kind);
     switch (kind) {
       case 'plain':
-        return topTx(op, (conn) => transfer(conn, op, false), { retries: dice.int(0, 2) });
+        return topTx(op, (conn) => transfer(conn, op, false, dice), dice, { retries: dice.int(0, 2) });
       case 'throw': {
         const midway = dice.chance(0.5);
-        return topTx(op, async (conn) => {
-          await transfer(conn, op, midway);
-          throw new TortureThrow('end');
-        });
-      }
-      case 'deadline': {
-        const timeoutMs = dice.int(1, 30);
-        const serverSleepMs = dice.int(0, 40);
         return topTx(
           op,
           async (conn) => {
-            const [from, to] = dice.pair();
-            const amount = dice.int(1, 50);
-            await bank.transfer(conn, op, from, to, amount, serverSleepMs);
-            // A body still running past its deadline tries more work, including a nested scope.
-            if (dice.chance(0.5)) {
-              await sleep(timeoutMs);
-              const op2 = nextOp++;
-        opKinds.set(op2, 'unawaitedNested (inner)');
-              opKinds.set(op2, 'deadline (scope after the deadline)');
-              await pool.withTx((c) => transfer(c, op2, false)).then(
-                () => record(op2, 'committed'),
-                (err: unknown) => record(op2, rejectedKind(err), err),
-              );
-            }
+            await transfer(conn, op, midway, dice);
+            throw new TortureThrow('end');
           },
+          dice,
+        );
+      }
+      case 'deadline': {
+        // A tiny deadline. Half the time the body goes on past it and moves the credit side of its
+        // transfer in a nested withTx: the outer (the debit) is rolled back at the deadline, so that
+        // nested scope must fail; if it finds a fresh connection and commits, money appears.
+        const timeoutMs = dice.int(1, 30);
+        const serverSleepMs = dice.int(0, 40);
+        const splitAcrossDeadline = dice.chance(0.5);
+        const nestedKind = dice.pick(['withTx', 'withLease'] as const);
+        const [from, to] = dice.pair();
+        const amount = dice.int(1, 50);
+        return topTx(
+          op,
+          async (conn) => {
+            if (!splitAcrossDeadline) return bank.transfer(conn, op, from, to, amount, serverSleepMs);
+            await credit(conn, from, -amount);
+            await sleep(timeoutMs + 5);
+            const rest = async (c: object): Promise<void> => {
+              await credit(c, to, amount);
+              await logOp(c, op, from, to, amount);
+            };
+            await (nestedKind === 'withTx' ? pool.withTx(rest) : pool.withLease(rest));
+          },
+          dice,
           { timeoutMs },
         );
       }
@@ -351,44 +366,64 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         const controller = new AbortController();
         if (dice.chance(0.3)) controller.abort(new Error('aborted before'));
         else setTimeout(() => controller.abort(new Error('aborted')), dice.int(0, 5));
-        return topTx(op, (conn) => transfer(conn, op, false), { signal: controller.signal });
+        return topTx(op, (conn) => transfer(conn, op, false, dice), dice, { signal: controller.signal });
       }
       case 'savepoint': {
         const count = dice.int(1, 3);
         const throws = Array.from({ length: count }, () => dice.chance(0.4));
-        return topTx(op, async (conn, nested) => {
-          await transfer(conn, op, false);
-          for (const t of throws) await nested.savepoint(conn, t);
-        });
+        return topTx(
+          op,
+          async (conn, nested) => {
+            await transfer(conn, op, false, dice);
+            for (const t of throws) await nested.savepoint(conn, t);
+          },
+          dice,
+        );
       }
       case 'parallel': {
         const count = dice.int(2, 3);
         const throws = Array.from({ length: count }, () => dice.chance(0.3));
         const settleAll = dice.chance(0.5);
-        return topTx(op, async (conn, nested) => {
-          await transfer(conn, op, false);
-          const all = throws.map((t) => nested.savepoint(conn, t));
-          if (settleAll) await Promise.allSettled(all);
-          else await Promise.all(all);
-        });
+        return topTx(
+          op,
+          async (conn, nested) => {
+            await transfer(conn, op, false, dice);
+            const all = throws.map((t) => nested.savepoint(conn, t));
+            if (settleAll) await Promise.allSettled(all);
+            else await Promise.all(all);
+          },
+          dice,
+        );
       }
       case 'unawaitedFailing': {
-        const sleepMs = dice.pick([0, 10, 300, 1_200]);
-        return topTx(op, async (conn) => {
-          await transfer(conn, op, false);
-          void q(conn, failingSql(sleepMs)).catch(() => undefined);
-        });
+        // Still running when the body returns: failing at once, soon, or after the adapter's settle
+        // bound; alone, or queued behind another un-awaited statement.
+        const sleepMs = dice.pick([0, 10, 300, 1_100]);
+        const behindAnother = dice.chance(0.4);
+        return topTx(
+          op,
+          async (conn) => {
+            await transfer(conn, op, false, dice);
+            if (behindAnother) void q(conn, target.sleepSql(20)).catch(() => undefined);
+            void q(conn, failingSql(sleepMs)).catch(() => undefined);
+          },
+          dice,
+        );
       }
       case 'trailingUpdate': {
         // The credit is the trailing un-awaited statement: it runs inside the transaction or not
         // at all, else the transfer is half applied.
         const [from, to] = dice.pair();
         const amount = dice.int(1, 50);
-        return topTx(op, async (conn) => {
-          await credit(conn, from, -amount);
-          await logOp(conn, op, from, to, amount);
-          void credit(conn, to, amount).catch(() => undefined);
-        });
+        return topTx(
+          op,
+          async (conn) => {
+            await credit(conn, from, -amount);
+            await logOp(conn, op, from, to, amount);
+            void credit(conn, to, amount).catch(() => undefined);
+          },
+          dice,
+        );
       }
       case 'unawaitedNested': {
         const outerThrows = dice.chance(0.5);
@@ -400,10 +435,10 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         let outerKind: OutcomeKind = 'rolled_back';
         try {
           await pool.withTx(async (conn) => {
-            await transfer(conn, op, false);
+            await transfer(conn, op, false, dice);
             const inner = pool.withTx(async (c) => {
               if (innerDelayMs > 0) await sleep(innerDelayMs);
-              await transfer(c, op2, false);
+              await transfer(c, op2, false, dice);
             });
             innerSettled = inner.then(
               () => true,
@@ -428,7 +463,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
           return topTx(
             op,
             async (conn) => {
-              await transfer(conn, op, false);
+              await transfer(conn, op, false, dice);
               try {
                 await q(conn, failingSql(0));
               } catch {
@@ -436,6 +471,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
               }
               await q(conn, `SELECT count(*) FROM ${log}`);
             },
+            dice,
             serializable ? { isolation: 'serializable' } : {},
           );
         }
@@ -445,6 +481,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         const amount = dice.int(1, 50);
         const pauseMs = dice.int(0, 4);
         return topTx(op, async (conn) => {
+          void dice;
           const attempt = async (sql: string, params: unknown[]): Promise<void> => {
             try {
               await q(conn, sql, params);
@@ -456,7 +493,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
           if (pauseMs > 0) await q(conn, target.sleepSql(pauseMs));
           await attempt(`UPDATE ${accounts} SET balance = balance + ? WHERE id = ?`, [amount, to]);
           await attempt(`INSERT INTO ${log} (op, src, dst, amount) VALUES (?, ?, ?, ?)`, [op, from, to, amount]);
-        });
+        }, dice);
       }
       case 'leak': {
         // Acquired and never released: the pool's leaseTimeoutMs reclaims it. Sometimes with a
@@ -503,6 +540,28 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         }
         return;
       }
+      case 'hangingDefer': {
+        // A deferred cleanup that never settles must not disable the scope's deadline.
+        const timeoutMs = dice.int(20, 200);
+        const boundMs = timeoutMs + 2_500;
+        const scope = pool
+          .withLease(
+            async (conn, lease) => {
+              lease.defer(() => new Promise<void>(() => undefined));
+              await q(conn, 'SELECT 1');
+            },
+            { timeoutMs },
+          )
+          .then(
+            () => 'resolved' as const,
+            () => 'rejected' as const,
+          );
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const outcome = await Promise.race([scope, new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), boundMs)))]);
+        clearTimeout(timer);
+        if (outcome === 'hung') problems.push(`hangingDefer: withLease({ timeoutMs: ${timeoutMs} }) whose cleanup never settles had not settled ${boundMs} ms later`);
+        return;
+      }
       case 'plainWrite': {
         // One autocommit statement outside any transaction: resolved means written.
         try {
@@ -521,12 +580,13 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   let stop = false;
   const enabled = enabledKinds();
   const killing = process.env.TORTURE_KILLS !== '0';
-  const worker = async (): Promise<void> => {
-    while (!stop && performance.now() < endAt) {
-      const kind = chooseKind(dice, enabled);
+  const worker = async (w: number): Promise<void> => {
+    for (let i = 0; !stop && performance.now() < endAt; i++) {
+      const d = opDice(w, i);
+      const kind = chooseKind(d, enabled);
       kinds[kind] = (kinds[kind] ?? 0) + 1;
       try {
-        await runKind(kind);
+        await runKind(kind, d);
       } catch (err) {
         problems.push(`${kind}: the harness itself threw ${err instanceof Error ? err.stack : String(err)}`);
       }
@@ -553,7 +613,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     }
   };
 
-  const load = Promise.all([...Array.from({ length: workers }, worker), killer()]);
+  const load = Promise.all([...Array.from({ length: workers }, (_, w) => worker(w)), killer()]);
   const closeRaced = dice.chance(0.5);
   const closeTimeoutMs = dice.int(0, 300);
   await sleep(options.durationMs);
@@ -607,6 +667,9 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   if (verdict.phantomCommits.length > 0) problems.push(`${verdict.phantomCommits.length} operations rejected but are in the log (${named(verdict.phantomCommits)})`);
   const count = (k: OutcomeKind): number => outcomes.filter((o) => o.kind === k).length;
   if (count('committed') === 0) problems.push('nothing committed at all');
+  const counted = new Map<string, number>();
+  for (const p of problems) counted.set(p, (counted.get(p) ?? 0) + 1);
+  const distinct = [...counted].map(([p, n]) => (n > 1 ? `${p} (x${n})` : p));
   return {
     seed: options.seed,
     database: target.name,
@@ -617,7 +680,7 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     kills,
     closeRaced,
     verdict,
-    problems,
+    problems: distinct,
     kinds,
     codes,
   };
