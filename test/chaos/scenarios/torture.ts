@@ -249,7 +249,6 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   const codes: Record<string, number> = {};
   const advisoryKeys = new Set<number>();
   const kept: object[] = [];
-  const pendingSideEffects: Promise<unknown>[] = [];
   let nextOp = 1;
   /** Money each op moves (for naming the ops behind an account that does not match the log). */
   const moves = new Map<number, { from: number; to: number; amount: number; note: string }>();
@@ -294,34 +293,45 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     try {
       await pool.withTx((conn) => body(conn, nested), opts);
       record(op, 'committed');
-      for (const n of nested.results) record(n.op, n.ok ? 'committed' : 'rolled_back', n.error);
+      for (const n of nested.ops) {
+        // The outer committed after every nested scope settled (it waits for them), so a nested op
+        // still pending here cannot be judged: the outer would have committed around it.
+        if (n.settled) record(n.op, n.ok ? 'committed' : 'rolled_back', n.error);
+        else {
+          record(n.op, 'unknown');
+          problems.push(`${opKinds.get(op)}: withTx resolved while a nested withTx of its body was still running`);
+        }
+      }
     } catch (err) {
       const kind = rejectedKind(err);
       record(op, kind, err);
-      for (const n of nested.results) record(n.op, kind === 'unknown' ? 'unknown' : 'rolled_back', n.error);
+      // Also the nested scopes still running (Promise.all rejected at the first failure): whatever
+      // they do later, nothing of theirs may commit once the outer rejected.
+      for (const n of nested.ops) record(n.op, kind === 'unknown' ? (n.settled && !n.ok ? 'rolled_back' : 'unknown') : 'rolled_back', n.error);
     }
-    // Nested scopes left running (un-awaited) settle later: record them then, against the outer.
-    for (const n of nested.pending) pendingSideEffects.push(n);
   };
 
   class NestedOps {
     constructor(readonly dice: Dice) {}
-    readonly results: { op: number; ok: boolean; error?: unknown }[] = [];
-    readonly pending: Promise<unknown>[] = [];
-    /** An awaited nested withTx (savepoint) that transfers; may throw. */
+    readonly ops: { op: number; settled: boolean; ok: boolean; error?: unknown }[] = [];
+    /** A nested withTx (savepoint) that transfers; may throw. */
     async savepoint(conn: object, throwIt: boolean): Promise<void> {
       void conn;
       const op = nextOp++;
       opKinds.set(op, 'nested savepoint');
+      const entry: { op: number; settled: boolean; ok: boolean; error?: unknown } = { op, settled: false, ok: false };
+      this.ops.push(entry);
       try {
         await pool.withTx(async (c) => {
           await transfer(c, op, false, this.dice);
           if (throwIt) throw new TortureThrow('savepoint');
         });
-        this.results.push({ op, ok: true });
+        entry.ok = true;
       } catch (err) {
-        this.results.push({ op, ok: false, error: err });
+        entry.error = err;
         if (!(err instanceof TortureThrow)) throw err;
+      } finally {
+        entry.settled = true;
       }
     }
   }
@@ -641,7 +651,6 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
   } else {
     stop = true;
     await load;
-    await Promise.allSettled(pendingSideEffects);
     // Leaked leases are reclaimed at leaseTimeoutMs; then every connection is idle.
     await until(() => pool.stats().active === 0, 2_000);
     if (pool.stats().active > 0) problems.push(`${pool.stats().active} leases still active 2 s after the load ended (leaseTimeoutMs is 1.5 s)`);
@@ -649,7 +658,6 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     await bank.withAdmin((admin) => serverSessionsClean(target, admin, tag, backends, side, advisoryKeys, problems, 'before close'));
     await pool.close({ timeoutMs: 1_000 });
   }
-  await Promise.allSettled(pendingSideEffects);
   const stats = pool.stats();
   if (stats.active !== 0 || stats.pending !== 0) problems.push(`after close, stats() says active ${stats.active}, pending ${stats.pending}`);
   // A connection kept past its scope must refuse statements.
