@@ -14,12 +14,8 @@ import {
   ConfigError,
   ConnectError,
   LeaseMisuseError,
-  LeaseTimeoutError,
-  NestedAcquireError,
-  PoolClosedError,
-  PoolQueueFullError,
 } from './errors';
-import { createGenericPool, evictNow, returnIdle, takeIdle } from './generic-pool-internals';
+import { createGenericPool, evictNow, returnIdle } from './generic-pool-internals';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
@@ -31,6 +27,7 @@ import { runTransaction, type Transaction, type TxOptions } from './transaction'
 import { txEndedError, type TxFrame } from './tx-frame';
 import { now } from './time';
 import { WaitingRoom } from './waiters';
+import { Acquirer } from './acquire';
 import { closePool } from './close';
 import { describeLease, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
 import type { AcquireOptions, CloseSummary, LeaseScopeOptions, PoolEvents, PoolStats } from './pool-types';
@@ -75,6 +72,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
   /** How acquire stacks are taken: every time, within a rate, or (undefined) never. */
   readonly #stacks: StackSampler | 'all' | undefined;
   readonly #dropped: FinalizationRegistry<LeaseRecord<C>>;
+  readonly #acquirer: Acquirer<C>;
   readonly #max: number;
   #closing: Promise<CloseSummary> | undefined;
   #closed = false;
@@ -162,6 +160,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => reportLeak(this, record), this.#stacks instanceof StackSampler ? this.#stacks : undefined);
     this.#leaks.start();
     this.#dropped = new FinalizationRegistry((record) => this.#onDropped(record));
+    this.#acquirer = new Acquirer(this, this.#gp, this.#waiters, this.#active, this.#dropped);
   }
 
   // ---------------------------------------------------------------- public API
@@ -253,6 +252,11 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   // ---------------------------------------------------------------- internals
 
+  /** @internal True once close() began: acquires are refused. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /**
    * @internal The caller of `entry` (a public method), for leak reports: when leak detection is
    * on, within `leakStacksPerSecond`. Call it first thing, before any await.
@@ -278,105 +282,12 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     trackDrop: boolean,
   ): Promise<Lease<C>> {
     try {
-      const pending = this.#startAcquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
+      const pending = this.#acquirer.start(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
       const conn = pending.connection;
       return conn instanceof PooledConnection ? Promise.resolve(pending.grant(conn)) : conn.then(pending.grant);
     } catch (err) {
       return Promise.reject(err);
     }
-  }
-
-  /**
-   * The synchronous half of an acquire (throws when the pool is closed, the acquire would
-   * deadlock a scope, or the queue is full): the connection (an idle one at once, or one on its
-   * way), and `grant`, which turns it into a lease (or, for a connection found broken or expired,
-   * closes it and takes another).
-   */
-  #startAcquire(
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-    site: CallSite | undefined,
-    holdTimeoutMs: number | undefined,
-    trackDrop: boolean,
-  ): PendingAcquire<C> {
-    if (this.#closed) {
-      this.metrics.acquireFailed('rejected');
-      throw new PoolClosedError(this.name);
-    }
-    const gp = this.#gp;
-    if (gp.available === 0 && gp.spareResourceCapacity <= 0) {
-      if (findAmbient(this)?.lease.state === 'active') {
-        this.metrics.acquireFailed('rejected');
-        throw new NestedAcquireError(this.name);
-      }
-      if (this.#waiters.size >= this.options.maxWaiting) {
-        this.metrics.acquireFailed('rejected');
-        throw new PoolQueueFullError(this.name, this.options.maxWaiting);
-      }
-      if (this.listenerCount('enqueue') > 0) this.emit('enqueue');
-    }
-    const startedAt = now();
-    const grant = (conn: PooledConnection<C>): Lease<C> | Promise<Lease<C>> => {
-      // An idle connection taken at once was acquired when the acquire started.
-      const acquiredAt = conn === first ? startedAt : now();
-      if (conn.broken || acquiredAt >= conn.expiresAt) {
-        // Unusable: close it and take another, within the same acquire deadline.
-        this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
-        const next = this.#connection(startedAt, timeoutMs, signal);
-        return next instanceof PooledConnection ? grant(next) : next.then(grant);
-      }
-      return this.#leaseFor(conn, startedAt, acquiredAt, site, holdTimeoutMs, trackDrop);
-    };
-    const connection = this.#connection(startedAt, timeoutMs, signal);
-    const first = connection instanceof PooledConnection ? connection : undefined;
-    return { connection, grant };
-  }
-
-  /**
-   * A connection for an acquire: an idle one at once (taken from generic-pool synchronously, no
-   * request, no promise), unless others already wait for one; otherwise a place in the waiting room.
-   */
-  #connection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): PooledConnection<C> | Promise<PooledConnection<C>> {
-    if (this.#waiters.size === 0 && signal?.aborted !== true) {
-      const gp = this.#gp;
-      const idle = takeIdle(gp);
-      if (idle !== undefined) return idle;
-      if (gp.available > 0) return gp.acquire(); // generic-pool's private shape changed: its own way
-    }
-    return this.#waiters.wait(startedAt, timeoutMs, signal);
-  }
-
-  /** Wrap a usable connection in a new lease (throws, giving it back, once the pool is closed). */
-  #leaseFor(
-    conn: PooledConnection<C>,
-    startedAt: number,
-    acquiredAt: number,
-    site: CallSite | undefined,
-    holdTimeoutMs: number | undefined,
-    trackDrop: boolean,
-  ): Lease<C> {
-    if (this.#closed) {
-      this.returnToPool(conn);
-      this.metrics.acquireFailed('rejected');
-      throw new PoolClosedError(this.name);
-    }
-    this.metrics.acquired((acquiredAt - startedAt) / 1000);
-    conn.leased = true;
-    if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, true);
-    this.adapter.onLease?.(conn.raw);
-    const record = new LeaseRecord(this, conn, acquiredAt, site);
-    this.#active.add(record);
-    const deadlineMs = holdTimeoutMs ?? this.options.leaseTimeoutMs;
-    if (deadlineMs !== undefined) {
-      void record.signal; // create the controller before the timer can fire
-      record.deadlineTimer = setTimeout(
-        () => void reclaimLease(record, 'leak_reclaimed', new LeaseTimeoutError(record.id, deadlineMs)),
-        deadlineMs,
-      );
-    }
-    const lease = new Lease(record);
-    if (trackDrop) this.#dropped.register(lease, record, record);
-    return lease;
   }
 
   /**
@@ -407,7 +318,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
   ): Promise<R> {
     let pending: PendingAcquire<C>;
     try {
-      pending = this.#startAcquire(options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs, options?.signal, site, options?.timeoutMs, false);
+      pending = this.#acquirer.start(options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs, options?.signal, site, options?.timeoutMs, false);
     } catch (err) {
       return Promise.reject(mapError === undefined ? err : mapError(err, false));
     }
