@@ -15,14 +15,15 @@ import {
   ConnectError,
   LeaseMisuseError,
 } from './errors';
-import { createGenericPool, evictNow, returnIdle } from './generic-pool-internals';
+import { createConnectionPool, evictNow, returnIdle } from './generic-pool-internals';
+import { guardConfigOf } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import { captureSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
 import { reclaimLease, releaseLease } from './release';
-import type { GuardConfig, LeaseOwner, MethodKind } from './lease-record';
+import type { GuardConfig, LeaseOwner } from './lease-record';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 import { txEndedError, type TxFrame } from './tx-frame';
 import { now } from './time';
@@ -104,12 +105,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
         `pool "${this.name}": max ${options.max} clamped to ${adapter.maxConnections}: the ${adapter.name} adapter allows only ${adapter.maxConnections} connection(s)`,
       );
     }
-    const lifecycle = adapter.lifecycleMethods;
-    const methodKinds = new Map<PropertyKey, MethodKind>();
-    for (const name of adapter.statementMethods ?? ['query', 'execute']) methodKinds.set(name, 'statement');
-    for (const name of lifecycle?.destroy ?? []) methodKinds.set(name, 'destroy');
-    for (const name of lifecycle?.release ?? []) methodKinds.set(name, 'release');
-    this.guardConfig = { methodKinds, doubleReleaseMessage: lifecycle?.doubleReleaseMessage };
+    this.guardConfig = guardConfigOf(adapter);
     this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
 
     this.#factory = createFactory(
@@ -132,23 +128,12 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
         closeFailed: (_conn, err) => this.logger.debug?.({ pool: this.name, err }, 'closing a connection failed'),
       },
     );
-    const min = Math.min(options.min, this.#max);
-    // A short period: an idle connection is closed soon after idleTimeoutMs, and with it the last
-    // thing that kept a pool nobody closed from letting the process exit.
-    const evictionPeriodMs = Math.min(1_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
-    this.#gp = createGenericPool(this.#factory, {
+    this.#gp = createConnectionPool(this.#factory, {
       max: this.#max,
-      min,
-      // Idle connections above `min` close after idleTimeoutMs (generic-pool's "soft" idle timeout
-      // respects min); broken and expired idle connections go at the next run (see evictorFor).
-      softIdleTimeoutMillis: options.idleTimeoutMs === Infinity ? -1 : options.idleTimeoutMs,
-      idleTimeoutMillis: Infinity,
-      evictionRunIntervalMillis: evictionPeriodMs,
-      numTestsPerEvictionRun: this.#max,
-      autostart: true,
+      min: Math.min(options.min, this.#max),
+      idleTimeoutMs: options.idleTimeoutMs,
+      maxLifetimeMs: options.maxLifetimeMs,
     });
-    this.#gp.on('factoryCreateError', () => undefined); // reported through the factory's connectFailed
-    this.#gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
     this.#waiters = new WaitingRoom(this.#gp, this.#max, {
       timeoutError: (timeoutMs) => new AcquireTimeoutError(this.name, timeoutMs, this.stats()),
       failed: (reason) => this.metrics.acquireFailed(reason),
