@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Lease } from './lease';
-import type { TxFrame } from './tx-frame';
+import { txEndedError, type TxFrame } from './tx-frame';
 
 export interface Ambient<C extends object = object> {
   readonly pool: object;
@@ -59,3 +59,15 @@ export function leaveScope(previous: Ambient | undefined): void {
   storage.enterWith(previous as Ambient);
 }
 
+/**
+ * The refusal for a statement sent now from inside an ended transaction frame of `record`'s lease,
+ * if it is one. Counted on the frame and its transaction: a COMMIT that waits to see whether the
+ * body left late work behind must not go ahead when some was refused.
+ */
+export function endedScopeError(record: { readonly id: number }): Error | undefined {
+  const frame = endedFrameOf(record);
+  if (frame === undefined) return undefined;
+  frame.refused++;
+  if (frame.root !== frame) frame.root.refused++;
+  return txEndedError(frame, record.id);
+}

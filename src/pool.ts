@@ -1,40 +1,36 @@
 /**
- * The pool: generic-pool underneath for the raw connections; leases, the ambient context,
- * deadlines, leak detection, metrics and shutdown on top. The release path itself lives in
- * `release.ts`; transactions in `transaction.ts`.
+ * The pool: the public class, and the wiring of its parts. generic-pool underneath for the raw
+ * connections (generic-pool-internals.ts, connections.ts); acquiring a lease (acquire.ts,
+ * waiters.ts); running a body in it (scope.ts, transaction.ts); the release path (release.ts);
+ * leaks (leaks.ts, reports.ts); close (close.ts); metrics (metrics.ts).
  */
 import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
+import { Acquirer } from './acquire';
 import { validateAdapter, type Adapter, type QueryFunction } from './adapter';
+import { closePool } from './close';
 import { createFactory, PooledConnection } from './connections';
-import { endedFrameOf, findAmbient } from './context';
-import {
-  AcquireTimeoutError,
-  CleanupError,
-  ConfigError,
-  ConnectError,
-  LeaseMisuseError,
-} from './errors';
+import { endedScopeError, findAmbient } from './context';
+import { AcquireTimeoutError, CleanupError, ConfigError, ConnectError } from './errors';
 import { createConnectionPool, evictNow, returnIdle } from './generic-pool-internals';
 import { guardConfigOf } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
+import type { GuardConfig, LeaseOwner } from './lease-record';
 import { captureSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
-import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
-import { reclaimLease, releaseLease } from './release';
-import type { GuardConfig, LeaseOwner } from './lease-record';
-import { runTransaction, type Transaction, type TxOptions } from './transaction';
-import { txEndedError, type TxFrame } from './tx-frame';
-import { now } from './time';
-import { WaitingRoom } from './waiters';
-import { Acquirer } from './acquire';
-import { closePool } from './close';
-import { describeLease, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
+import { check, checkCallOptions, maxFor, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
 import type { AcquireOptions, CloseSummary, LeaseScopeOptions, PoolEvents, PoolStats } from './pool-types';
+import { queryOn } from './query';
+import { reclaimLease, releaseLease } from './release';
+import { describeLease, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
+import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
+import { now } from './time';
+import { runTransaction, type Transaction, type TxOptions } from './transaction';
+import { noteStatementError, txEndedError, type TxFrame } from './tx-frame';
+import { WaitingRoom } from './waiters';
 
 export type { AcquireOptions, CloseSummary, LeakEvent, LeakReturnedEvent, LeaseScopeOptions, PoolEvents, PoolStats, ReclaimEvent } from './pool-types';
-import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
 
 const ACQUIRE_OPTIONS = { timeoutMs: { allowInfinity: true } } as const;
 // A hold deadline of Infinity would be a timer firing at once: leave timeoutMs out instead.
@@ -87,24 +83,13 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     const options = resolvePoolOptions(input);
     validateAdapter(adapter);
     this.query = queryOn(this, adapter);
-    if (options.resetOnRelease && typeof adapter.reset !== 'function') {
-      throw new ConfigError([{ field: 'resetOnRelease', problem: `is not supported by the ${adapter.name} adapter (it has no reset())` }]);
-    }
     this.options = options;
     this.name = options.name;
     this.adapter = adapter;
     this.logger = options.logger ?? consoleLogger(options.name);
     this.resetOnRelease = options.resetOnRelease;
     this.maxUses = options.maxUses;
-    this.#max = options.max;
-    if (adapter.maxConnections !== undefined && options.max > adapter.maxConnections) {
-      this.#max = adapter.maxConnections;
-      // Only a max the caller asked for is worth a warning; the default simply fits the adapter.
-      if (input?.max !== undefined) this.logger.warn(
-        { pool: this.name, max: options.max, adapterMax: adapter.maxConnections },
-        `pool "${this.name}": max ${options.max} clamped to ${adapter.maxConnections}: the ${adapter.name} adapter allows only ${adapter.maxConnections} connection(s)`,
-      );
-    }
+    this.#max = maxFor(adapter, options, input?.max !== undefined, this.logger);
     this.guardConfig = guardConfigOf(adapter);
     this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
 
@@ -335,23 +320,12 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal */
   noteError(record: LeaseRecord<C>, err: unknown): void {
-    const adapter = this.adapter;
-    if (adapter.isFatal(err)) {
-      record.connection.markBroken(err);
-      // The transaction went with the connection: nothing sent afterwards may pass for part of it.
-      if (record.txDepth > 0) record.txLost ??= err;
-    } else if (record.txDepth > 0 && adapter.endsTransaction?.(err) === true) record.txLost ??= err;
-    if (record.draining > 0) record.drainError ??= err;
+    noteStatementError(this.adapter, record, err);
   }
 
   /** @internal The error for a statement sent from inside a transaction frame of `record` that has ended. */
   scopeEnded(record: LeaseRecord<C>): Error | undefined {
-    const frame = endedFrameOf(record);
-    if (frame === undefined) return undefined;
-    // Counted on the transaction too: a commit waiting to see whether late work shows up must not go ahead.
-    frame.refused++;
-    if (frame.root !== frame) frame.root.refused++;
-    return txEndedError(frame, record.id);
+    return endedScopeError(record);
   }
 
   /** @internal */
@@ -467,18 +441,6 @@ const ignore = (): void => undefined;
 // @internal, stripped from the published typings, where an `implements` clause would not hold.
 type Holds<T extends true> = T;
 type _PoolContracts = Holds<Pool extends LeaseOwner<object> & GaugeSource ? true : false>;
-
-/** `pool.query`: the adapter's query function on a lease of `pool` (the ambient one, if any). */
-function queryOn<C extends object, Q extends QueryFunction>(pool: Pool<C, Q>, adapter: Adapter<C, Q>): Q {
-  const queryFunction = adapter.queryFunction;
-  const query = (...args: unknown[]): Promise<unknown> => {
-    if (typeof queryFunction !== 'function') {
-      return Promise.reject(new LeaseMisuseError(`pool.query: the ${adapter.name} adapter does not say how to run a query; use pool.withLease((conn) => …)`));
-    }
-    return pool.withLease((conn) => (queryFunction.call(adapter, conn) as (...a: unknown[]) => Promise<unknown>)(...args));
-  };
-  return query as unknown as Q;
-}
 
 export function createPool<C extends object, Q extends QueryFunction = QueryFunction>(adapter: Adapter<C, Q>, options?: PoolOptions): Pool<C, Q> {
   return new Pool(adapter, options);
