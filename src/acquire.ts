@@ -38,6 +38,18 @@ export class Acquirer<C extends object> {
     private readonly dropped: FinalizationRegistry<LeaseRecord<C>>,
   ) {}
 
+  /** Acquire a lease (see `start`); synchronous failures reject. */
+  acquire(timeoutMs: number, signal: AbortSignal | undefined, site: CallSite | undefined, holdTimeoutMs: number | undefined, trackDrop: boolean): Promise<Lease<C>> {
+    try {
+      const pending = this.start(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
+      const conn = pending.connection;
+      // Not an async function: the common acquire is one `.then` on generic-pool's promise.
+      return conn instanceof PooledConnection ? Promise.resolve(pending.grant(conn)) : conn.then(pending.grant);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
   /**
    * The synchronous half of an acquire (throws when the pool is closed, the acquire would
    * deadlock a scope, or the queue is full): the connection (an idle one at once, or one on its

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Lease } from './lease';
-import { txEndedError, type TxFrame } from './tx-frame';
+import { frameEnded, txEndedError, type TxFrame } from './tx-frame';
 
 export interface Ambient<C extends object = object> {
   readonly pool: object;
@@ -70,4 +70,23 @@ export function endedScopeError(record: { readonly id: number }): Error | undefi
   frame.refused++;
   if (frame.root !== frame) frame.root.refused++;
   return txEndedError(frame, record.id);
+}
+
+/**
+ * Why a call inside `ambient` may not join it, if it may not: its lease has ended (revoked at a
+ * deadline or by close(), or released), or its transaction has. Such a call fails; it never falls
+ * through to another connection, which would turn "rolled back" into "half committed elsewhere".
+ */
+export function joinRefusal(ambient: Ambient): Error | undefined {
+  const record = ambient.lease.record;
+  if (record.state !== 'active') return record.useError();
+  const frame = ambient.frame;
+  if (frame !== undefined && frameEnded(frame)) return txEndedError(frame, record.id);
+  return undefined;
+}
+
+/** The revoke reason when the current call chain runs in a scope of `pool` that the pool took back: it starts nothing new. */
+export function abandonedScope(pool: { readonly adapter: { connect(...args: never[]): Promise<object> } }): Error | undefined {
+  const ambient = findAmbient(pool);
+  return ambient !== undefined && ambient.lease.state === 'revoked' ? ambient.lease.record.useError() : undefined;
 }

@@ -220,3 +220,25 @@ export function createConnectionPool<C extends object>(
   gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
   return gp;
 }
+
+/**
+ * `pool.stats()` from generic-pool's counts and the factory's live count. generic-pool's clear()
+ * destroys idle resources but leaves them in its available list: idle is capped by what is live.
+ */
+export function poolStats<C extends object>(
+  gp: GenericPool<PooledConnection<C>>,
+  factory: { readonly liveCount: number },
+  waiters: { readonly size: number },
+  max: number,
+  closed: boolean,
+): { size: number; idle: number; active: number; pending: number; max: number; min: number; closed: boolean } {
+  return {
+    size: factory.liveCount,
+    idle: Math.max(0, Math.min(gp.available, factory.liveCount - gp.borrowed)),
+    active: gp.borrowed,
+    pending: waiters.size,
+    max,
+    min: gp.min,
+    closed,
+  };
+}

@@ -10,9 +10,9 @@ import { Acquirer } from './acquire';
 import { validateAdapter, type Adapter, type QueryFunction } from './adapter';
 import { closePool } from './close';
 import { createFactory, PooledConnection } from './connections';
-import { endedScopeError, findAmbient } from './context';
+import { abandonedScope, endedScopeError, findAmbient, joinRefusal } from './context';
 import { AcquireTimeoutError, CleanupError, ConfigError, ConnectError } from './errors';
-import { createConnectionPool, evictNow, returnIdle } from './generic-pool-internals';
+import { createConnectionPool, evictNow, poolStats, returnIdle } from './generic-pool-internals';
 import { guardConfigOf } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
 import type { GuardConfig, LeaseOwner } from './lease-record';
@@ -23,11 +23,11 @@ import { check, checkCallOptions, maxFor, resolvePoolOptions, type PoolOptions, 
 import type { AcquireOptions, CloseSummary, LeaseScopeOptions, PoolEvents, PoolStats } from './pool-types';
 import { queryOn } from './query';
 import { reclaimLease, releaseLease } from './release';
-import { describeLease, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
+import { describeLease, reportCleanupErrors, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
 import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
 import { now } from './time';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
-import { noteStatementError, txEndedError, type TxFrame } from './tx-frame';
+import { noteStatementError } from './tx-frame';
 import { WaitingRoom } from './waiters';
 
 export type { AcquireOptions, CloseSummary, LeakEvent, LeakReturnedEvent, LeaseScopeOptions, PoolEvents, PoolStats, ReclaimEvent } from './pool-types';
@@ -147,9 +147,8 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
       return Promise.reject(err);
     }
     const site = this.captureAcquireSite(this.acquire);
-    // A body the pool took back (deadline, close) is abandoned: it acquires nothing new either.
-    const ambient = findAmbient(this);
-    if (ambient !== undefined && ambient.lease.state === 'revoked') return Promise.reject(ambient.lease.record.useError());
+    const abandoned = abandonedScope(this);
+    if (abandoned !== undefined) return Promise.reject(abandoned);
     const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
     return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
   }
@@ -166,12 +165,8 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     }
     const ambient = findAmbient(this);
     if (ambient !== undefined) {
-      // Joining a scope that has ended fails: it never falls through to another connection.
-      const record = ambient.lease.record;
-      if (record.state !== 'active') return Promise.reject(record.useError());
-      const frame = ambient.frame;
-      if (frame !== undefined && frame.root.ended) return Promise.reject(txEndedError(frame as TxFrame<object>, record.id));
-      return joinScope(fn, ambient.lease);
+      const refused = joinRefusal(ambient);
+      return refused === undefined ? joinScope(fn, ambient.lease) : Promise.reject(refused);
     }
     return this.#scope(fn, undefined, options, this.captureAcquireSite(this.withLease), undefined);
   }
@@ -187,16 +182,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** Counts for dashboards and debugging. */
   stats(): PoolStats {
-    const gp = this.#gp;
-    return {
-      size: this.#factory.liveCount,
-      idle: this.#idleCount(),
-      active: gp.borrowed,
-      pending: this.#waiters.size,
-      max: this.#max,
-      min: gp.min,
-      closed: this.#closed,
-    };
+    return poolStats(this.#gp, this.#factory, this.#waiters, this.#max, this.#closed);
   }
 
   /** Every active lease, oldest first: what is holding the pool. */
@@ -237,27 +223,9 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     return stacks === 'all' ? captureSite(entry) : stacks.capture(entry);
   }
 
-  /**
-   * @internal Acquire a lease; `site` is captured by the public entry point before any await.
-   *
-   * Not an async function: the common acquire is one `.then` on generic-pool's promise, instead
-   * of an async function's promise plus the throwaway promise its await costs while
-   * AsyncLocalStorage's promise hooks are on (Node < 22, once any scope has run).
-   */
-  acquireLease(
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-    site: CallSite | undefined,
-    holdTimeoutMs: number | undefined,
-    trackDrop: boolean,
-  ): Promise<Lease<C>> {
-    try {
-      const pending = this.#acquirer.start(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
-      const conn = pending.connection;
-      return conn instanceof PooledConnection ? Promise.resolve(pending.grant(conn)) : conn.then(pending.grant);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  /** @internal Acquire a lease; `site` is captured by the public entry point before any await. */
+  acquireLease(timeoutMs: number, signal: AbortSignal | undefined, site: CallSite | undefined, holdTimeoutMs: number | undefined, trackDrop: boolean): Promise<Lease<C>> {
+    return this.#acquirer.acquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
   }
 
   /**
@@ -295,16 +263,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     return startScope(pending, fn, send, this, mapError);
   }
 
-  /**
-   * @internal The scope protocol: run `body`, then release; the body's error wins and cleanup
-   * errors are attached to it; if the pool revokes the lease, the caller gets the revoke reason
-   * at once even if the body ignores it.
-   *
-   * Not an async function: one explicit promise per scope, settled by `runScope`/`endScope`,
-   * replaces the async function's promise, the revocation race's own promise and the two awaits
-   * (each of which costs a throwaway promise while AsyncLocalStorage's promise hooks are on, as
-   * they are on Node < 22 once any scope has run).
-   */
+  /** @internal The scope protocol for a body of its own (withTx's): see `runAndReleaseScope`. */
   runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
     return runAndReleaseScope(leaseOrAcquire, body);
   }
@@ -358,8 +317,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal */
   reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void {
-    for (let i = 0; i < errors.length; i++) this.metrics.recovery('cleanup_error');
-    this.logger.debug?.({ pool: this.name, leaseId: record.id, errors }, 'deferred cleanup(s) failed');
+    reportCleanupErrors(this, record, errors);
   }
 
   /** @internal */
@@ -369,22 +327,16 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal GaugeSource */
   gaugeSnapshot(): ReturnType<GaugeSource['gaugeSnapshot']> {
-    const gp = this.#gp;
+    const stats = this.stats();
     const first = this.#active.first;
-    const oldest = first === undefined ? 0 : (now() - first.acquiredAt) / 1000;
     return {
-      idle: this.#idleCount(),
-      active: gp.borrowed,
-      pendingCreate: Math.max(0, gp.size - this.#factory.liveCount),
-      max: this.#max,
-      pending: this.#waiters.size,
-      oldestLeaseSeconds: oldest,
+      idle: stats.idle,
+      active: stats.active,
+      pendingCreate: Math.max(0, this.#gp.size - stats.size),
+      max: stats.max,
+      pending: stats.pending,
+      oldestLeaseSeconds: first === undefined ? 0 : (now() - first.acquiredAt) / 1000,
     };
-  }
-
-  /** generic-pool's clear() destroys idle resources but leaves them in its available list. */
-  #idleCount(): number {
-    return Math.max(0, Math.min(this.#gp.available, this.#factory.liveCount - this.#gp.borrowed));
   }
 
   #failWaiters(error: ConnectError): void {

@@ -68,3 +68,9 @@ export function reportConnectionError<C extends object>(pool: ReportingPool<C>, 
   if (pool.listenerCount('error') > 0) pool.emit('error', error);
   else pool.logger.error({ pool: pool.name, err: error }, `pool "${pool.name}": connection #${conn.id} failed${conn.leased ? ' while leased' : ' while idle'}: ${error.message}`);
 }
+
+/** Deferred cleanups that failed at a release: counted, and logged at debug (the caller gets them). */
+export function reportCleanupErrors<C extends object>(pool: ReportingPool<C>, record: LeaseRecord<C>, errors: readonly unknown[]): void {
+  for (let i = 0; i < errors.length; i++) pool.metrics.recovery('cleanup_error');
+  pool.logger.debug?.({ pool: pool.name, leaseId: record.id, errors }, 'deferred cleanup(s) failed');
+}

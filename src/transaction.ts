@@ -6,7 +6,7 @@
  * scopes, caught errors) is waited for or cut off before the transaction ends.
  */
 import type { Adapter, TxStatus } from './adapter';
-import { enterScope, findAmbient, leaveScope } from './context';
+import { enterScope, findAmbient, joinRefusal, leaveScope } from './context';
 import { attachSuppressed, TxAbortedError, TxOutcomeUnknownError } from './errors';
 import type { CallSite, Lease } from './lease';
 import type { LeaseRecord } from './lease-record';
@@ -49,11 +49,10 @@ export function runTransaction<C extends object, R>(
       const lease = ambient.lease;
       const record = lease.record;
       if (opts.propagation === 'required') {
-        // Joining a scope that has ended fails: it never falls through to a fresh transaction.
-        if (record.state !== 'active') throw record.useError();
+        const refused = joinRefusal(ambient);
+        if (refused !== undefined) throw refused;
         const frame = ambient.frame;
         if (frame !== undefined) {
-          if (frameEnded(frame)) throw txEndedError(frame, record.id);
           checkNestedOptions(opts.begin, frame.begin);
           return serialized(frame, () => savepoint(pool, lease, frame, fn));
         }
