@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Lease } from './lease';
-import type { TxFrame } from './tx-frame';
+import { frameEnded, txEndedError, type TxFrame } from './tx-frame';
 
 export interface Ambient<C extends object = object> {
   readonly pool: object;
@@ -59,3 +59,34 @@ export function leaveScope(previous: Ambient | undefined): void {
   storage.enterWith(previous as Ambient);
 }
 
+/**
+ * The refusal for a statement sent now from inside an ended transaction frame of `record`'s lease,
+ * if it is one. Counted on the frame and its transaction: a COMMIT that waits to see whether the
+ * body left late work behind must not go ahead when some was refused.
+ */
+export function endedScopeError(record: { readonly id: number }): Error | undefined {
+  const frame = endedFrameOf(record);
+  if (frame === undefined) return undefined;
+  frame.refused++;
+  if (frame.root !== frame) frame.root.refused++;
+  return txEndedError(frame, record.id);
+}
+
+/**
+ * Why a call inside `ambient` may not join it, if it may not: its lease has ended (revoked at a
+ * deadline or by close(), or released), or its transaction has. Such a call fails; it never falls
+ * through to another connection, which would turn "rolled back" into "half committed elsewhere".
+ */
+export function joinRefusal(ambient: Ambient): Error | undefined {
+  const record = ambient.lease.record;
+  if (record.state !== 'active') return record.useError();
+  const frame = ambient.frame;
+  if (frame !== undefined && frameEnded(frame)) return txEndedError(frame, record.id);
+  return undefined;
+}
+
+/** The revoke reason when the current call chain runs in a scope of `pool` that the pool took back: it starts nothing new. */
+export function abandonedScope(pool: { readonly adapter: { connect(...args: never[]): Promise<object> } }): Error | undefined {
+  const ambient = findAmbient(pool);
+  return ambient !== undefined && ambient.lease.state === 'revoked' ? ambient.lease.record.useError() : undefined;
+}

@@ -194,3 +194,51 @@ export function createGenericPool<C extends object>(factory: Factory<PooledConne
   const gp = genericPool as unknown as GenericPoolModule;
   return new gp.Pool(evictorFor(gp.DefaultEvictor), gp.Deque, gp.PriorityQueue, factory, options);
 }
+
+/**
+ * The generic-pool of a leasepool pool. Idle connections above `min` close after `idleTimeoutMs`
+ * (generic-pool's "soft" idle timeout respects min); broken and expired idle connections go at the
+ * next eviction run (see evictorFor). The run period is short: an idle connection is closed soon
+ * after its idle timeout, and with it the last thing that kept a pool nobody closed from letting
+ * the process exit.
+ */
+export function createConnectionPool<C extends object>(
+  factory: Factory<PooledConnection<C>>,
+  options: { readonly max: number; readonly min: number; readonly idleTimeoutMs: number; readonly maxLifetimeMs: number },
+): GenericPool<PooledConnection<C>> {
+  const evictionPeriodMs = Math.min(1_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
+  const gp = createGenericPool(factory, {
+    max: options.max,
+    min: options.min,
+    softIdleTimeoutMillis: options.idleTimeoutMs === Infinity ? -1 : options.idleTimeoutMs,
+    idleTimeoutMillis: Infinity,
+    evictionRunIntervalMillis: evictionPeriodMs,
+    numTestsPerEvictionRun: options.max,
+    autostart: true,
+  });
+  gp.on('factoryCreateError', () => undefined); // reported through the factory's connectFailed
+  gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
+  return gp;
+}
+
+/**
+ * `pool.stats()` from generic-pool's counts and the factory's live count. generic-pool's clear()
+ * destroys idle resources but leaves them in its available list: idle is capped by what is live.
+ */
+export function poolStats<C extends object>(
+  gp: GenericPool<PooledConnection<C>>,
+  factory: { readonly liveCount: number },
+  waiters: { readonly size: number },
+  max: number,
+  closed: boolean,
+): { size: number; idle: number; active: number; pending: number; max: number; min: number; closed: boolean } {
+  return {
+    size: factory.liveCount,
+    idle: Math.max(0, Math.min(gp.available, factory.liveCount - gp.borrowed)),
+    active: gp.borrowed,
+    pending: waiters.size,
+    max,
+    min: gp.min,
+    closed,
+  };
+}

@@ -4,8 +4,8 @@
  * lease operations, counts statements in flight, and marks the lease broken on a fatal error.
  */
 import { LeaseReleasedError, TxAbortedError } from './errors';
-import type { CallerStack } from './adapter';
-import type { LeaseRecord } from './lease-record';
+import type { Adapter, CallerStack } from './adapter';
+import type { GuardConfig, LeaseRecord, MethodKind } from './lease-record';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const noop: AnyFn = () => undefined;
@@ -284,4 +284,14 @@ export function guardConnection<C extends object>(record: LeaseRecord<C>): C {
   const proxy = new Proxy(record.connection.raw, new GuardHandler(record, proxyRef));
   proxyRef.proxy = proxy;
   return proxy;
+}
+
+/** The guard's per-adapter constants: which methods of the raw connection are statements and lease operations. */
+export function guardConfigOf(adapter: Adapter<object>): GuardConfig {
+  const lifecycle = adapter.lifecycleMethods;
+  const methodKinds = new Map<PropertyKey, MethodKind>();
+  for (const name of adapter.statementMethods ?? ['query', 'execute']) methodKinds.set(name, 'statement');
+  for (const name of lifecycle?.destroy ?? []) methodKinds.set(name, 'destroy');
+  for (const name of lifecycle?.release ?? []) methodKinds.set(name, 'release');
+  return { methodKinds, doubleReleaseMessage: lifecycle?.doubleReleaseMessage };
 }

@@ -25,8 +25,8 @@ export function captureSite(entry: Function): CallSite {
  * Acquire stacks within a rate: a token bucket holding at most one second's worth, refilled at
  * `perSecond` by the leak detector's timer (not by reading the clock on every acquire). Below the
  * rate every acquire records its stack; above it a sample does, so leak detection costs a bounded
- * share of CPU however hot the pool runs (a capture costs V8 3-20 µs in a busy process, as much
- * as the rest of a lease).
+ * share of CPU however hot the pool runs (a capture costs V8 as much as the rest of a lease;
+ * bench scenarios: the leak on/off budgets).
  */
 export class StackSampler {
   #tokens: number;

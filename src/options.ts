@@ -3,6 +3,7 @@
  * field into one `ConfigError`. Every option takes effect; none is accepted and ignored.
  */
 import { ConfigError } from './errors';
+import type { Adapter } from './adapter';
 import type { Logger } from './logger';
 import type { MetricsOptions } from './metrics';
 
@@ -271,4 +272,24 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length] ?? 0;
+}
+
+/**
+ * The pool's real `max` for this adapter (PGlite allows one connection), with a warning when the
+ * caller asked for more; `resetOnRelease` with an adapter that cannot reset is a `ConfigError`.
+ */
+export function maxFor(adapter: Adapter<object>, options: ResolvedPoolOptions, maxGiven: boolean, logger: Logger): number {
+  if (options.resetOnRelease && typeof adapter.reset !== 'function') {
+    throw new ConfigError([{ field: 'resetOnRelease', problem: `is not supported by the ${adapter.name} adapter (it has no reset())` }]);
+  }
+  const limit = adapter.maxConnections;
+  if (limit === undefined || options.max <= limit) return options.max;
+  // Only a max the caller asked for is worth a warning; the default simply fits the adapter.
+  if (maxGiven) {
+    logger.warn(
+      { pool: options.name, max: options.max, adapterMax: limit },
+      `pool "${options.name}": max ${options.max} clamped to ${limit}: the ${adapter.name} adapter allows only ${limit} connection(s)`,
+    );
+  }
+  return limit;
 }

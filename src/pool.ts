@@ -1,105 +1,36 @@
 /**
- * The pool: generic-pool underneath for the raw connections; leases, the ambient context,
- * deadlines, leak detection, metrics and shutdown on top. The release path itself lives in
- * `release.ts`; transactions in `transaction.ts`.
+ * The pool: the public class, and the wiring of its parts. generic-pool underneath for the raw
+ * connections (generic-pool-internals.ts, connections.ts); acquiring a lease (acquire.ts,
+ * waiters.ts); running a body in it (scope.ts, transaction.ts); the release path (release.ts);
+ * leaks (leaks.ts, reports.ts); close (close.ts); metrics (metrics.ts).
  */
 import { EventEmitter } from 'node:events';
 import type { Pool as GenericPool } from 'generic-pool';
-import type { Adapter, QueryFunction } from './adapter';
+import { Acquirer } from './acquire';
+import { validateAdapter, type Adapter, type QueryFunction } from './adapter';
+import { closePool } from './close';
 import { createFactory, PooledConnection } from './connections';
-import { endedFrameOf, findAmbient } from './context';
-import {
-  AcquireTimeoutError,
-  CleanupError,
-  ConfigError,
-  ConnectError,
-  LeaseMisuseError,
-  LeaseTimeoutError,
-  NestedAcquireError,
-  PoolClosedError,
-  PoolQueueFullError,
-} from './errors';
-import { createGenericPool, evictNow, rejectAllRequests, returnIdle, takeIdle } from './generic-pool-internals';
+import { abandonedScope, endedScopeError, findAmbient, joinRefusal } from './context';
+import { AcquireTimeoutError, CleanupError, ConfigError, ConnectError } from './errors';
+import { createConnectionPool, evictNow, poolStats, returnIdle } from './generic-pool-internals';
+import { guardConfigOf } from './guard';
 import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite } from './lease';
-import { captureSite, formatSite, LeakDetector, StackSampler } from './leaks';
+import type { GuardConfig, LeaseOwner } from './lease-record';
+import { captureSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
-import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
+import { check, checkCallOptions, maxFor, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
+import type { AcquireOptions, CloseSummary, LeaseScopeOptions, PoolEvents, PoolStats } from './pool-types';
+import { queryOn } from './query';
 import { reclaimLease, releaseLease } from './release';
-import type { GuardConfig, LeaseOwner, MethodKind } from './lease-record';
-import { runTransaction, type Transaction, type TxOptions } from './transaction';
-import { txEndedError, type TxFrame } from './tx-frame';
-import { now, withTimeout } from './time';
-import { WaitingRoom } from './waiters';
+import { describeLease, reportCleanupErrors, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
 import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
+import { now } from './time';
+import { runTransaction, type Transaction, type TxOptions } from './transaction';
+import { noteStatementError } from './tx-frame';
+import { WaitingRoom } from './waiters';
 
-/** Options of `pool.acquire()`. */
-export interface AcquireOptions {
-  /** Abort the wait; the promise rejects with the signal's reason. */
-  signal?: AbortSignal | undefined;
-  /** Longest wait for this acquire, overriding the pool's `acquireTimeoutMs`. */
-  timeoutMs?: number | undefined;
-}
-
-/** Options of `pool.withLease()`. */
-export interface LeaseScopeOptions {
-  /** Abort the wait for a connection. */
-  signal?: AbortSignal | undefined;
-  /** Deadline for holding the lease: at expiry it is revoked and the call rejects with `LeaseTimeoutError`. */
-  timeoutMs?: number | undefined;
-  /** Longest wait for a connection, overriding the pool's `acquireTimeoutMs`. */
-  acquireTimeoutMs?: number | undefined;
-}
-
-/** `pool.stats()`. */
-export interface PoolStats {
-  /** Open connections (idle + leased). */
-  readonly size: number;
-  readonly idle: number;
-  /** Leased connections. */
-  readonly active: number;
-  /** Callers waiting for a connection. */
-  readonly pending: number;
-  readonly max: number;
-  readonly min: number;
-  readonly closed: boolean;
-}
-
-/** What `close()` resolves to. */
-export interface CloseSummary {
-  /** Leases given back by their holders while the pool waited. */
-  readonly released: number;
-  /** Leases the pool took back: at the deadline, or earlier by their own deadline or the GC while close() waited. */
-  readonly reclaimed: number;
-}
-
-/** Payload of the `'leak'` event. */
-export interface LeakEvent extends ActiveLeaseInfo {}
-
-/** Payload of the `'leakReturned'` event: a lease reported as leaked came back. */
-export interface LeakReturnedEvent {
-  readonly id: number;
-  readonly heldMs: number;
-}
-
-/** Payload of the `'reclaim'` event. */
-export interface ReclaimEvent extends ActiveLeaseInfo {
-  readonly kind: RecoveryKind;
-  readonly reason: Error;
-}
-
-export interface PoolEvents {
-  leak: [LeakEvent];
-  leakReturned: [LeakReturnedEvent];
-  reclaim: [ReclaimEvent];
-  error: [Error];
-  /**
-   * An acquire found no idle connection and no room to open one (the pool is at `max`), and was
-   * queued to wait. Emitted only while someone listens (the mysql2 drop-in's `'enqueue'`).
-   */
-  enqueue: [];
-}
-
+export type { AcquireOptions, CloseSummary, LeakEvent, LeakReturnedEvent, LeaseScopeOptions, PoolEvents, PoolStats, ReclaimEvent } from './pool-types';
 
 const ACQUIRE_OPTIONS = { timeoutMs: { allowInfinity: true } } as const;
 // A hold deadline of Infinity would be a timer firing at once: leave timeoutMs out instead.
@@ -138,6 +69,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
   /** How acquire stacks are taken: every time, within a rate, or (undefined) never. */
   readonly #stacks: StackSampler | 'all' | undefined;
   readonly #dropped: FinalizationRegistry<LeaseRecord<C>>;
+  readonly #acquirer: Acquirer<C>;
   readonly #max: number;
   #closing: Promise<CloseSummary> | undefined;
   #closed = false;
@@ -151,30 +83,14 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     const options = resolvePoolOptions(input);
     validateAdapter(adapter);
     this.query = queryOn(this, adapter);
-    if (options.resetOnRelease && typeof adapter.reset !== 'function') {
-      throw new ConfigError([{ field: 'resetOnRelease', problem: `is not supported by the ${adapter.name} adapter (it has no reset())` }]);
-    }
     this.options = options;
     this.name = options.name;
     this.adapter = adapter;
     this.logger = options.logger ?? consoleLogger(options.name);
     this.resetOnRelease = options.resetOnRelease;
     this.maxUses = options.maxUses;
-    this.#max = options.max;
-    if (adapter.maxConnections !== undefined && options.max > adapter.maxConnections) {
-      this.#max = adapter.maxConnections;
-      // Only a max the caller asked for is worth a warning; the default simply fits the adapter.
-      if (input?.max !== undefined) this.logger.warn(
-        { pool: this.name, max: options.max, adapterMax: adapter.maxConnections },
-        `pool "${this.name}": max ${options.max} clamped to ${adapter.maxConnections}: the ${adapter.name} adapter allows only ${adapter.maxConnections} connection(s)`,
-      );
-    }
-    const lifecycle = adapter.lifecycleMethods;
-    const methodKinds = new Map<PropertyKey, MethodKind>();
-    for (const name of adapter.statementMethods ?? ['query', 'execute']) methodKinds.set(name, 'statement');
-    for (const name of lifecycle?.destroy ?? []) methodKinds.set(name, 'destroy');
-    for (const name of lifecycle?.release ?? []) methodKinds.set(name, 'release');
-    this.guardConfig = { methodKinds, doubleReleaseMessage: lifecycle?.doubleReleaseMessage };
+    this.#max = maxFor(adapter, options, input?.max !== undefined, this.logger);
+    this.guardConfig = guardConfigOf(adapter);
     this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
 
     this.#factory = createFactory(
@@ -197,23 +113,12 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
         closeFailed: (_conn, err) => this.logger.debug?.({ pool: this.name, err }, 'closing a connection failed'),
       },
     );
-    const min = Math.min(options.min, this.#max);
-    // A short period: an idle connection is closed soon after idleTimeoutMs, and with it the last
-    // thing that kept a pool nobody closed from letting the process exit.
-    const evictionPeriodMs = Math.min(1_000, Math.max(10, Math.floor(Math.min(options.idleTimeoutMs, options.maxLifetimeMs) / 2)));
-    this.#gp = createGenericPool(this.#factory, {
+    this.#gp = createConnectionPool(this.#factory, {
       max: this.#max,
-      min,
-      // Idle connections above `min` close after idleTimeoutMs (generic-pool's "soft" idle timeout
-      // respects min); broken and expired idle connections go at the next run (see evictorFor).
-      softIdleTimeoutMillis: options.idleTimeoutMs === Infinity ? -1 : options.idleTimeoutMs,
-      idleTimeoutMillis: Infinity,
-      evictionRunIntervalMillis: evictionPeriodMs,
-      numTestsPerEvictionRun: this.#max,
-      autostart: true,
+      min: Math.min(options.min, this.#max),
+      idleTimeoutMs: options.idleTimeoutMs,
+      maxLifetimeMs: options.maxLifetimeMs,
     });
-    this.#gp.on('factoryCreateError', () => undefined); // reported through the factory's connectFailed
-    this.#gp.on('factoryDestroyError', () => undefined); // closes are bounded and logged by the factory
     this.#waiters = new WaitingRoom(this.#gp, this.#max, {
       timeoutError: (timeoutMs) => new AcquireTimeoutError(this.name, timeoutMs, this.stats()),
       failed: (reason) => this.metrics.acquireFailed(reason),
@@ -222,9 +127,10 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
     const stacksPerSecond = options.leakDetectionMs > 0 ? options.leakStacksPerSecond : 0;
     this.#stacks = stacksPerSecond === Infinity ? 'all' : stacksPerSecond > 0 ? new StackSampler(stacksPerSecond) : undefined;
-    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => this.#reportLeak(record), this.#stacks instanceof StackSampler ? this.#stacks : undefined);
+    this.#leaks = new LeakDetector(this.#active, options.leakDetectionMs, (record) => reportLeak(this, record), this.#stacks instanceof StackSampler ? this.#stacks : undefined);
     this.#leaks.start();
     this.#dropped = new FinalizationRegistry((record) => this.#onDropped(record));
+    this.#acquirer = new Acquirer(this, this.#gp, this.#waiters, this.#active, this.#dropped);
   }
 
   // ---------------------------------------------------------------- public API
@@ -241,9 +147,8 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
       return Promise.reject(err);
     }
     const site = this.captureAcquireSite(this.acquire);
-    // A body the pool took back (deadline, close) is abandoned: it acquires nothing new either.
-    const ambient = findAmbient(this);
-    if (ambient !== undefined && ambient.lease.state === 'revoked') return Promise.reject(ambient.lease.record.useError());
+    const abandoned = abandonedScope(this);
+    if (abandoned !== undefined) return Promise.reject(abandoned);
     const timeoutMs = options?.timeoutMs ?? this.options.acquireTimeoutMs;
     return this.acquireLease(timeoutMs, options?.signal, site, undefined, true);
   }
@@ -260,12 +165,8 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     }
     const ambient = findAmbient(this);
     if (ambient !== undefined) {
-      // Joining a scope that has ended fails: it never falls through to another connection.
-      const record = ambient.lease.record;
-      if (record.state !== 'active') return Promise.reject(record.useError());
-      const frame = ambient.frame;
-      if (frame !== undefined && frame.root.ended) return Promise.reject(txEndedError(frame as TxFrame<object>, record.id));
-      return joinScope(fn, ambient.lease);
+      const refused = joinRefusal(ambient);
+      return refused === undefined ? joinScope(fn, ambient.lease) : Promise.reject(refused);
     }
     return this.#scope(fn, undefined, options, this.captureAcquireSite(this.withLease), undefined);
   }
@@ -281,22 +182,13 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** Counts for dashboards and debugging. */
   stats(): PoolStats {
-    const gp = this.#gp;
-    return {
-      size: this.#factory.liveCount,
-      idle: this.#idleCount(),
-      active: gp.borrowed,
-      pending: this.#waiters.size,
-      max: this.#max,
-      min: gp.min,
-      closed: this.#closed,
-    };
+    return poolStats(this.#gp, this.#factory, this.#waiters, this.#max, this.#closed);
   }
 
   /** Every active lease, oldest first: what is holding the pool. */
   activeLeases(): ActiveLeaseInfo[] {
     const out: ActiveLeaseInfo[] = [];
-    for (const record of this.#active) out.push(this.#describe(record));
+    for (const record of this.#active) out.push(describeLease(this.adapter, record));
     return out;
   }
 
@@ -316,6 +208,11 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   // ---------------------------------------------------------------- internals
 
+  /** @internal True once close() began: acquires are refused. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /**
    * @internal The caller of `entry` (a public method), for leak reports: when leak detection is
    * on, within `leakStacksPerSecond`. Call it first thing, before any await.
@@ -326,120 +223,9 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     return stacks === 'all' ? captureSite(entry) : stacks.capture(entry);
   }
 
-  /**
-   * @internal Acquire a lease; `site` is captured by the public entry point before any await.
-   *
-   * Not an async function: the common acquire is one `.then` on generic-pool's promise, instead
-   * of an async function's promise plus the throwaway promise its await costs while
-   * AsyncLocalStorage's promise hooks are on (Node < 22, once any scope has run).
-   */
-  acquireLease(
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-    site: CallSite | undefined,
-    holdTimeoutMs: number | undefined,
-    trackDrop: boolean,
-  ): Promise<Lease<C>> {
-    try {
-      const pending = this.#startAcquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
-      const conn = pending.connection;
-      return conn instanceof PooledConnection ? Promise.resolve(pending.grant(conn)) : conn.then(pending.grant);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  /**
-   * The synchronous half of an acquire (throws when the pool is closed, the acquire would
-   * deadlock a scope, or the queue is full): the connection (an idle one at once, or one on its
-   * way), and `grant`, which turns it into a lease (or, for a connection found broken or expired,
-   * closes it and takes another).
-   */
-  #startAcquire(
-    timeoutMs: number,
-    signal: AbortSignal | undefined,
-    site: CallSite | undefined,
-    holdTimeoutMs: number | undefined,
-    trackDrop: boolean,
-  ): PendingAcquire<C> {
-    if (this.#closed) {
-      this.metrics.acquireFailed('rejected');
-      throw new PoolClosedError(this.name);
-    }
-    const gp = this.#gp;
-    if (gp.available === 0 && gp.spareResourceCapacity <= 0) {
-      if (findAmbient(this)?.lease.state === 'active') {
-        this.metrics.acquireFailed('rejected');
-        throw new NestedAcquireError(this.name);
-      }
-      if (this.#waiters.size >= this.options.maxWaiting) {
-        this.metrics.acquireFailed('rejected');
-        throw new PoolQueueFullError(this.name, this.options.maxWaiting);
-      }
-      if (this.listenerCount('enqueue') > 0) this.emit('enqueue');
-    }
-    const startedAt = now();
-    const grant = (conn: PooledConnection<C>): Lease<C> | Promise<Lease<C>> => {
-      // An idle connection taken at once was acquired when the acquire started.
-      const acquiredAt = conn === first ? startedAt : now();
-      if (conn.broken || acquiredAt >= conn.expiresAt) {
-        // Unusable: close it and take another, within the same acquire deadline.
-        this.destroyConnection(conn, conn.broken ? 'broken' : 'lifetime');
-        const next = this.#connection(startedAt, timeoutMs, signal);
-        return next instanceof PooledConnection ? grant(next) : next.then(grant);
-      }
-      return this.#leaseFor(conn, startedAt, acquiredAt, site, holdTimeoutMs, trackDrop);
-    };
-    const connection = this.#connection(startedAt, timeoutMs, signal);
-    const first = connection instanceof PooledConnection ? connection : undefined;
-    return { connection, grant };
-  }
-
-  /**
-   * A connection for an acquire: an idle one at once (taken from generic-pool synchronously, no
-   * request, no promise), unless others already wait for one; otherwise a place in the waiting room.
-   */
-  #connection(startedAt: number, timeoutMs: number, signal: AbortSignal | undefined): PooledConnection<C> | Promise<PooledConnection<C>> {
-    if (this.#waiters.size === 0 && signal?.aborted !== true) {
-      const gp = this.#gp;
-      const idle = takeIdle(gp);
-      if (idle !== undefined) return idle;
-      if (gp.available > 0) return gp.acquire(); // generic-pool's private shape changed: its own way
-    }
-    return this.#waiters.wait(startedAt, timeoutMs, signal);
-  }
-
-  /** Wrap a usable connection in a new lease (throws, giving it back, once the pool is closed). */
-  #leaseFor(
-    conn: PooledConnection<C>,
-    startedAt: number,
-    acquiredAt: number,
-    site: CallSite | undefined,
-    holdTimeoutMs: number | undefined,
-    trackDrop: boolean,
-  ): Lease<C> {
-    if (this.#closed) {
-      this.returnToPool(conn);
-      this.metrics.acquireFailed('rejected');
-      throw new PoolClosedError(this.name);
-    }
-    this.metrics.acquired((acquiredAt - startedAt) / 1000);
-    conn.leased = true;
-    if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, true);
-    this.adapter.onLease?.(conn.raw);
-    const record = new LeaseRecord(this, conn, acquiredAt, site);
-    this.#active.add(record);
-    const deadlineMs = holdTimeoutMs ?? this.options.leaseTimeoutMs;
-    if (deadlineMs !== undefined) {
-      void record.signal; // create the controller before the timer can fire
-      record.deadlineTimer = setTimeout(
-        () => void reclaimLease(record, 'leak_reclaimed', new LeaseTimeoutError(record.id, deadlineMs)),
-        deadlineMs,
-      );
-    }
-    const lease = new Lease(record);
-    if (trackDrop) this.#dropped.register(lease, record, record);
-    return lease;
+  /** @internal Acquire a lease; `site` is captured by the public entry point before any await. */
+  acquireLease(timeoutMs: number, signal: AbortSignal | undefined, site: CallSite | undefined, holdTimeoutMs: number | undefined, trackDrop: boolean): Promise<Lease<C>> {
+    return this.#acquirer.acquire(timeoutMs, signal, site, holdTimeoutMs, trackDrop);
   }
 
   /**
@@ -470,23 +256,14 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
   ): Promise<R> {
     let pending: PendingAcquire<C>;
     try {
-      pending = this.#startAcquire(options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs, options?.signal, site, options?.timeoutMs, false);
+      pending = this.#acquirer.start(options?.acquireTimeoutMs ?? this.options.acquireTimeoutMs, options?.signal, site, options?.timeoutMs, false);
     } catch (err) {
       return Promise.reject(mapError === undefined ? err : mapError(err, false));
     }
     return startScope(pending, fn, send, this, mapError);
   }
 
-  /**
-   * @internal The scope protocol: run `body`, then release; the body's error wins and cleanup
-   * errors are attached to it; if the pool revokes the lease, the caller gets the revoke reason
-   * at once even if the body ignores it.
-   *
-   * Not an async function: one explicit promise per scope, settled by `runScope`/`endScope`,
-   * replaces the async function's promise, the revocation race's own promise and the two awaits
-   * (each of which costs a throwaway promise while AsyncLocalStorage's promise hooks are on, as
-   * they are on Node < 22 once any scope has run).
-   */
+  /** @internal The scope protocol for a body of its own (withTx's): see `runAndReleaseScope`. */
   runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R> {
     return runAndReleaseScope(leaseOrAcquire, body);
   }
@@ -502,23 +279,12 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal */
   noteError(record: LeaseRecord<C>, err: unknown): void {
-    const adapter = this.adapter;
-    if (adapter.isFatal(err)) {
-      record.connection.markBroken(err);
-      // The transaction went with the connection: nothing sent afterwards may pass for part of it.
-      if (record.txDepth > 0) record.txLost ??= err;
-    } else if (record.txDepth > 0 && adapter.endsTransaction?.(err) === true) record.txLost ??= err;
-    if (record.draining > 0) record.drainError ??= err;
+    noteStatementError(this.adapter, record, err);
   }
 
   /** @internal The error for a statement sent from inside a transaction frame of `record` that has ended. */
   scopeEnded(record: LeaseRecord<C>): Error | undefined {
-    const frame = endedFrameOf(record);
-    if (frame === undefined) return undefined;
-    // Counted on the transaction too: a commit waiting to see whether late work shows up must not go ahead.
-    frame.refused++;
-    if (frame.root !== frame) frame.root.refused++;
-    return txEndedError(frame, record.id);
+    return endedScopeError(record);
   }
 
   /** @internal */
@@ -526,11 +292,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     this.#active.delete(record);
     record.connection.leased = false;
     if (outcome === 'reclaimed' && this.#closed) this.#reclaimedWhileClosing++;
-    if (record.leakReported && outcome === 'released') {
-      const heldMs = Math.round(now() - record.acquiredAt);
-      this.logger.warn({ pool: this.name, leaseId: record.id, heldMs }, `pool "${this.name}": previously reported leaked lease #${record.id} was returned after ${heldMs} ms`);
-      this.emit('leakReturned', { id: record.id, heldMs });
-    }
+    if (record.leakReported && outcome === 'released') reportLeakReturned(this, record);
     if (this.#active.size === 0) this.#onDrained?.();
   }
 
@@ -555,49 +317,25 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal */
   reportCleanupErrors(record: LeaseRecord<C>, errors: readonly unknown[]): void {
-    for (let i = 0; i < errors.length; i++) this.metrics.recovery('cleanup_error');
-    this.logger.debug?.({ pool: this.name, leaseId: record.id, errors }, 'deferred cleanup(s) failed');
+    reportCleanupErrors(this, record, errors);
   }
 
   /** @internal */
   reportReclaim(record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void {
-    this.metrics.recovery(kind);
-    const info = this.#describe(record);
-    this.logger.warn(
-      { pool: this.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
-      `pool "${this.name}": lease #${record.id} reclaimed (${kind}) after ${info.ageMs} ms: ${reason.message}` +
-        (info.stack !== undefined ? `\nacquired at:\n${info.stack}` : ''),
-    );
-    if (this.listenerCount('reclaim') > 0) this.emit('reclaim', { ...info, kind, reason });
+    reportReclaim(this, record, kind, reason);
   }
 
   /** @internal GaugeSource */
   gaugeSnapshot(): ReturnType<GaugeSource['gaugeSnapshot']> {
-    const gp = this.#gp;
+    const stats = this.stats();
     const first = this.#active.first;
-    const oldest = first === undefined ? 0 : (now() - first.acquiredAt) / 1000;
     return {
-      idle: this.#idleCount(),
-      active: gp.borrowed,
-      pendingCreate: Math.max(0, gp.size - this.#factory.liveCount),
-      max: this.#max,
-      pending: this.#waiters.size,
-      oldestLeaseSeconds: oldest,
-    };
-  }
-
-  /** generic-pool's clear() destroys idle resources but leaves them in its available list. */
-  #idleCount(): number {
-    return Math.max(0, Math.min(this.#gp.available, this.#factory.liveCount - this.#gp.borrowed));
-  }
-
-  #describe(record: LeaseRecord<C>): ActiveLeaseInfo {
-    const status = record.txDepth > 0 ? 'in_tx' : record.state !== 'released' ? (this.adapter.txStatus?.(record.connection.raw) ?? 'idle') : 'idle'; // revoked: still this lease's connection until destroyed
-    return {
-      id: record.id,
-      ageMs: Math.round(now() - record.acquiredAt),
-      inTransaction: status === 'in_tx' || status === 'failed',
-      stack: formatSite(record.site),
+      idle: stats.idle,
+      active: stats.active,
+      pendingCreate: Math.max(0, this.#gp.size - stats.size),
+      max: stats.max,
+      pending: stats.pending,
+      oldestLeaseSeconds: first === undefined ? 0 : (now() - first.acquiredAt) / 1000,
     };
   }
 
@@ -616,19 +354,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     if (!first) return;
     // An idle connection that broke is closed now, not at the next eviction run.
     if (!conn.leased) evictNow(this.#gp as GenericPool<unknown>);
-    const error = err instanceof Error ? err : new Error(String(err));
-    if (this.listenerCount('error') > 0) this.emit('error', error);
-    else this.logger.error({ pool: this.name, err: error }, `pool "${this.name}": connection #${conn.id} failed${conn.leased ? ' while leased' : ' while idle'}: ${error.message}`);
-  }
-
-  #reportLeak(record: LeaseRecord<C>): void {
-    this.metrics.leakDetected();
-    const info = this.#describe(record);
-    this.logger.warn(
-      { pool: this.name, leaseId: info.id, ageMs: info.ageMs, inTransaction: info.inTransaction },
-      `pool "${this.name}": lease #${info.id} held for ${info.ageMs} ms (leakDetectionMs=${this.options.leakDetectionMs}), possible leak; acquired at:\n${info.stack ?? `    (acquire stack not recorded: at most leakStacksPerSecond=${this.options.leakStacksPerSecond} acquires per second record one)`}`,
-    );
-    if (this.listenerCount('leak') > 0) this.emit('leak', info);
+    reportConnectionError(this, conn, err);
   }
 
   #onDropped(record: LeaseRecord<C>): void {
@@ -636,83 +362,37 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     void reclaimLease(record, 'gc_reclaimed', new Error(`lease #${record.id} was garbage-collected without release()`));
   }
 
-  async #runClose(timeoutMs: number): Promise<CloseSummary> {
+  #runClose(timeoutMs: number): Promise<CloseSummary> {
     this.#closed = true;
-    const deadline = now() + timeoutMs;
-    this.#leaks.stop();
-    this.#factory.stop();
-    const closedError = new PoolClosedError(this.name);
-    this.#waiters.stop();
-    this.#waiters.failAll(closedError, 'rejected');
-    rejectAllRequests(this.#gp as GenericPool<unknown>, closedError);
-
-    const activeAtStart = this.#active.size;
-    if (activeAtStart > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.max(0, deadline - now()));
-        this.#onDrained = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#onDrained = undefined;
-    }
-    const leftovers = [...this.#active];
-    const reclaimedDuringWait = this.#reclaimedWhileClosing;
-    // Past the deadline one grace period (CONTROL_TIMEOUT_MS) covers reclaiming what is left and
-    // closing idle connections, so close() resolves by timeoutMs + CONTROL_TIMEOUT_MS even when
-    // every socket is blackholed: half of it for cancel + rollback, the rest for the closes.
-    const graceEnd = Math.max(now(), deadline) + CONTROL_TIMEOUT_MS;
-    // One error per lease: the scope protocol attaches cleanup errors to the error its caller gets.
-    await Promise.all(
-      leftovers.map((record) => reclaimLease(record, 'shutdown_reclaimed', new PoolClosedError(this.name), CONTROL_TIMEOUT_MS / 2)),
+    return closePool(
+      {
+        name: this.name,
+        adapter: this.adapter,
+        metrics: this.metrics,
+        logger: this.logger,
+        gp: this.#gp,
+        factory: this.#factory,
+        waiters: this.#waiters,
+        leaks: this.#leaks,
+        active: this.#active,
+        controlTimeoutMs: CONTROL_TIMEOUT_MS,
+        onDrained: (callback) => {
+          this.#onDrained = callback;
+        },
+        reclaimedWhileClosing: () => this.#reclaimedWhileClosing,
+      },
+      timeoutMs,
     );
-
-    const gp = this.#gp;
-    const closeIdle = gp.drain().then(() => gp.clear());
-    await withTimeout(closeIdle, Math.max(0, graceEnd - now())).catch((err: unknown) =>
-      this.logger.warn({ pool: this.name, err }, `pool "${this.name}": closing idle connections did not finish in time`),
-    );
-    if (this.adapter.dispose !== undefined) {
-      await withTimeout(this.adapter.dispose(), Math.max(0, deadline - now()) + CONTROL_TIMEOUT_MS).catch((err: unknown) =>
-        this.logger.warn({ pool: this.name, err }, `pool "${this.name}": disposing the ${this.adapter.name} adapter failed`),
-      );
-    }
-    this.metrics.detach();
-    return { released: activeAtStart - leftovers.length - reclaimedDuringWait, reclaimed: leftovers.length + reclaimedDuringWait };
   }
 }
 
 const ignore = (): void => undefined;
-
-function validateAdapter(adapter: unknown): asserts adapter is Adapter<object> {
-  const a = adapter as Partial<Adapter<object>> | null;
-  const missing: string[] = [];
-  if (a === null || typeof a !== 'object') throw new ConfigError([{ field: 'adapter', problem: 'must be an adapter object (pgAdapter(), mysqlAdapter(), pgliteAdapter())' }]);
-  for (const key of ['connect', 'close', 'validate', 'exec', 'isFatal', 'isRetryable'] as const) {
-    if (typeof a[key] !== 'function') missing.push(key);
-  }
-  if (a.sql === undefined) missing.push('sql');
-  if (missing.length > 0) throw new ConfigError([{ field: 'adapter', problem: `is missing ${missing.join(', ')}` }]);
-}
 
 /** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
 // The internal contracts Pool fulfils, checked here rather than by `implements`: their members are
 // @internal, stripped from the published typings, where an `implements` clause would not hold.
 type Holds<T extends true> = T;
 type _PoolContracts = Holds<Pool extends LeaseOwner<object> & GaugeSource ? true : false>;
-
-/** `pool.query`: the adapter's query function on a lease of `pool` (the ambient one, if any). */
-function queryOn<C extends object, Q extends QueryFunction>(pool: Pool<C, Q>, adapter: Adapter<C, Q>): Q {
-  const queryFunction = adapter.queryFunction;
-  const query = (...args: unknown[]): Promise<unknown> => {
-    if (typeof queryFunction !== 'function') {
-      return Promise.reject(new LeaseMisuseError(`pool.query: the ${adapter.name} adapter does not say how to run a query; use pool.withLease((conn) => …)`));
-    }
-    return pool.withLease((conn) => (queryFunction.call(adapter, conn) as (...a: unknown[]) => Promise<unknown>)(...args));
-  };
-  return query as unknown as Q;
-}
 
 export function createPool<C extends object, Q extends QueryFunction = QueryFunction>(adapter: Adapter<C, Q>, options?: PoolOptions): Pool<C, Q> {
   return new Pool(adapter, options);

@@ -83,11 +83,9 @@ class WaitingScope<C extends object, R> {
 /**
  * A withLease scope that waited for its connection: lease it (`grant`), then run `fn` as
  * `runScope` does. The body is called here rather than through `runScope`, so that one frame of
- * leasepool's, not two, lies under it (see `runScope`): with the bound reactions, a capture of
- * mysql2's `trace` measured 38,700 instructions instead of 46,700-47,900 (callgrind, 16 callers).
- * The scope comes as `this` (bound), not as six bound arguments: the less state this frame holds
- * when it calls the body, the less a stack capture decodes (with the guard's inlined statement
- * method, 36,400 instructions per capture against MariaDB instead of 38,200-38,900).
+ * leasepool's, not two, lies under it (see `runScope`). The scope comes as `this` (bound), not as
+ * six bound arguments: the less state this frame holds when it calls the body, the less a stack
+ * capture decodes (bench scenario: mysql-select).
  */
 function grantAndRunScope<C extends object, R>(this: WaitingScope<C, R>, conn: PooledConnection<C>): void {
   let lease: Lease<C> | Promise<Lease<C>>;

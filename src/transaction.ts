@@ -6,7 +6,7 @@
  * scopes, caught errors) is waited for or cut off before the transaction ends.
  */
 import type { Adapter, TxStatus } from './adapter';
-import { enterScope, findAmbient, leaveScope } from './context';
+import { enterScope, findAmbient, joinRefusal, leaveScope } from './context';
 import { attachSuppressed, TxAbortedError, TxOutcomeUnknownError } from './errors';
 import type { CallSite, Lease } from './lease';
 import type { LeaseRecord } from './lease-record';
@@ -49,11 +49,10 @@ export function runTransaction<C extends object, R>(
       const lease = ambient.lease;
       const record = lease.record;
       if (opts.propagation === 'required') {
-        // Joining a scope that has ended fails: it never falls through to a fresh transaction.
-        if (record.state !== 'active') throw record.useError();
+        const refused = joinRefusal(ambient);
+        if (refused !== undefined) throw refused;
         const frame = ambient.frame;
         if (frame !== undefined) {
-          if (frameEnded(frame)) throw txEndedError(frame, record.id);
           checkNestedOptions(opts.begin, frame.begin);
           return serialized(frame, () => savepoint(pool, lease, frame, fn));
         }
@@ -97,7 +96,9 @@ async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, f
         leaveScope(previous);
       }
       result = await body;
-      if (await settleScopes(record, frame)) await noLateWork(frame);
+      // Only a body that left work running pays for waiting on it (an async call per transaction is not free).
+      if (frame.tail !== undefined || record.inflight > 0) await settleScopes(record, frame);
+      else endFrame(record, frame);
       // The body caught an error after which the server had ended the transaction (a MySQL
       // deadlock, a lost connection): what it did afterwards was refused; nothing may commit.
       if (record.txLost !== undefined) throw record.txLost;
@@ -194,7 +195,8 @@ async function savepoint<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, 
       leaveScope(previous);
     }
     const result = await body;
-    if (await settleScopes(record, frame)) await noLateWork(frame);
+    if (frame.tail !== undefined || record.inflight > 0) await settleScopes(record, frame);
+    else endFrame(record, frame);
     ensureActive(record);
     if (record.txLost !== undefined) throw lostError(record);
     if (frameEnded(parent as TxFrame<object>)) throw txEndedError(parent as TxFrame<object>, record.id);
@@ -230,14 +232,9 @@ async function savepoint<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, 
  * After a body has returned: wait for the nested scopes and statements it started and did not
  * await (they run on this transaction and must end before it does), then end the frame in the
  * same turn, so that nothing can slip in between. The first failure among them is thrown: the
- * transaction must not commit without the work that failed. Resolves true when there was
- * something to wait for.
+ * transaction must not commit without the work that failed; so is late work (see noLateWork).
  */
-async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): Promise<boolean> {
-  if (frame.tail === undefined && record.inflight === 0) {
-    endFrame(record, frame);
-    return false;
-  }
+async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxFrame<C>): Promise<void> {
   const outer = record.drainError;
   record.drainError = undefined;
   record.draining++;
@@ -263,7 +260,7 @@ async function settleScopes<C extends object>(record: LeaseRecord<C>, frame: TxF
       { cause: failed },
     );
   }
-  return true;
+  await noLateWork(frame);
 }
 
 /**

@@ -2,7 +2,7 @@
  * One open transaction or savepoint on a lease (a frame), also the `tx` handed to the `withTx`
  * callback; when a frame has ended, nothing started inside it may send another statement.
  */
-import type { BeginOptions } from './adapter';
+import type { Adapter, BeginOptions } from './adapter';
 import { TxEndedError } from './errors';
 import type { Lease } from './lease';
 import type { LeaseRecord } from './lease-record';
@@ -69,3 +69,16 @@ export function txEndedError(frame: TxFrame<object>, leaseId: number): TxEndedEr
   );
 }
 
+/**
+ * What a failed statement through `lease.conn` means for the lease: a fatal error breaks the
+ * connection; inside a transaction, one that took the connection with it, or one with which the
+ * server rolled the whole transaction back, loses the transaction (nothing may commit after it);
+ * while a body waits for its un-awaited work, the first failure is kept for it.
+ */
+export function noteStatementError<C extends object>(adapter: Adapter<C>, record: LeaseRecord<C>, err: unknown): void {
+  if (adapter.isFatal(err)) {
+    record.connection.markBroken(err);
+    if (record.txDepth > 0) record.txLost ??= err;
+  } else if (record.txDepth > 0 && adapter.endsTransaction?.(err) === true) record.txLost ??= err;
+  if (record.draining > 0) record.drainError ??= err;
+}
