@@ -72,70 +72,66 @@ describe('a scope whose lease has ended fails instead of finding another connect
 describe('a transaction the server rolled back cannot commit', () => {
   // The fake's retryable error stands for a MySQL deadlock: the server has ended the whole transaction.
   const serverEnds = (err: unknown): boolean => err instanceof FakeError && err.retryable;
-
-  test('a body that catches the error and carries on: its later statements are refused, withTx rejects with the server error', async () => {
+  /** A pool over a fake database whose adapter says which errors end the transaction on the server. */
+  const deadlockingPool = (): { pool: ReturnType<typeof createPool<FakeConnection>>; log: () => string[] } => {
     const base = setup({ max: 1 });
     const pool = createPool({ ...base.adapter, endsTransaction: serverEnds }, { leakDetectionMs: 0, logger: base.pool.logger });
-    try {
-      let refused: unknown;
-      const err = await rejection(
-        pool.withTx(async (conn) => {
-          await conn.query('BEFORE');
-          await conn.query('RETRYABLE').catch(() => undefined);
-          try {
-            await conn.query('AFTER');
-          } catch (e) {
-            refused = e;
-          }
-          return 'done';
-        }),
-      );
-      expect(err).toBeInstanceOf(FakeError);
-      expect((err as FakeError).retryable).toBe(true);
-      expect(refused).toBeInstanceOf(TxAbortedError);
-      expect((refused as TxAbortedError).code).toBe('TX_ABORTED');
-      expect(base.db.connections[0]!.log).toEqual(['BEGIN', 'BEFORE', 'RETRYABLE', 'ROLLBACK']);
-    } finally {
-      await pool.close({ timeoutMs: 50 });
-    }
+    pools.push(pool);
+    return { pool, log: () => base.db.connections[0]!.log };
+  };
+  const pools: Array<{ close(o: { timeoutMs: number }): Promise<unknown> }> = [];
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 50 })));
+  });
+
+  test('a body that catches the error and carries on: its later statements are refused, withTx rejects with the server error', async () => {
+    const { pool, log } = deadlockingPool();
+    let refused: unknown;
+    const err = await rejection(
+      pool.withTx(async (conn) => {
+        await conn.query('BEFORE');
+        await conn.query('RETRYABLE').catch(() => undefined);
+        try {
+          await conn.query('AFTER');
+        } catch (e) {
+          refused = e;
+        }
+        return 'done';
+      }),
+    );
+    expect(err).toBeInstanceOf(FakeError);
+    expect((err as FakeError).retryable).toBe(true);
+    expect(refused).toBeInstanceOf(TxAbortedError);
+    expect((refused as TxAbortedError).code).toBe('TX_ABORTED');
+    expect(log()).toEqual(['BEGIN', 'BEFORE', 'RETRYABLE', 'ROLLBACK']);
   });
 
   test('with retries, the same body is rerun (the refused statement stands for the deadlock), and the rerun commits', async () => {
-    const base = setup({ max: 1 });
-    const pool = createPool({ ...base.adapter, endsTransaction: serverEnds }, { leakDetectionMs: 0, logger: base.pool.logger });
-    try {
-      let runs = 0;
-      await pool.withTx(
-        async (conn) => {
-          runs++;
-          if (runs === 1) await conn.query('RETRYABLE').catch(() => undefined);
-          await conn.query(`WORK ${runs}`); // refused in run 1: the body lets that TX_ABORTED propagate
-        },
-        { retries: 2, retryBaseDelayMs: 1 },
-      );
-      expect(runs).toBe(2);
-      expect(base.db.connections[0]!.log).toEqual(['BEGIN', 'RETRYABLE', 'ROLLBACK', 'BEGIN', 'WORK 2', 'COMMIT']);
-    } finally {
-      await pool.close({ timeoutMs: 50 });
-    }
+    const { pool, log } = deadlockingPool();
+    let runs = 0;
+    await pool.withTx(
+      async (conn) => {
+        runs++;
+        if (runs === 1) await conn.query('RETRYABLE').catch(() => undefined);
+        await conn.query(`WORK ${runs}`); // refused in run 1: the body lets that TX_ABORTED propagate
+      },
+      { retries: 2, retryBaseDelayMs: 1 },
+    );
+    expect(runs).toBe(2);
+    expect(log()).toEqual(['BEGIN', 'RETRYABLE', 'ROLLBACK', 'BEGIN', 'WORK 2', 'COMMIT']);
   });
 
   test('in a savepoint: no ROLLBACK TO is sent for a transaction that is gone, and the outer withTx rejects though it caught the inner error', async () => {
-    const base = setup({ max: 1 });
-    const pool = createPool({ ...base.adapter, endsTransaction: serverEnds }, { leakDetectionMs: 0, logger: base.pool.logger });
-    try {
-      const err = await rejection(
-        pool.withTx(async (conn) => {
-          await conn.query('OUTER');
-          await pool.withTx((inner) => inner.query('RETRYABLE')).catch(() => undefined);
-          await conn.query('OUTER AFTER').catch(() => undefined);
-        }),
-      );
-      expect((err as FakeError).retryable).toBe(true);
-      expect(base.db.connections[0]!.log).toEqual(['BEGIN', 'OUTER', 'SAVEPOINT lp_sp_1', 'RETRYABLE', 'ROLLBACK']);
-    } finally {
-      await pool.close({ timeoutMs: 50 });
-    }
+    const { pool, log } = deadlockingPool();
+    const err = await rejection(
+      pool.withTx(async (conn) => {
+        await conn.query('OUTER');
+        await pool.withTx((inner) => inner.query('RETRYABLE')).catch(() => undefined);
+        await conn.query('OUTER AFTER').catch(() => undefined);
+      }),
+    );
+    expect((err as FakeError).retryable).toBe(true);
+    expect(log()).toEqual(['BEGIN', 'OUTER', 'SAVEPOINT lp_sp_1', 'RETRYABLE', 'ROLLBACK']);
   });
 });
 
