@@ -1,0 +1,120 @@
+/**
+ * Issue 17, adversarial: ways a `withTx` body can still break "all or nothing" on PostgreSQL, each
+ * asserting the correct behaviour. The database (an admin connection outside the pool) is the judge.
+ * Tables are prefixed `pg_adv_<pid>_` (unique per run).
+ */
+import { Client } from 'pg';
+import { pgAdapter } from '../../adapters/pg';
+import { poolMaker } from '../shared/behaviour';
+
+const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const RUN = process.pid.toString(36);
+const ROWS = `pg_adv_${RUN}_rows`;
+
+const pools = poolMaker(() => pgAdapter(PG_URL), { name: 'pg_adv' });
+let admin: Client;
+
+async function ids(): Promise<number[]> {
+  return (await admin.query<{ id: number }>(`SELECT id FROM ${ROWS} ORDER BY id`)).rows.map((r) => r.id);
+}
+const insert = (conn: Client, id: number): Promise<unknown> => conn.query(`INSERT INTO ${ROWS} (id) VALUES ($1)`, [id]);
+const code = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
+const timer = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Settles with the outcome of `p`, or 'still pending' after `ms`: a bound, so a hang fails the test instead of the run. */
+function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | 'still pending'> {
+  return Promise.race([
+    p.then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    ),
+    timer(ms).then(() => 'still pending' as const),
+  ]);
+}
+
+beforeAll(async () => {
+  admin = new Client(PG_URL);
+  admin.on('error', () => undefined);
+  await admin.connect();
+  await admin.query(`DROP TABLE IF EXISTS ${ROWS}`);
+  await admin.query(`CREATE TABLE ${ROWS} (id int PRIMARY KEY)`);
+});
+
+beforeEach(async () => {
+  await admin.query(`TRUNCATE ${ROWS}`);
+});
+
+afterEach(async () => {
+  await pools.closeAll();
+});
+
+afterAll(async () => {
+  await admin.query(`DROP TABLE IF EXISTS ${ROWS}`);
+  await admin.end();
+});
+
+describe('issue 17 adversary: PostgreSQL', () => {
+  test('a raw ROLLBACK typed inside withTx: the withTx never resolves with only the work after it committed', async () => {
+    const { pool } = pools.make({ max: 1 });
+    const outcome = await within(
+      pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        await conn.query('ROLLBACK').catch(() => undefined);
+        await insert(conn, 2).catch(() => undefined);
+        return 'done';
+      }),
+      5_000,
+    );
+    // Either the whole body committed, or the withTx rejected and nothing of it did.
+    const rows = await ids();
+    if (outcome !== 'still pending' && outcome.ok) expect(rows).toEqual([1, 2]);
+    else expect(rows).toEqual([]);
+    expect(outcome).not.toBe('still pending');
+  });
+
+  test('a raw COMMIT typed inside withTx, then the body throws: the withTx rejects and nothing of it is committed', async () => {
+    const { pool } = pools.make({ max: 1 });
+    const outcome = await within(
+      pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        await conn.query('COMMIT').catch(() => undefined);
+        await insert(conn, 2).catch(() => undefined);
+        throw new Error('body failed');
+      }),
+      5_000,
+    );
+    expect(outcome).not.toBe('still pending');
+    expect(outcome !== 'still pending' && outcome.ok).toBe(false);
+    expect(code(outcome !== 'still pending' && !outcome.ok ? outcome.error : undefined)).not.toBe('TX_OUTCOME_UNKNOWN');
+    expect(await ids()).toEqual([]);
+  });
+
+  test('a callback-form statement the driver refuses synchronously (caught by the body) does not make withTx hang', async () => {
+    const { pool } = pools.make({ max: 1 });
+    const outcome = await within(
+      pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        try {
+          // pg throws at once for a missing query text, before anything is sent.
+          (conn.query as unknown as (text: unknown, cb: () => void) => void)(undefined, () => undefined);
+        } catch {
+          // the body carries on
+        }
+        return 'done';
+      }),
+      5_000,
+    );
+    expect(outcome).toEqual({ ok: true, value: 'done' });
+    expect(await ids()).toEqual([1]);
+  });
+
+  test('a session SET in a multi-statement text does not reach the next borrower (its write must not fail)', async () => {
+    const { pool } = pools.make({ max: 1 });
+    await pool.withLease(async (conn) => {
+      await conn.query('SELECT 1; SET default_transaction_read_only = on');
+    });
+    // The next borrower gets the same (or a fresh) connection: its plain INSERT must work.
+    const outcome = await within(pool.withLease((conn) => insert(conn, 7)), 5_000);
+    expect(outcome).toMatchObject({ ok: true });
+    expect(await ids()).toEqual([7]);
+  });
+});
