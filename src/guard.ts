@@ -120,7 +120,16 @@ function wrapMethod<C extends object>(
     const last = args.length - 1;
     if (last >= 0 && typeof args[last] === 'function') {
       // Callback form: track the statement until the callback runs.
-      args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn);
+      const tracked = trackCallback(record, target, prop as string, args[last] as AnyFn);
+      args[last] = tracked;
+      try {
+        return callMethod(record, target, prop, method, args, true, proxyRef);
+      } catch (err) {
+        // Refused by the driver before it was sent (mysql2's promise API takes no callback, pg a
+        // missing text): its callback will never run, so it is not in flight.
+        untrack(record, tracked);
+        throw err;
+      }
     } else if (adapter.sendStatement !== undefined) {
       let callerStack: CallerStack | undefined;
       if (adapter.traceStatement?.(target, prop as string) === true) {
@@ -231,12 +240,28 @@ function sendThroughAdapter<C extends object>(
  * and mysql2's callbacks have it). The caller has already told the adapter about the statement
  * (`observeStatement`).
  */
-function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, method: string, callback: AnyFn): AnyFn {
+function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, method: string, callback: AnyFn): TrackedCallback {
   record.inflight++;
-  return (err: unknown, ...rest: unknown[]) => {
-    statementEnded(record, target, method, err, err ? undefined : rest[0]);
+  const tracked: TrackedCallback = (err: unknown, ...rest: unknown[]) => {
+    // A driver that calls back twice must not end the statement twice.
+    if (!tracked.ended) {
+      tracked.ended = true;
+      statementEnded(record, target, method, err, err ? undefined : rest[0]);
+    }
     return callback(err, ...rest);
   };
+  tracked.ended = false;
+  return tracked;
+}
+
+/** A callback-form statement's callback as the guard tracks it: `ended` once it has run. */
+type TrackedCallback = AnyFn & { ended?: boolean };
+
+/** The callback-form statement was never sent (the driver threw): take it out of flight. */
+function untrack<C extends object>(record: LeaseRecord<C>, tracked: TrackedCallback): void {
+  if (tracked.ended) return;
+  tracked.ended = true;
+  inflightEnded(record);
 }
 
 /**
