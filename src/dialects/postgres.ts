@@ -157,6 +157,14 @@ const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
 export function changesSession(sql: string): boolean {
   if (SESSION_ADVISORY_LOCK.test(sql)) return true;
   if (SET_CONFIG.test(sql) && !SET_CONFIG_LOCAL.test(sql)) return true;
+  // A simple-protocol text may hold several statements (`SELECT 1; SET …`): each one's head
+  // counts. Split naively: a `;` inside a literal can only make this answer true, never false.
+  if (statementChangesSession(sql)) return true;
+  return sql.includes(';') && sql.split(';').some(statementChangesSession);
+}
+
+/** `changesSession` for the head of one statement. */
+function statementChangesSession(sql: string): boolean {
   const start = LEADING_SPACE_AND_COMMENTS.exec(sql)?.[0].length ?? 0;
   const head = sql.slice(start, start + 64).toUpperCase();
   const word = /^[A-Z_]+/.exec(head)?.[0];
