@@ -887,6 +887,27 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       });
     },
 
+    controlsTransaction(conn: Connection, method: string, firstArg: unknown): boolean {
+      switch (method) {
+        case 'query':
+        case 'execute': {
+          const sql = sqlOf(firstArg);
+          if (sql === undefined) return false;
+          // START TRANSACTION / BEGIN commit the open transaction first; COMMIT, ROLLBACK end it.
+          const effect = statementInfo(sql, states.get(conn)?.core.config.multipleStatements === true).effect;
+          return effect === 'begin' || effect === 'end';
+        }
+        case 'beginTransaction':
+        case 'commit':
+        case 'rollback':
+        case 'reset': // COM_RESET_CONNECTION rolls the transaction back
+        case 'changeUser':
+          return true;
+        default:
+          return false;
+      }
+    },
+
     sessionChanged(conn: Connection): boolean {
       return (conn as SessionMark)[SESSION_CHANGED] === true;
     },

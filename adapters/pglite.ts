@@ -21,7 +21,7 @@ import type { Adapter, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redactError } from '../src/redact';
 import { raceAbort } from '../src/time';
-import { errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
+import { endsTransactionTextCached, errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
 
 /**
  * Options for a PGlite instance the adapter creates itself: PGlite's own options (`dataDir` is the
@@ -281,6 +281,9 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PgliteInstance): A
     },
     isFatal,
     isRetryable: isRetryableServerError,
+    controlsTransaction(_conn: PgliteConnection, _method: string, firstArg: unknown): boolean {
+      return typeof firstArg === 'string' && endsTransactionTextCached(firstArg);
+    },
     async reset(conn: PgliteConnection): Promise<void> {
       await conn.exec('DISCARD ALL');
     },

@@ -84,6 +84,14 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
    */
   endsTransaction?(err: unknown): boolean;
   /**
+   * True when the statement the user sends through `lease.conn` (`method` with first argument
+   * `firstArg`) would end or restart the transaction withTx opened: a hand-typed `COMMIT` or
+   * `ROLLBACK`, mysql2's `commit()` / `rollback()` / `beginTransaction()` (MySQL's START
+   * TRANSACTION commits the open one). Inside withTx the guard refuses it, and the transaction can
+   * no longer commit: only withTx ends its transaction, so it stays all or nothing.
+   */
+  controlsTransaction?(conn: C, method: string, firstArg: unknown): boolean;
+  /**
    * True when the reply to COMMIT (what `exec` resolved to) says the transaction was rolled back
    * instead (PostgreSQL answers COMMIT in an aborted transaction with the command tag ROLLBACK).
    */

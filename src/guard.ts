@@ -116,6 +116,7 @@ function wrapMethod<C extends object>(
   return function guarded(this: unknown, ...args: unknown[]): unknown {
     if (record.state !== 'active' || record.txLost !== undefined || record.checkScopes) refuseStatement(record);
     const adapter = record.owner.adapter;
+    if (record.txDepth > 0 && adapter.controlsTransaction?.(target, prop as string, args[0]) === true) refuseTxControl(record);
     adapter.observeStatement?.(target, prop as string, args[0]);
     const last = args.length - 1;
     if (last >= 0 && typeof args[last] === 'function') {
@@ -159,6 +160,19 @@ function refuseStatement<C extends object>(record: LeaseRecord<C>): void {
       { cause: record.txLost },
     );
   }
+}
+
+/**
+ * A statement that would end or restart the transaction withTx opened (a hand-typed COMMIT or
+ * ROLLBACK): the work before it would commit or vanish on its own and the work after it would run
+ * in autocommit. Refused, and the transaction can no longer commit: the withTx rejects.
+ */
+function refuseTxControl<C extends object>(record: LeaseRecord<C>): never {
+  const error = new TxAbortedError(
+    `A statement that ends or restarts the transaction (COMMIT, ROLLBACK, BEGIN …) was sent through lease #${record.id} inside withTx and refused: withTx ends its transaction itself; this one will be rolled back (throw from the body to roll back)`,
+  );
+  record.txLost ??= error;
+  throw error;
 }
 
 function describe(err: unknown): string {

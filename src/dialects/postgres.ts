@@ -200,3 +200,45 @@ export function changesSessionCached(sql: string): boolean {
   }
   return changes;
 }
+
+/**
+ * True when a statement text ends the open transaction: `COMMIT`, `END`, `ABORT`, `ROLLBACK` (not
+ * `ROLLBACK TO` a savepoint), `PREPARE TRANSACTION`, in any statement of a multi-statement text.
+ * (`BEGIN` inside a transaction is only a warning in PostgreSQL.)
+ */
+export function endsTransactionText(sql: string): boolean {
+  if (statementEndsTransaction(sql)) return true;
+  return sql.includes(';') && sql.split(';').some(statementEndsTransaction);
+}
+
+function statementEndsTransaction(sql: string): boolean {
+  const start = LEADING_SPACE_AND_COMMENTS.exec(sql)?.[0].length ?? 0;
+  const head = sql.slice(start, start + 64).toUpperCase();
+  const word = /^[A-Z_]+/.exec(head)?.[0];
+  switch (word) {
+    case 'COMMIT':
+    case 'END':
+    case 'ABORT':
+      return true;
+    case 'ROLLBACK':
+      return !/^ROLLBACK\s+((WORK|TRANSACTION)\s+)?TO\b/.test(head);
+    case 'PREPARE':
+      return /^PREPARE\s+TRANSACTION\b/.test(head);
+    default:
+      return false;
+  }
+}
+
+const endsCache = new Map<string, boolean>();
+
+/** `endsTransactionText`, remembered by text (see `changesSessionCached`). */
+export function endsTransactionTextCached(sql: string): boolean {
+  if (sql.length > SESSION_CACHE_TEXT_LENGTH) return endsTransactionText(sql);
+  let ends = endsCache.get(sql);
+  if (ends === undefined) {
+    ends = endsTransactionText(sql);
+    if (endsCache.size >= SESSION_CACHE_ENTRIES) endsCache.clear();
+    endsCache.set(sql, ends);
+  }
+  return ends;
+}
