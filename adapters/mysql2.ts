@@ -948,6 +948,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
     observeStatement: observe,
     observeResult: observeOutcome,
+    guardResult: guardPrepared,
     sendStatement,
     traceStatement,
   };
@@ -987,6 +988,28 @@ function sendStatement(
     if (values !== undefined) core[method](sql, values, done);
     else core[method](sql, done);
   });
+}
+
+/**
+ * A prepared statement from `lease.conn.prepare()` runs on the driver's connection directly, out of
+ * the guard's sight: kept past its lease (or run after its transaction was lost) it would run in
+ * autocommit, or in another borrower's transaction. Its `execute` goes through `lease.conn` instead
+ * (mysql2 finds the statement it prepared in its cache by text), so it is tracked and refused like
+ * any other statement.
+ */
+function guardPrepared(_conn: Connection, method: string, result: unknown, guarded: Connection): unknown {
+  if (method !== 'prepare' || result === null || typeof result !== 'object') return result;
+  const sql = (result as { statement?: { query?: unknown } }).statement?.query;
+  if (typeof sql !== 'string') return result;
+  const execute = (params?: unknown[]): Promise<unknown> => {
+    try {
+      return (guarded.execute as (sql: string, values?: unknown[]) => Promise<unknown>).call(guarded, sql, params);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
+  Object.defineProperty(result, 'execute', { value: execute, configurable: true, writable: true });
+  return result;
 }
 
 /** mysql2's `trace` (default on): a statement sent by `sendStatement` carries its caller's stack. */

@@ -130,6 +130,13 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
   /** Optional hook: called with every result of a call through `lease.conn` (MySQL reads server status flags). */
   observeResult?(conn: C, method: string, result: unknown): void;
   /**
+   * Optional: what user code gets from a statement method called through `lease.conn` in promise
+   * form (the driver's result by default), given the guarded connection. An object that can send
+   * statements later on its own (mysql2's prepared statement from `prepare()`) must send them
+   * through `guarded`, or they would run after the lease or its transaction has ended.
+   */
+  guardResult?(conn: C, method: string, result: unknown, guarded: C): unknown;
+  /**
    * Optional: send a statement user code called through `lease.conn` in its promise form (no
    * callback argument) the adapter's own, cheaper way — mysql2's callback API instead of its
    * promise wrapper, which costs a promise and a stack capture at every statement. Returns

@@ -214,8 +214,9 @@ function callMethod<C extends object>(
     return (result as Promise<unknown>).then(
       (value) => {
         inflightEnded(record);
-        owner.adapter.observeResult?.(target, prop as string, value);
-        return value;
+        const adapter = owner.adapter;
+        adapter.observeResult?.(target, prop as string, value);
+        return adapter.guardResult === undefined ? value : adapter.guardResult(target, prop as string, value, proxyRef.proxy as C);
       },
       (err: unknown) => {
         owner.noteError(record, err);
