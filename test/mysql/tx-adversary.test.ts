@@ -154,6 +154,23 @@ describe('issue 17 adversary: MariaDB', () => {
     expect(await ids()).toEqual([]);
   });
 
+  test('multipleStatements: a ROLLBACK inside a multi-statement text in withTx never leaves the withTx resolving with only the later work committed', async () => {
+    const { pool } = pools.make({ max: 1 }, mysqlAdapter({ uri: MYSQL_URL, multipleStatements: true }));
+    const outcome = await within(
+      pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        await conn.query(`DO 0; ROLLBACK; INSERT INTO ${ROWS} (id, v) VALUES (2, 0)`).catch(() => undefined);
+        await insert(conn, 3).catch(() => undefined);
+        return 'done';
+      }),
+      5_000,
+    );
+    expect(outcome).not.toBe('still pending');
+    const rows = await ids();
+    if (outcome !== 'still pending' && outcome.ok) expect(rows).toEqual([1, 2, 3]);
+    else expect(rows).toEqual([]);
+  });
+
   test('a callback passed to a promise connection (mysql2 refuses it synchronously) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
