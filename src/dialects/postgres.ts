@@ -157,10 +157,9 @@ const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
 export function changesSession(sql: string): boolean {
   if (SESSION_ADVISORY_LOCK.test(sql)) return true;
   if (SET_CONFIG.test(sql) && !SET_CONFIG_LOCAL.test(sql)) return true;
-  // A simple-protocol text may hold several statements (`SELECT 1; SET …`): each one's head
-  // counts. Split naively: a `;` inside a literal can only make this answer true, never false.
+  // A simple-protocol text may hold several statements (`SELECT 1; SET …`): each one's head counts.
   if (statementChangesSession(sql)) return true;
-  return sql.includes(';') && sql.split(';').some(statementChangesSession);
+  return sql.includes(';') && splitStatements(sql).some(statementChangesSession);
 }
 
 /** `changesSession` for the head of one statement. */
@@ -208,7 +207,57 @@ export function changesSessionCached(sql: string): boolean {
  */
 export function endsTransactionText(sql: string): boolean {
   if (statementEndsTransaction(sql)) return true;
-  return sql.includes(';') && sql.split(';').some(statementEndsTransaction);
+  return sql.includes(';') && splitStatements(sql).some(statementEndsTransaction);
+}
+
+/**
+ * The statements of a multi-statement text, split at each `;` outside string literals (`'…'`,
+ * `E'…'`), quoted identifiers, dollar quotes and comments (block comments nest in PostgreSQL).
+ */
+export function splitStatements(sql: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql.charAt(i);
+    if (ch === "'" || ch === '"') {
+      // E'…' strings take backslash escapes; a doubled quote is a quote in either form.
+      const escapes = ch === "'" && i > 0 && (sql.charAt(i - 1) === 'E' || sql.charAt(i - 1) === 'e');
+      for (i++; i < sql.length; i++) {
+        const c = sql.charAt(i);
+        if (escapes && c === '\\') i++;
+        else if (c === ch) {
+          if (sql.charAt(i + 1) === ch) i++;
+          else break;
+        }
+      }
+    } else if (ch === '-' && sql.charAt(i + 1) === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+    } else if (ch === '/' && sql.charAt(i + 1) === '*') {
+      let depth = 1;
+      for (i += 2; i < sql.length && depth > 0; i++) {
+        if (sql.startsWith('/*', i)) {
+          depth++;
+          i++;
+        } else if (sql.startsWith('*/', i)) {
+          depth--;
+          i++;
+        }
+      }
+      i--;
+    } else if (ch === '$') {
+      const tag = /^\$[A-Za-z_][A-Za-z0-9_]*\$|^\$\$/.exec(sql.slice(i, i + 64))?.[0];
+      if (tag !== undefined && !(i > 0 && /[A-Za-z0-9_]/.test(sql.charAt(i - 1)))) {
+        const end = sql.indexOf(tag, i + tag.length);
+        i = end < 0 ? sql.length : end + tag.length - 1;
+      }
+    } else if (ch === ';') {
+      parts.push(sql.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(sql.slice(start));
+  return parts;
 }
 
 function statementEndsTransaction(sql: string): boolean {

@@ -88,6 +88,23 @@ describe('issue 17 adversary: PostgreSQL', () => {
     expect(await ids()).toEqual([]);
   });
 
+  test('a literal that reads like a COMMIT or SET after a semicolon is not a statement: it runs inside withTx and does not count as a session change', async () => {
+    const { pool, m } = pools.make({ max: 1 });
+    await admin.query(`CREATE TABLE IF NOT EXISTS ${ROWS}_notes (id int PRIMARY KEY, note text)`);
+    try {
+      await pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        await conn.query(`INSERT INTO ${ROWS}_notes (id, note) VALUES (1, 'start; end'), (2, E'it\\'s; commit'), (3, $$x; rollback$$), (4, 'a; SET b')`);
+      });
+      expect(await ids()).toEqual([1]);
+      expect((await admin.query(`SELECT count(*)::int AS n FROM ${ROWS}_notes`)).rows[0]).toEqual({ n: 4 });
+      // Not taken for a session change: the connection was kept, not closed at release.
+      expect(await m('leasepool_connections_closed_total', { reason: 'reset' })).toBe(0);
+    } finally {
+      await admin.query(`DROP TABLE IF EXISTS ${ROWS}_notes`);
+    }
+  });
+
   test('a callback-form statement the driver refuses synchronously (caught by the body) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
