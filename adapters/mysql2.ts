@@ -22,7 +22,7 @@ import { createConnection as createCoreConnection } from 'mysql2';
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
 
 import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
-import { applyCallerStack, statementEffect, statementInfo, type SessionEffect, type StatementEffect } from './mysql2-statements';
+import { applyCallerStack, controlsTransactionText, statementEffect, statementInfo, type SessionEffect, type StatementEffect } from './mysql2-statements';
 import { ConfigError, ConnectError } from '../src/errors';
 import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
@@ -892,10 +892,8 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
         case 'query':
         case 'execute': {
           const sql = sqlOf(firstArg);
-          if (sql === undefined) return false;
           // START TRANSACTION / BEGIN commit the open transaction first; COMMIT, ROLLBACK end it.
-          const effect = statementInfo(sql, states.get(conn)?.core.config.multipleStatements === true).effect;
-          return effect === 'begin' || effect === 'end';
+          return sql !== undefined && controlsTransactionText(sql, states.get(conn)?.core.config.multipleStatements === true);
         }
         case 'beginTransaction':
         case 'commit':
