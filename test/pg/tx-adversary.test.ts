@@ -105,6 +105,16 @@ describe('issue 17 adversary: PostgreSQL', () => {
     }
   });
 
+  test('a session set_config next to a local one in the same statement does not reach the next borrower (its write must not fail)', async () => {
+    const { pool } = pools.make({ max: 1 });
+    await pool.withLease(async (conn) => {
+      await conn.query(`SELECT set_config('default_transaction_read_only', 'on', false), set_config('application_name', 'adv', true)`);
+    });
+    const outcome = await within(pool.withLease((conn) => insert(conn, 8)), 5_000);
+    expect(outcome).toMatchObject({ ok: true });
+    expect(await ids()).toEqual([8]);
+  });
+
   test('a callback-form statement the driver refuses synchronously (caught by the body) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
