@@ -145,7 +145,32 @@ const LEADING_SPACE_AND_COMMENTS = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/
 /** Session-level advisory locks (the `_xact_` variants end with the transaction). */
 const SESSION_ADVISORY_LOCK = /pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
 const SET_CONFIG = /set_config\s*\(/i;
-const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
+const SET_CONFIG_CALLS = /set_config\s*\(/gi;
+
+/**
+ * True when some `set_config(name, value, is_local)` call in `sql` is not plainly local: its last
+ * argument is anything but `true` (each call is read, not the text as a whole).
+ */
+function setsConfigForSession(sql: string): boolean {
+  for (const match of sql.matchAll(SET_CONFIG_CALLS)) {
+    let depth = 0;
+    let lastArg = (match.index ?? 0) + match[0].length;
+    let end = -1;
+    for (let i = lastArg; i < sql.length && end < 0; i++) {
+      const ch = sql.charAt(i);
+      if (ch === "'" || ch === '"') {
+        const close = sql.indexOf(ch, i + 1);
+        i = close < 0 ? sql.length : close;
+      } else if (ch === '(') depth++;
+      else if (ch === ')') {
+        if (depth === 0) end = i;
+        else depth--;
+      } else if (ch === ',' && depth === 0) lastArg = i + 1;
+    }
+    if (end < 0 || sql.slice(lastArg, end).trim().toLowerCase() !== 'true') return true;
+  }
+  return false;
+}
 
 /**
  * True when a statement may leave session state that outlives the lease and could cost the next
@@ -156,7 +181,7 @@ const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
  */
 export function changesSession(sql: string): boolean {
   if (SESSION_ADVISORY_LOCK.test(sql)) return true;
-  if (SET_CONFIG.test(sql) && !SET_CONFIG_LOCAL.test(sql)) return true;
+  if (SET_CONFIG.test(sql) && setsConfigForSession(sql)) return true;
   // A simple-protocol text may hold several statements (`SELECT 1; SET …`): each one's head counts.
   if (statementChangesSession(sql)) return true;
   return sql.includes(';') && splitStatements(sql).some(statementChangesSession);
