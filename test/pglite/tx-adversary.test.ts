@@ -41,3 +41,22 @@ test('a ROLLBACK sent with exec inside withTx: the withTx never resolves with on
     await pool.close({ timeoutMs: 2_000 });
   }
 });
+
+test('a session SET by one borrower does not reach the next one with default options (its write must not fail)', async () => {
+  const pool = createPool(pgliteAdapter(db), { metrics: false, leakDetectionMs: 0 });
+  try {
+    await db.exec('TRUNCATE adv_rows');
+    await pool.withLease(async (conn) => {
+      await conn.query('SET default_transaction_read_only = on');
+    });
+    const outcome = await pool.withLease((conn) => conn.query('INSERT INTO adv_rows (id) VALUES (9)')).then(
+      () => 'resolved',
+      (err: unknown) => String(err),
+    );
+    expect(outcome).toBe('resolved');
+    expect(await ids()).toEqual([9]);
+  } finally {
+    await pool.close({ timeoutMs: 2_000 });
+    await db.exec('RESET ALL');
+  }
+});
