@@ -171,6 +171,23 @@ describe('issue 17 adversary: MariaDB', () => {
     else expect(rows).toEqual([]);
   });
 
+  test('COMMIT RELEASE typed inside withTx: the withTx never rejects (other than TX_OUTCOME_UNKNOWN) with the work before it committed', async () => {
+    const { pool } = pools.make({ max: 1 });
+    const outcome = await within(
+      pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        await conn.query('COMMIT RELEASE').catch(() => undefined);
+        await insert(conn, 2).catch(() => undefined);
+        return 'done';
+      }),
+      5_000,
+    );
+    expect(outcome).not.toBe('still pending');
+    const rows = await ids();
+    if (outcome !== 'still pending' && outcome.ok) expect(rows).toEqual([1, 2]);
+    else if (outcome !== 'still pending' && code(outcome.error) !== 'TX_OUTCOME_UNKNOWN') expect(rows).toEqual([]);
+  });
+
   test('a callback passed to a promise connection (mysql2 refuses it synchronously) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
