@@ -130,11 +130,19 @@ export function splitStatements(sql: string): string[] {
 export function controlsTransactionText(sql: string, multipleStatements: boolean): boolean {
   const effect = statementInfo(sql, multipleStatements).effect;
   if (effect === 'begin' || effect === 'end') return true;
-  if (effect !== 'unknown' || !multipleStatements || !sql.includes(';')) return false;
-  return splitStatements(sql).some((part) => {
-    const one = classifyStatement(part, false);
-    return one === 'begin' || one === 'end';
-  });
+  if (effect !== 'unknown') return false;
+  if (multipleStatements && sql.includes(';')) return splitStatements(sql).some(controlsOne);
+  return controlsOne(sql);
+}
+
+/** `controlsTransactionText` for one statement. */
+function controlsOne(sql: string): boolean {
+  const effect = classifyStatement(sql, false);
+  if (effect === 'begin' || effect === 'end') return true;
+  if (effect !== 'unknown') return false;
+  // `COMMIT … RELEASE` / `ROLLBACK … RELEASE` end the transaction, then the connection.
+  const start = skipLeading(sql);
+  return start >= 0 && /^(COMMIT|ROLLBACK)\b/i.test(sql.slice(start));
 }
 
 /**
