@@ -115,6 +115,28 @@ describe('issue 17 adversary: PostgreSQL', () => {
     expect(await ids()).toEqual([8]);
   });
 
+  test('a nested withTx / withLease chained on an un-awaited statement and refused (TX_ENDED) rolls the transaction back, as a refused statement does', async () => {
+    const { pool } = pools.make({ max: 1 });
+    for (const nested of ['withTx', 'withLease'] as const) {
+      await admin.query(`TRUNCATE ${ROWS}`);
+      let late: Promise<unknown> | undefined;
+      const outcome = await within(
+        pool.withTx(async (conn) => {
+          late = insert(conn, 1).then(() => (nested === 'withTx' ? pool.withTx((c) => insert(c, 2)) : pool.withLease((c) => insert(c, 2))));
+          late.catch(() => undefined);
+          return 'done';
+        }),
+        5_000,
+      );
+      const lateOutcome = await within(late as Promise<unknown>, 5_000);
+      const rows = await ids();
+      // The body's nested scope was cut off: the transaction must not commit without it.
+      if (lateOutcome !== 'still pending' && !lateOutcome.ok) {
+        expect({ nested, outcome: outcome !== 'still pending' && outcome.ok, rows }).toEqual({ nested, outcome: false, rows: [] });
+      } else expect({ nested, rows }).toEqual({ nested, rows: [1, 2] });
+    }
+  });
+
   test('a callback-form statement the driver refuses synchronously (caught by the body) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
