@@ -28,7 +28,7 @@ import { consoleLogger, type Logger } from './logger';
 import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
 import { RELEASED_CLEAN, reclaimLease, releaseLease, type LeaseOwner } from './release';
-import { runTransaction, txEndedError, type Transaction, type TxFrame, type TxOptions } from './transaction';
+import { refusedScope, runTransaction, txEndedError, type Transaction, type TxFrame, type TxOptions } from './transaction';
 import { now, withTimeout } from './time';
 import { WaitingRoom } from './waiters';
 
@@ -263,7 +263,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
       const record = ambient.lease.record;
       if (record.state !== 'active') return Promise.reject(record.useError());
       const frame = ambient.frame;
-      if (frame !== undefined && frame.root.ended) return Promise.reject(txEndedError(frame as TxFrame<object>, record.id));
+      if (frame !== undefined && frame.root.ended) return Promise.reject(refusedScope(frame as TxFrame<object>, record.id));
       return joinScope(fn, ambient.lease);
     }
     return this.#scope(fn, undefined, options, this.captureAcquireSite(this.withLease), undefined);

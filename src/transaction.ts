@@ -176,6 +176,24 @@ export function txEndedError(frame: TxFrame<object>, leaseId: number): TxEndedEr
   );
 }
 
+/**
+ * The error for a nested scope (withTx, withLease) started inside `frame` after it or a frame it is
+ * nested in has ended: counted as refused work of that frame and of its transaction, as a refused
+ * statement is (see `Pool.scopeEnded`), so that a COMMIT waiting to see late work does not go ahead.
+ */
+export function refusedScope(frame: TxFrame<object>, leaseId: number): TxEndedError {
+  let ended = frame;
+  for (let f: TxFrame<object> | undefined = frame; f !== undefined; f = f.parent) {
+    if (f.ended) {
+      ended = f;
+      break;
+    }
+  }
+  ended.refused++;
+  if (ended.root !== ended) ended.root.refused++;
+  return txEndedError(ended, leaseId);
+}
+
 type TxBody<C extends object, R> = (conn: C, tx: Transaction<C>) => R | PromiseLike<R>;
 
 /**
@@ -201,7 +219,7 @@ export function runTransaction<C extends object, R>(
         if (record.state !== 'active') throw record.useError();
         const frame = ambient.frame;
         if (frame !== undefined) {
-          if (frameEnded(frame)) throw txEndedError(frame, record.id);
+          if (frameEnded(frame)) throw refusedScope(frame as TxFrame<object>, record.id);
           checkNestedOptions(opts.begin, frame.begin);
           return serialized(frame, () => savepoint(pool, lease, frame, fn));
         }
