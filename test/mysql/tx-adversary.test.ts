@@ -188,6 +188,21 @@ describe('issue 17 adversary: MariaDB', () => {
     else if (outcome !== 'still pending' && code(outcome.error) !== 'TX_OUTCOME_UNKNOWN') expect(rows).toEqual([]);
   });
 
+  test('an un-awaited withTx with an isolation level, cut off when its withLease returns, leaves no transaction open on the pooled connection (the next borrower keeps its write)', async () => {
+    const { pool } = pools.make({ max: 1 });
+    let cut: Promise<unknown> | undefined;
+    await pool.withLease(async () => {
+      // Not awaited: BEGIN is two statements here (SET TRANSACTION, START TRANSACTION).
+      cut = pool.withTx((c) => insert(c, 1), { isolation: 'serializable' });
+      cut.catch(() => undefined);
+    });
+    await within(cut as Promise<unknown>, 5_000);
+    // The next borrower's plain INSERT must not run inside a transaction nobody will commit.
+    const next = await within(pool.withLease((conn) => insert(conn, 5)), 5_000);
+    expect(next).toMatchObject({ ok: true });
+    expect(await ids()).toEqual([5]);
+  });
+
   test('a callback passed to a promise connection (mysql2 refuses it synchronously) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
