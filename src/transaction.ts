@@ -243,7 +243,12 @@ async function topLevel<C extends object, R>(pool: Pool<C>, lease: Lease<C>, fn:
     ensureActive(record);
     const startedAt = now();
     try {
-      for (const statement of adapter.sql.begin(opts.begin)) await adapter.exec(raw, statement);
+      for (const statement of adapter.sql.begin(opts.begin)) {
+        // BEGIN may be several statements (MySQL: SET TRANSACTION, START TRANSACTION). One sent
+        // after the lease ended would open a transaction on a connection already back in the pool.
+        ensureActive(record);
+        await adapter.exec(raw, statement);
+      }
     } catch (err) {
       pool.noteError(record, err);
       throw err;
