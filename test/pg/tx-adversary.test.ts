@@ -137,6 +137,69 @@ describe('issue 17 adversary: PostgreSQL', () => {
     }
   });
 
+  test('a statement sent from a callback-API chain after the body threw is refused: it never runs in autocommit after the ROLLBACK', async () => {
+    const { pool } = pools.make({ max: 1 });
+    const query = (conn: Client, sql: string, values: unknown[], cb: (err: unknown) => void): void =>
+      (conn.query as unknown as (text: string, values: unknown[], cb: (err: unknown) => void) => void)(sql, values, cb);
+    let late: unknown = 'not sent';
+    const lateDone = new Promise<void>((resolve) => {
+      const outcome = pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        query(conn, 'SELECT pg_sleep(0.05)', [], () => {
+          try {
+            query(conn, `INSERT INTO ${ROWS} (id) VALUES ($1)`, [2], (err) => {
+              late = err ?? 'ran';
+              resolve();
+            });
+          } catch (err) {
+            late = err;
+            resolve();
+          }
+        });
+        throw new Error('body failed');
+      });
+      outcome.catch(() => undefined);
+    });
+    await within(lateDone, 5_000);
+    expect(late).not.toBe('ran');
+    expect(await ids()).toEqual([]);
+  });
+
+  test('a statement sent from a callback-API chain of a nested withTx that threw is refused: it never commits with the outer transaction', async () => {
+    const { pool } = pools.make({ max: 1 });
+    const query = (conn: Client, sql: string, values: unknown[], cb: (err: unknown) => void): void =>
+      (conn.query as unknown as (text: string, values: unknown[], cb: (err: unknown) => void) => void)(sql, values, cb);
+    let late: unknown = 'not sent';
+    const outcome = await within(
+      pool.withTx(async (conn) => {
+        await insert(conn, 1);
+        const lateDone = new Promise<void>((resolve) => {
+          const nested = pool.withTx(async (c) => {
+            query(c, 'SELECT pg_sleep(0.05)', [], () => {
+              try {
+                query(c, `INSERT INTO ${ROWS} (id) VALUES ($1)`, [2], (err) => {
+                  late = err ?? 'ran';
+                  resolve();
+                });
+              } catch (err) {
+                late = err;
+                resolve();
+              }
+            });
+            throw new Error('nested failed');
+          });
+          nested.catch(() => undefined);
+        });
+        await lateDone;
+        return 'done';
+      }),
+      5_000,
+    );
+    // The nested withTx failed: its statement must not have run, whatever the outer did.
+    expect(late).not.toBe('ran');
+    expect(await ids()).toEqual(outcome !== 'still pending' && outcome.ok ? [1] : []);
+  });
+
   test('a callback-form statement the driver refuses synchronously (caught by the body) does not make withTx hang', async () => {
     const { pool } = pools.make({ max: 1 });
     const outcome = await within(
