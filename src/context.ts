@@ -59,3 +59,18 @@ export function leaveScope(previous: Ambient | undefined): void {
   storage.enterWith(previous as Ambient);
 }
 
+
+/** The scope chain current now, for a callback a driver will call later (see `runInScope`). */
+export function currentScope(): Ambient | undefined {
+  return storage.getStore();
+}
+
+/**
+ * Call `fn(...args)` in the scope chain `scope`. A driver's callback runs in the async context of
+ * its socket, not in the scope that sent the statement: a statement the callback sends must still
+ * be seen as coming from that scope (refused once its transaction has ended).
+ */
+export function runInScope<R>(scope: Ambient | undefined, fn: (...args: unknown[]) => R, args: unknown[]): R {
+  if (storage.getStore() === scope) return fn(...args);
+  return storage.run(scope as Ambient, fn, ...args);
+}

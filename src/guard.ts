@@ -5,6 +5,7 @@
  */
 import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { CallerStack } from './adapter';
+import { currentScope, runInScope } from './context';
 import type { Lease, LeaseRecord } from './lease';
 
 /** What a method of the raw connection is to the guard: a lease operation, or a statement to track. */
@@ -257,13 +258,16 @@ function sendThroughAdapter<C extends object>(
  */
 function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, method: string, callback: AnyFn): TrackedCallback {
   record.inflight++;
+  // The callback runs in the scope that sent the statement (the driver calls it from its socket's
+  // context): what it sends is then refused once that scope's transaction has ended.
+  const scope = currentScope();
   const tracked: TrackedCallback = (err: unknown, ...rest: unknown[]) => {
     // A driver that calls back twice must not end the statement twice.
     if (!tracked.ended) {
       tracked.ended = true;
       statementEnded(record, target, method, err, err ? undefined : rest[0]);
     }
-    return callback(err, ...rest);
+    return runInScope(scope, callback, [err, ...rest]);
   };
   tracked.ended = false;
   return tracked;
