@@ -89,6 +89,63 @@ function hasSecondStatement(body: string): boolean {
 }
 
 /**
+ * The statements of a multi-statement text: split at each `;` outside quotes, identifiers and
+ * comments (as `hasSecondStatement` reads them). An executable comment (`/*!`, `/*M!`) is kept
+ * inside the statement it is in.
+ */
+export function splitStatements(sql: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  let quote: string | undefined;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql.charAt(i);
+    if (quote !== undefined) {
+      if (ch === '\\' && quote !== '`') i++;
+      else if (ch === quote) quote = undefined;
+      continue;
+    }
+    if (ch === "'" || ch === '"' || ch === '`') quote = ch;
+    else if (sql.startsWith('/*', i)) {
+      const end = sql.indexOf('*/', i + 2);
+      if (end < 0) break;
+      i = end + 1;
+    } else if (ch === '#' || (sql.startsWith('--', i) && /\s/.test(sql.charAt(i + 2) || ' '))) {
+      const end = sql.indexOf('\n', i);
+      if (end < 0) break;
+      i = end;
+    } else if (ch === ';') {
+      parts.push(sql.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(sql.slice(start));
+  return parts;
+}
+
+/**
+ * True when a statement text would end or restart the open transaction (`START TRANSACTION`,
+ * `BEGIN`, `COMMIT`, `ROLLBACK`, not `ROLLBACK TO SAVEPOINT`), in any statement of a
+ * multi-statement text when the connection accepts those.
+ */
+export function controlsTransactionText(sql: string, multipleStatements: boolean): boolean {
+  const effect = statementInfo(sql, multipleStatements).effect;
+  if (effect === 'begin' || effect === 'end') return true;
+  if (effect !== 'unknown') return false;
+  if (multipleStatements && sql.includes(';')) return splitStatements(sql).some(controlsOne);
+  return controlsOne(sql);
+}
+
+/** `controlsTransactionText` for one statement. */
+function controlsOne(sql: string): boolean {
+  const effect = classifyStatement(sql, false);
+  if (effect === 'begin' || effect === 'end') return true;
+  if (effect !== 'unknown') return false;
+  // `COMMIT … RELEASE` / `ROLLBACK … RELEASE` end the transaction, then the connection.
+  const start = skipLeading(sql);
+  return start >= 0 && /^(COMMIT|ROLLBACK)\b/i.test(sql.slice(start));
+}
+
+/**
  * What a SQL text does to the transaction state. `multipleStatements` says whether the connection
  * accepts several statements in one string (mysql2 option of that name).
  */

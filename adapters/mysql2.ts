@@ -22,7 +22,7 @@ import { createConnection as createCoreConnection } from 'mysql2';
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
 
 import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, TxDialect, TxStatus } from '../src/adapter';
-import { applyCallerStack, statementEffect, statementInfo, type SessionEffect, type StatementEffect } from './mysql2-statements';
+import { applyCallerStack, controlsTransactionText, statementEffect, statementInfo, type SessionEffect, type StatementEffect } from './mysql2-statements';
 import { ConfigError, ConnectError } from '../src/errors';
 import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
@@ -887,6 +887,25 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       });
     },
 
+    controlsTransaction(conn: Connection, method: string, firstArg: unknown): boolean {
+      switch (method) {
+        case 'query':
+        case 'execute': {
+          const sql = sqlOf(firstArg);
+          // START TRANSACTION / BEGIN commit the open transaction first; COMMIT, ROLLBACK end it.
+          return sql !== undefined && controlsTransactionText(sql, states.get(conn)?.core.config.multipleStatements === true);
+        }
+        case 'beginTransaction':
+        case 'commit':
+        case 'rollback':
+        case 'reset': // COM_RESET_CONNECTION rolls the transaction back
+        case 'changeUser':
+          return true;
+        default:
+          return false;
+      }
+    },
+
     sessionChanged(conn: Connection): boolean {
       return (conn as SessionMark)[SESSION_CHANGED] === true;
     },
@@ -927,6 +946,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
 
     observeStatement: observe,
     observeResult: observeOutcome,
+    guardResult: guardPrepared,
     sendStatement,
     traceStatement,
   };
@@ -966,6 +986,28 @@ function sendStatement(
     if (values !== undefined) core[method](sql, values, done);
     else core[method](sql, done);
   });
+}
+
+/**
+ * A prepared statement from `lease.conn.prepare()` runs on the driver's connection directly, out of
+ * the guard's sight: kept past its lease (or run after its transaction was lost) it would run in
+ * autocommit, or in another borrower's transaction. Its `execute` goes through `lease.conn` instead
+ * (mysql2 finds the statement it prepared in its cache by text), so it is tracked and refused like
+ * any other statement.
+ */
+function guardPrepared(_conn: Connection, method: string, result: unknown, guarded: Connection): unknown {
+  if (method !== 'prepare' || result === null || typeof result !== 'object') return result;
+  const sql = (result as { statement?: { query?: unknown } }).statement?.query;
+  if (typeof sql !== 'string') return result;
+  const execute = (params?: unknown[]): Promise<unknown> => {
+    try {
+      return (guarded.execute as (sql: string, values?: unknown[]) => Promise<unknown>).call(guarded, sql, params);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  };
+  Object.defineProperty(result, 'execute', { value: execute, configurable: true, writable: true });
+  return result;
 }
 
 /** mysql2's `trace` (default on): a statement sent by `sendStatement` carries its caller's stack. */

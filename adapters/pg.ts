@@ -23,6 +23,7 @@ import {
   changesSessionCached,
   checkNonNegativeInt,
   commitRolledBack,
+  endsTransactionTextCached,
   errorMessage,
   isFatalServerError,
   isRetryableServerError,
@@ -167,6 +168,12 @@ function textOf(firstArg: unknown): string | undefined {
 function observeStatement(client: Client, _method: string, firstArg: unknown): void {
   const text = textOf(firstArg);
   if (text !== undefined && changesSessionCached(text)) (client as unknown as SessionMark)[SESSION_CHANGED] = true;
+}
+
+/** The guard's check inside withTx: a hand-typed COMMIT / ROLLBACK would end withTx's transaction. */
+function controlsTransaction(_client: Client, _method: string, firstArg: unknown): boolean {
+  const text = textOf(firstArg);
+  return text !== undefined && endsTransactionTextCached(text);
 }
 
 /** What pg-pool calls `client.release(err)`: a truthy first argument destroys the connection. */
@@ -430,6 +437,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
       if (parsed?.parsedStatements !== undefined) parsed.parsedStatements = {};
     },
     commitRolledBack,
+    controlsTransaction,
     observeStatement,
     sessionChanged(client: Client): boolean {
       return (client as unknown as SessionMark)[SESSION_CHANGED] === true;

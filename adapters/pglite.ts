@@ -21,7 +21,7 @@ import type { Adapter, ConnectionEvents, TxStatus } from '../src/adapter';
 import { ConfigError, ConnectError } from '../src/errors';
 import { redactError } from '../src/redact';
 import { raceAbort } from '../src/time';
-import { errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
+import { changesSessionCached, endsTransactionTextCached, errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
 
 /**
  * Options for a PGlite instance the adapter creates itself: PGlite's own options (`dataDir` is the
@@ -281,11 +281,34 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PgliteInstance): A
     },
     isFatal,
     isRetryable: isRetryableServerError,
+    controlsTransaction(_conn: PgliteConnection, _method: string, firstArg: unknown): boolean {
+      return typeof firstArg === 'string' && endsTransactionTextCached(firstArg);
+    },
     async reset(conn: PgliteConnection): Promise<void> {
       await conn.exec('DISCARD ALL');
+      (conn as unknown as SessionMark)[SESSION_CHANGED] = false;
+    },
+    observeStatement,
+    sessionChanged(conn: PgliteConnection): boolean {
+      return (conn as unknown as SessionMark)[SESSION_CHANGED] === true;
     },
     statementMethods: ['query', 'exec'],
   };
+}
+
+/** Set on a handle whose session a statement sent through a lease changed (see `changesSession`). */
+const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
+interface SessionMark {
+  [SESSION_CHANGED]?: boolean;
+}
+
+/**
+ * The guard's statement hook: mark the session changed when the text says so. PGlite is one
+ * session that no new connection replaces, so at release such a handle is reset (`DISCARD ALL`)
+ * before it is closed: the next borrower never inherits the change, with default options too.
+ */
+function observeStatement(conn: PgliteConnection, _method: string, firstArg: unknown): void {
+  if (typeof firstArg === 'string' && changesSessionCached(firstArg)) (conn as unknown as SessionMark)[SESSION_CHANGED] = true;
 }
 
 /** True when `err` means the PGlite instance (or this handle) is unusable. */

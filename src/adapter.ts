@@ -85,6 +85,14 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
    */
   endsTransaction?(err: unknown): boolean;
   /**
+   * True when the statement the user sends through `lease.conn` (`method` with first argument
+   * `firstArg`) would end or restart the transaction withTx opened: a hand-typed `COMMIT` or
+   * `ROLLBACK`, mysql2's `commit()` / `rollback()` / `beginTransaction()` (MySQL's START
+   * TRANSACTION commits the open one). Inside withTx the guard refuses it, and the transaction can
+   * no longer commit: only withTx ends its transaction, so it stays all or nothing.
+   */
+  controlsTransaction?(conn: C, method: string, firstArg: unknown): boolean;
+  /**
    * True when the reply to COMMIT (what `exec` resolved to) says the transaction was rolled back
    * instead (PostgreSQL answers COMMIT in an aborted transaction with the command tag ROLLBACK).
    */
@@ -122,6 +130,13 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
   queryFunction?(conn: C): Q;
   /** Optional hook: called with every result of a call through `lease.conn` (MySQL reads server status flags). */
   observeResult?(conn: C, method: string, result: unknown): void;
+  /**
+   * Optional: what user code gets from a statement method called through `lease.conn` in promise
+   * form (the driver's result by default), given the guarded connection. An object that can send
+   * statements later on its own (mysql2's prepared statement from `prepare()`) must send them
+   * through `guarded`, or they would run after the lease or its transaction has ended.
+   */
+  guardResult?(conn: C, method: string, result: unknown, guarded: C): unknown;
   /**
    * Optional: send a statement user code called through `lease.conn` in its promise form (no
    * callback argument) the adapter's own, cheaper way — mysql2's callback API instead of its

@@ -3,9 +3,10 @@
  * holds, per pool. Pool calls made inside a scope join it instead of taking a second connection.
  * One AsyncLocalStorage for all pools; each scope pushes a small immutable link.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import type { AsyncLocalStorage } from 'node:async_hooks';
+import { ambientStorage } from './ambient-storage';
 import type { Lease } from './lease';
-import { frameEnded, txEndedError, type TxFrame } from './tx-frame';
+import { frameEnded, refusedScope, type TxFrame } from './tx-frame';
 
 export interface Ambient<C extends object = object> {
   readonly pool: object;
@@ -15,7 +16,7 @@ export interface Ambient<C extends object = object> {
   readonly parent: Ambient | undefined;
 }
 
-const storage = new AsyncLocalStorage<Ambient>();
+const storage = ambientStorage as AsyncLocalStorage<Ambient>;
 
 /**
  * The innermost scope of `pool` in the current call chain, whatever the state of its lease. A
@@ -66,10 +67,7 @@ export function leaveScope(previous: Ambient | undefined): void {
  */
 export function endedScopeError(record: { readonly id: number }): Error | undefined {
   const frame = endedFrameOf(record);
-  if (frame === undefined) return undefined;
-  frame.refused++;
-  if (frame.root !== frame) frame.root.refused++;
-  return txEndedError(frame, record.id);
+  return frame === undefined ? undefined : refusedScope(frame, record.id);
 }
 
 /**
@@ -81,7 +79,8 @@ export function joinRefusal(ambient: Ambient): Error | undefined {
   const record = ambient.lease.record;
   if (record.state !== 'active') return record.useError();
   const frame = ambient.frame;
-  if (frame !== undefined && frameEnded(frame)) return txEndedError(frame, record.id);
+  // Refused work of an ended transaction: counted, so that its COMMIT does not go ahead without it.
+  if (frame !== undefined && frameEnded(frame)) return refusedScope(frame, record.id);
   return undefined;
 }
 
@@ -89,4 +88,5 @@ export function joinRefusal(ambient: Ambient): Error | undefined {
 export function abandonedScope(pool: { readonly adapter: { connect(...args: never[]): Promise<object> } }): Error | undefined {
   const ambient = findAmbient(pool);
   return ambient !== undefined && ambient.lease.state === 'revoked' ? ambient.lease.record.useError() : undefined;
+
 }

@@ -6,6 +6,7 @@
 import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { Adapter, CallerStack } from './adapter';
 import type { GuardConfig, LeaseRecord, MethodKind } from './lease-record';
+import { currentScope, runInScope } from './ambient-storage';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const noop: AnyFn = () => undefined;
@@ -103,11 +104,21 @@ function wrapMethod<C extends object>(
   return function guarded(this: unknown, ...args: unknown[]): unknown {
     if (record.state !== 'active' || record.txLost !== undefined || record.checkScopes) refuseStatement(record);
     const adapter = record.owner.adapter;
+    if (record.txDepth > 0 && adapter.controlsTransaction?.(target, prop as string, args[0]) === true) refuseTxControl(record);
     adapter.observeStatement?.(target, prop as string, args[0]);
     const last = args.length - 1;
     if (last >= 0 && typeof args[last] === 'function') {
       // Callback form: track the statement until the callback runs.
-      args[last] = trackCallback(record, target, prop as string, args[last] as AnyFn);
+      const tracked = trackCallback(record, target, prop as string, args[last] as AnyFn);
+      args[last] = tracked;
+      try {
+        return callMethod(record, target, prop, method, args, true, proxyRef);
+      } catch (err) {
+        // Refused by the driver before it was sent (mysql2's promise API takes no callback, pg a
+        // missing text): its callback will never run, so it is not in flight.
+        untrack(record, tracked);
+        throw err;
+      }
     } else if (adapter.sendStatement !== undefined) {
       let callerStack: CallerStack | undefined;
       if (adapter.traceStatement?.(target, prop as string) === true) {
@@ -137,6 +148,19 @@ function refuseStatement<C extends object>(record: LeaseRecord<C>): void {
       { cause: record.txLost },
     );
   }
+}
+
+/**
+ * A statement that would end or restart the transaction withTx opened (a hand-typed COMMIT or
+ * ROLLBACK): the work before it would commit or vanish on its own and the work after it would run
+ * in autocommit. Refused, and the transaction can no longer commit: the withTx rejects.
+ */
+function refuseTxControl<C extends object>(record: LeaseRecord<C>): never {
+  const error = new TxAbortedError(
+    `A statement that ends or restarts the transaction (COMMIT, ROLLBACK, BEGIN …) was sent through lease #${record.id} inside withTx and refused: withTx ends its transaction itself; this one will be rolled back (throw from the body to roll back)`,
+  );
+  record.txLost ??= error;
+  throw error;
 }
 
 function describe(err: unknown): string {
@@ -178,8 +202,9 @@ function callMethod<C extends object>(
     return (result as Promise<unknown>).then(
       (value) => {
         inflightEnded(record);
-        owner.adapter.observeResult?.(target, prop as string, value);
-        return value;
+        const adapter = owner.adapter;
+        adapter.observeResult?.(target, prop as string, value);
+        return adapter.guardResult === undefined ? value : adapter.guardResult(target, prop as string, value, proxyRef.proxy as C);
       },
       (err: unknown) => {
         owner.noteError(record, err);
@@ -218,12 +243,31 @@ function sendThroughAdapter<C extends object>(
  * and mysql2's callbacks have it). The caller has already told the adapter about the statement
  * (`observeStatement`).
  */
-function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, method: string, callback: AnyFn): AnyFn {
+function trackCallback<C extends object>(record: LeaseRecord<C>, target: C, method: string, callback: AnyFn): TrackedCallback {
   record.inflight++;
-  return (err: unknown, ...rest: unknown[]) => {
-    statementEnded(record, target, method, err, err ? undefined : rest[0]);
-    return callback(err, ...rest);
+  // The callback runs in the scope that sent the statement (the driver calls it from its socket's
+  // context): what it sends is then refused once that scope's transaction has ended.
+  const scope = currentScope();
+  const tracked: TrackedCallback = (err: unknown, ...rest: unknown[]) => {
+    // A driver that calls back twice must not end the statement twice.
+    if (!tracked.ended) {
+      tracked.ended = true;
+      statementEnded(record, target, method, err, err ? undefined : rest[0]);
+    }
+    return runInScope(scope, callback, [err, ...rest]);
   };
+  tracked.ended = false;
+  return tracked;
+}
+
+/** A callback-form statement's callback as the guard tracks it: `ended` once it has run. */
+type TrackedCallback = AnyFn & { ended?: boolean };
+
+/** The callback-form statement was never sent (the driver threw): take it out of flight. */
+function untrack<C extends object>(record: LeaseRecord<C>, tracked: TrackedCallback): void {
+  if (tracked.ended) return;
+  tracked.ended = true;
+  inflightEnded(record);
 }
 
 /**

@@ -28,6 +28,7 @@ export interface TxHost<C extends object> {
   noteError(record: LeaseRecord<C>, err: unknown): void;
 }
 
+
 type TxBody<C extends object, R> = (conn: C, tx: Transaction<C>) => R | PromiseLike<R>;
 
 /**
@@ -76,7 +77,12 @@ async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, f
     ensureActive(record);
     const startedAt = now();
     try {
-      for (const statement of adapter.sql.begin(opts.begin)) await adapter.exec(raw, statement);
+      for (const statement of adapter.sql.begin(opts.begin)) {
+        // BEGIN may be several statements (MySQL: SET TRANSACTION, START TRANSACTION). One sent
+        // after the lease ended would open a transaction on a connection already back in the pool.
+        ensureActive(record);
+        await adapter.exec(raw, statement);
+      }
     } catch (err) {
       pool.noteError(record, err);
       throw err;

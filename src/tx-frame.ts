@@ -82,3 +82,21 @@ export function noteStatementError<C extends object>(adapter: Adapter<C>, record
   } else if (record.txDepth > 0 && adapter.endsTransaction?.(err) === true) record.txLost ??= err;
   if (record.draining > 0) record.drainError ??= err;
 }
+
+/**
+ * The error for a nested scope (withTx, withLease) started inside `frame` after it or a frame it is
+ * nested in has ended: counted as refused work of that frame and of its transaction, as a refused
+ * statement is (see `Pool.scopeEnded`), so that a COMMIT waiting to see late work does not go ahead.
+ */
+export function refusedScope(frame: TxFrame<object>, leaseId: number): TxEndedError {
+  let ended = frame;
+  for (let f: TxFrame<object> | undefined = frame; f !== undefined; f = f.parent) {
+    if (f.ended) {
+      ended = f;
+      break;
+    }
+  }
+  ended.refused++;
+  if (ended.root !== ended) ended.root.refused++;
+  return txEndedError(ended, leaseId);
+}

@@ -145,7 +145,32 @@ const LEADING_SPACE_AND_COMMENTS = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/
 /** Session-level advisory locks (the `_xact_` variants end with the transaction). */
 const SESSION_ADVISORY_LOCK = /pg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
 const SET_CONFIG = /set_config\s*\(/i;
-const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
+const SET_CONFIG_CALLS = /set_config\s*\(/gi;
+
+/**
+ * True when some `set_config(name, value, is_local)` call in `sql` is not plainly local: its last
+ * argument is anything but `true` (each call is read, not the text as a whole).
+ */
+function setsConfigForSession(sql: string): boolean {
+  for (const match of sql.matchAll(SET_CONFIG_CALLS)) {
+    let depth = 0;
+    let lastArg = (match.index ?? 0) + match[0].length;
+    let end = -1;
+    for (let i = lastArg; i < sql.length && end < 0; i++) {
+      const ch = sql.charAt(i);
+      if (ch === "'" || ch === '"') {
+        const close = sql.indexOf(ch, i + 1);
+        i = close < 0 ? sql.length : close;
+      } else if (ch === '(') depth++;
+      else if (ch === ')') {
+        if (depth === 0) end = i;
+        else depth--;
+      } else if (ch === ',' && depth === 0) lastArg = i + 1;
+    }
+    if (end < 0 || sql.slice(lastArg, end).trim().toLowerCase() !== 'true') return true;
+  }
+  return false;
+}
 
 /**
  * True when a statement may leave session state that outlives the lease and could cost the next
@@ -156,7 +181,14 @@ const SET_CONFIG_LOCAL = /,\s*true\s*\)/i;
  */
 export function changesSession(sql: string): boolean {
   if (SESSION_ADVISORY_LOCK.test(sql)) return true;
-  if (SET_CONFIG.test(sql) && !SET_CONFIG_LOCAL.test(sql)) return true;
+  if (SET_CONFIG.test(sql) && setsConfigForSession(sql)) return true;
+  // A simple-protocol text may hold several statements (`SELECT 1; SET …`): each one's head counts.
+  if (statementChangesSession(sql)) return true;
+  return sql.includes(';') && splitStatements(sql).some(statementChangesSession);
+}
+
+/** `changesSession` for the head of one statement. */
+function statementChangesSession(sql: string): boolean {
   const start = LEADING_SPACE_AND_COMMENTS.exec(sql)?.[0].length ?? 0;
   const head = sql.slice(start, start + 64).toUpperCase();
   const word = /^[A-Z_]+/.exec(head)?.[0];
@@ -191,4 +223,96 @@ export function changesSessionCached(sql: string): boolean {
     sessionCache.set(sql, changes);
   }
   return changes;
+}
+
+/**
+ * True when a statement text ends the open transaction: `COMMIT`, `END`, `ABORT`, `ROLLBACK` (not
+ * `ROLLBACK TO` a savepoint), `PREPARE TRANSACTION`, in any statement of a multi-statement text.
+ * (`BEGIN` inside a transaction is only a warning in PostgreSQL.)
+ */
+export function endsTransactionText(sql: string): boolean {
+  if (statementEndsTransaction(sql)) return true;
+  return sql.includes(';') && splitStatements(sql).some(statementEndsTransaction);
+}
+
+/**
+ * The statements of a multi-statement text, split at each `;` outside string literals (`'…'`,
+ * `E'…'`), quoted identifiers, dollar quotes and comments (block comments nest in PostgreSQL).
+ */
+export function splitStatements(sql: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql.charAt(i);
+    if (ch === "'" || ch === '"') {
+      // E'…' strings take backslash escapes; a doubled quote is a quote in either form.
+      const escapes = ch === "'" && i > 0 && (sql.charAt(i - 1) === 'E' || sql.charAt(i - 1) === 'e');
+      for (i++; i < sql.length; i++) {
+        const c = sql.charAt(i);
+        if (escapes && c === '\\') i++;
+        else if (c === ch) {
+          if (sql.charAt(i + 1) === ch) i++;
+          else break;
+        }
+      }
+    } else if (ch === '-' && sql.charAt(i + 1) === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+    } else if (ch === '/' && sql.charAt(i + 1) === '*') {
+      let depth = 1;
+      for (i += 2; i < sql.length && depth > 0; i++) {
+        if (sql.startsWith('/*', i)) {
+          depth++;
+          i++;
+        } else if (sql.startsWith('*/', i)) {
+          depth--;
+          i++;
+        }
+      }
+      i--;
+    } else if (ch === '$') {
+      const tag = /^\$[A-Za-z_][A-Za-z0-9_]*\$|^\$\$/.exec(sql.slice(i, i + 64))?.[0];
+      if (tag !== undefined && !(i > 0 && /[A-Za-z0-9_]/.test(sql.charAt(i - 1)))) {
+        const end = sql.indexOf(tag, i + tag.length);
+        i = end < 0 ? sql.length : end + tag.length - 1;
+      }
+    } else if (ch === ';') {
+      parts.push(sql.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(sql.slice(start));
+  return parts;
+}
+
+function statementEndsTransaction(sql: string): boolean {
+  const start = LEADING_SPACE_AND_COMMENTS.exec(sql)?.[0].length ?? 0;
+  const head = sql.slice(start, start + 64).toUpperCase();
+  const word = /^[A-Z_]+/.exec(head)?.[0];
+  switch (word) {
+    case 'COMMIT':
+    case 'END':
+    case 'ABORT':
+      return true;
+    case 'ROLLBACK':
+      return !/^ROLLBACK\s+((WORK|TRANSACTION)\s+)?TO\b/.test(head);
+    case 'PREPARE':
+      return /^PREPARE\s+TRANSACTION\b/.test(head);
+    default:
+      return false;
+  }
+}
+
+const endsCache = new Map<string, boolean>();
+
+/** `endsTransactionText`, remembered by text (see `changesSessionCached`). */
+export function endsTransactionTextCached(sql: string): boolean {
+  if (sql.length > SESSION_CACHE_TEXT_LENGTH) return endsTransactionText(sql);
+  let ends = endsCache.get(sql);
+  if (ends === undefined) {
+    ends = endsTransactionText(sql);
+    if (endsCache.size >= SESSION_CACHE_ENTRIES) endsCache.clear();
+    endsCache.set(sql, ends);
+  }
+  return ends;
 }
