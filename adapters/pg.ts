@@ -19,6 +19,7 @@ import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/ad
 import { ConfigError, ConnectError } from '../src/errors';
 import { unknownOption } from '../src/options';
 import { redact, redactError } from '../src/redact';
+import { markSessionChanged, sessionMarked } from '../src/session-mark';
 import {
   changesSessionCached,
   checkNonNegativeInt,
@@ -148,12 +149,6 @@ interface ConnState {
   hookError?: unknown;
 }
 
-/** Set on a client whose session a statement sent through a lease changed (see `changesSession`). */
-const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
-interface SessionMark {
-  [SESSION_CHANGED]?: boolean;
-}
-
 /** The SQL text of a `query` first argument: a string or a `{ text }` config. */
 function textOf(firstArg: unknown): string | undefined {
   if (typeof firstArg === 'string') return firstArg;
@@ -167,7 +162,7 @@ function textOf(firstArg: unknown): string | undefined {
 /** The guard's statement hook: mark the session changed when the text says so. */
 function observeStatement(client: Client, _method: string, firstArg: unknown): void {
   const text = textOf(firstArg);
-  if (text !== undefined && changesSessionCached(text)) (client as unknown as SessionMark)[SESSION_CHANGED] = true;
+  if (text !== undefined && changesSessionCached(text)) markSessionChanged(client, true);
 }
 
 /** The guard's check inside withTx: a hand-typed COMMIT / ROLLBACK would end withTx's transaction. */
@@ -366,7 +361,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
       };
       const opened = (): void => {
         state.phase = 'open';
-        (client as unknown as SessionMark)[SESSION_CHANGED] = false;
+        markSessionChanged(client, false);
         if (allowExitOnIdle) setRef(client, false); // idle until leased
         resolve(client);
       };
@@ -431,7 +426,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     },
     async reset(client: Client): Promise<void> {
       await client.query('DISCARD ALL');
-      (client as unknown as SessionMark)[SESSION_CHANGED] = false;
+      markSessionChanged(client, false);
       // DISCARD ALL deallocated the server's prepared statements: pg must prepare named ones again.
       const parsed = (client as unknown as { connection?: { parsedStatements?: Record<string, unknown> } }).connection;
       if (parsed?.parsedStatements !== undefined) parsed.parsedStatements = {};
@@ -440,7 +435,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     controlsTransaction,
     observeStatement,
     sessionChanged(client: Client): boolean {
-      return (client as unknown as SessionMark)[SESSION_CHANGED] === true;
+      return sessionMarked(client);
     },
     sendStatement,
     statementMethods: ['query'],

@@ -22,6 +22,7 @@ import { ConfigError, ConnectError } from '../src/errors';
 import { redactError } from '../src/redact';
 import { raceAbort } from '../src/time';
 import { changesSessionCached, endsTransactionTextCached, errorMessage, isFatalServerError, isRetryableServerError, postgresDialect, sameRealmError } from '../src/dialects/postgres';
+import { markSessionChanged, sessionMarked } from '../src/session-mark';
 
 /**
  * Options for a PGlite instance the adapter creates itself: PGlite's own options (`dataDir` is the
@@ -286,20 +287,14 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PgliteInstance): A
     },
     async reset(conn: PgliteConnection): Promise<void> {
       await conn.exec('DISCARD ALL');
-      (conn as unknown as SessionMark)[SESSION_CHANGED] = false;
+      markSessionChanged(conn, false);
     },
     observeStatement,
     sessionChanged(conn: PgliteConnection): boolean {
-      return (conn as unknown as SessionMark)[SESSION_CHANGED] === true;
+      return sessionMarked(conn);
     },
     statementMethods: ['query', 'exec'],
   };
-}
-
-/** Set on a handle whose session a statement sent through a lease changed (see `changesSession`). */
-const SESSION_CHANGED = Symbol('leasepool.sessionChanged');
-interface SessionMark {
-  [SESSION_CHANGED]?: boolean;
 }
 
 /**
@@ -308,7 +303,7 @@ interface SessionMark {
  * before it is closed: the next borrower never inherits the change, with default options too.
  */
 function observeStatement(conn: PgliteConnection, _method: string, firstArg: unknown): void {
-  if (typeof firstArg === 'string' && changesSessionCached(firstArg)) (conn as unknown as SessionMark)[SESSION_CHANGED] = true;
+  if (typeof firstArg === 'string' && changesSessionCached(firstArg)) markSessionChanged(conn, true);
 }
 
 /** True when `err` means the PGlite instance (or this handle) is unusable. */

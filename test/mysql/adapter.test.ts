@@ -10,7 +10,7 @@ import { createConnection } from 'mysql2/promise';
 import type { Connection } from 'mysql2/promise';
 
 import { mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
-import { classifyStatement, statementEffect } from '../../adapters/mysql2-statements';
+import { classifyStatement, statementEffect } from '../../adapters/mysql2/statements';
 import type { MysqlAdapter } from '../../adapters/mysql2';
 import type { ConnectionEvents } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';

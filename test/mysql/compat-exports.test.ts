@@ -13,7 +13,7 @@ import * as mysql2 from 'mysql2/promise';
 
 import * as facade from '../../adapters/mysql2';
 import facadeDefault from '../../adapters/mysql2';
-import { createPool } from '../../adapters/mysql2-pool';
+import { createPool } from '../../adapters/mysql2/pool';
 
 const ROOT = path.join(__dirname, '..', '..');
 

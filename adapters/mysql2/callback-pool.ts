@@ -15,9 +15,9 @@ import { EventEmitter } from 'node:events';
 import * as coreDriver from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 
-import { statementEnded } from '../src/guard';
-import type { CallSite, Lease } from '../src/lease';
-import type { PoolStats } from '../src/pool';
+import { statementEnded } from '../../src/guard';
+import type { CallSite, Lease } from '../../src/lease';
+import type { PoolStats } from '../../src/pool';
 
 /** What the promise pool lends the callback pool (private to the two files). */
 export interface CallbackPoolPort {

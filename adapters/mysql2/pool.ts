@@ -23,19 +23,19 @@ import type { Connection as CoreConnection, ExecuteValues, FieldPacket, Pool as 
 import { PoolConnection as PromisePoolConnectionClass } from 'mysql2/promise';
 import type { Connection as PromiseConnection, PoolConnection, PoolOptions as Mysql2PoolOptions } from 'mysql2/promise';
 
-import { CallbackPool, warnEndDeprecated } from './mysql2-callback-pool';
+import { CallbackPool, warnEndDeprecated } from './callback-pool';
 
-import { findAmbient } from '../src/context';
-import { statementEnded } from '../src/guard';
-import { ConfigError, ConnectError, PoolClosedError, PoolQueueFullError } from '../src/errors';
-import type { Adapter } from '../src/adapter';
-import type { CallSite, Lease } from '../src/lease';
-import type { Logger } from '../src/logger';
-import type { MetricsOptions } from '../src/metrics';
-import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../src/pool';
-import { runTransaction, type Transaction, type TxOptions } from '../src/transaction';
-import { mysqlAdapter, type MysqlAdapterOptions } from './mysql2';
-import { applyCallerStack, captureCaller } from './mysql2-statements';
+import { findAmbient } from '../../src/context';
+import { statementEnded } from '../../src/guard';
+import { ConfigError, ConnectError, PoolClosedError, PoolQueueFullError } from '../../src/errors';
+import type { Adapter } from '../../src/adapter';
+import type { CallSite, Lease } from '../../src/lease';
+import type { Logger } from '../../src/logger';
+import type { MetricsOptions } from '../../src/metrics';
+import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../../src/pool';
+import { runTransaction, type Transaction, type TxOptions } from '../../src/transaction';
+import { mysqlAdapter, type MysqlAdapterOptions } from './adapter';
+import { applyCallerStack, captureCaller } from './statements';
 
 // `mysql2/promise` with createPool replaced: the local `createPool`, `Pool` and `PoolOptions` shadow mysql2's.
 export * from 'mysql2/promise';

@@ -3,7 +3,7 @@
  * does to the transaction state, and mysql2's `trace` stack capture. Not an entry point of the
  * package (`leasepool/adapters/mysql2` exports only the public names).
  */
-import type { CallerStack } from '../src/adapter';
+import type { CallerStack } from '../../src/adapter';
 
 /** What a statement does to the transaction state, as far as its text tells. */
 export type StatementEffect =
