@@ -75,6 +75,22 @@ export interface PgAdapterOptions {
   allowExitOnIdle?: boolean | undefined;
 }
 
+/**
+ * The error pg (or an `onConnect` hook) produced, behind each `ConnectError` of this adapter: the
+ * drop-in `Pool` hands pg-pool code that very object, as pg-pool does. Weak: it lives as long as
+ * the ConnectError.
+ */
+const DRIVER_ERRORS = new WeakMap<object, unknown>();
+
+/**
+ * @internal The error object pg (or the `onConnect` hook) produced behind a `ConnectError` of a pg
+ * adapter, unredacted; `undefined` for any other error. For the drop-in `Pool`, which must hand
+ * pg-pool code the very object pg produced.
+ */
+export function driverErrorOf(err: unknown): unknown {
+  return err !== null && typeof err === 'object' ? DRIVER_ERRORS.get(err) : undefined;
+}
+
 /** The largest value PostgreSQL accepts for its integer millisecond settings. */
 const PG_INT_MAX = 2_147_483_647;
 
@@ -225,9 +241,11 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   const connectError = (err: unknown): ConnectError => {
     const code = (err as { code?: unknown } | null)?.code;
     const suffix = typeof code === 'string' ? ` [${code}]` : '';
-    return new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
+    const error = new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
       cause: redactError(sameRealmError(err), secrets),
     });
+    DRIVER_ERRORS.set(error, err);
+    return error;
   };
   const abortError = (signal: AbortSignal): ConnectError =>
     new ConnectError(`pg: connecting to ${target} was aborted (${redact(errorMessage(signal.reason), secrets)})`, {
@@ -337,6 +355,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
         const error = new ConnectError(`pg: onConnect failed for a new connection to ${target}: ${redact(errorMessage(err), secrets)}`, {
           cause: redactError(sameRealmError(err), secrets),
         });
+        DRIVER_ERRORS.set(error, err);
         void close(client).then(() => reject(error));
       };
       try {

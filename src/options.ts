@@ -43,6 +43,15 @@ export interface PoolOptions {
   metrics?: MetricsOptions | false | undefined;
   /** Where warnings (leaks, background errors) go: `{ warn, error, info?, debug? }`, pino-compatible. Default: console for warn/error. */
   logger?: Logger;
+  /**
+   * Who hears of a failed connect. `'all'` (default): every caller waiting at that moment gets the
+   * error at once, and the next attempt waits a growing backoff (a database that is down costs no
+   * caller a full acquire timeout, and is not hammered). `'one'`: only the longest-waiting caller
+   * that was already waiting when the attempt began (the caller it was made for) gets it, and the
+   * callers still waiting get a new attempt at once: node-postgres' pg-pool semantics, which the pg
+   * drop-in `Pool` keeps.
+   */
+  connectFailure?: 'all' | 'one';
 }
 
 /** Options after defaults, as the pool uses them. */
@@ -62,6 +71,7 @@ export interface ResolvedPoolOptions {
   readonly resetOnRelease: boolean;
   readonly metrics: MetricsOptions | false;
   readonly logger: Logger | undefined;
+  readonly connectFailure: 'all' | 'one';
 }
 
 export const DEFAULT_POOL_OPTIONS = {
@@ -78,6 +88,7 @@ export const DEFAULT_POOL_OPTIONS = {
   leakStacksPerSecond: 100,
   leaseTimeoutMs: undefined,
   resetOnRelease: false,
+  connectFailure: 'all',
 } as const;
 
 const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger']);
@@ -151,6 +162,10 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     check.duration(problems, 'leaseTimeoutMs', opts['leaseTimeoutMs'], { allowZero: false, allowInfinity: false });
   }
   check.boolean(problems, 'resetOnRelease', pick('resetOnRelease'));
+  const connectFailure = pick('connectFailure');
+  if (connectFailure !== 'all' && connectFailure !== 'one') {
+    problems.push({ field: 'connectFailure', problem: `must be 'all' or 'one' (got ${show(connectFailure)})` });
+  }
 
   const metrics = opts['metrics'];
   if (metrics !== undefined && metrics !== false) {
@@ -184,6 +199,7 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     resetOnRelease: pick('resetOnRelease') as boolean,
     metrics: (metrics as MetricsOptions | undefined) ?? false,
     logger: logger as Logger | undefined,
+    connectFailure: connectFailure as 'all' | 'one',
   };
 }
 
