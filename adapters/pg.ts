@@ -91,6 +91,16 @@ export function driverErrorOf(err: unknown): unknown {
   return err !== null && typeof err === 'object' ? DRIVER_ERRORS.get(err) : undefined;
 }
 
+/** Keep `original` behind `error` unless it carries a secret (then only the redacted copy exists). */
+function keepDriverError(error: ConnectError, original: unknown, secrets: readonly string[]): void {
+  if (original === null || typeof original !== 'object') return;
+  const fields = original as { message?: unknown; stack?: unknown; detail?: unknown; hint?: unknown };
+  for (const value of [fields.message, fields.stack, fields.detail, fields.hint]) {
+    if (typeof value === 'string' && redact(value, secrets) !== value) return;
+  }
+  DRIVER_ERRORS.set(error, original);
+}
+
 /** The largest value PostgreSQL accepts for its integer millisecond settings. */
 const PG_INT_MAX = 2_147_483_647;
 
@@ -244,7 +254,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     const error = new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
       cause: redactError(sameRealmError(err), secrets),
     });
-    DRIVER_ERRORS.set(error, err);
+    keepDriverError(error, err, secrets);
     return error;
   };
   const abortError = (signal: AbortSignal): ConnectError =>
@@ -355,7 +365,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
         const error = new ConnectError(`pg: onConnect failed for a new connection to ${target}: ${redact(errorMessage(err), secrets)}`, {
           cause: redactError(sameRealmError(err), secrets),
         });
-        DRIVER_ERRORS.set(error, err);
+        keepDriverError(error, err, secrets);
         void close(client).then(() => reject(error));
       };
       try {
