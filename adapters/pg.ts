@@ -13,6 +13,7 @@
  * `pg-pool.ts`): `import { Pool } from 'leasepool/adapters/pg'`.
  */
 import * as net from 'node:net';
+import * as pgModule from 'pg';
 import { Client } from 'pg';
 import type { ClientConfig } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
@@ -623,8 +624,35 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
 }
 
 // ---------------------------------------------------------------------------------------------
-// `Pool`: the drop-in replacement for pg.Pool (`import { Pool } from 'leasepool/adapters/pg'`).
+// `Pool`: the drop-in replacement for pg.Pool (`import { Pool } from 'leasepool/adapters/pg'`),
+// and everything else `pg` exports, so that `import pg from 'leasepool/adapters/pg'` (or
+// `require`) can stand in for `import pg from 'pg'`: values and types, with `Pool` replaced.
 // ---------------------------------------------------------------------------------------------
 export { Pool } from './pg-pool';
 export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';
+
+// pg's own values, as `pg` exports them (the same objects: `Client === require('pg').Client`).
+export { Client, Connection, DatabaseError, Query, Result, TypeOverrides, defaults, escapeIdentifier, escapeLiteral, types } from 'pg';
+// pg's types (`QueryResult`, `PoolClient`, `ClientConfig`, …); `Pool` is the drop-in above.
+export type * from 'pg';
+
+/** pg's `utils` (`prepareValue`, …), which `pg` exports untyped. */
+export const utils: unknown = (pgModule as unknown as { utils?: unknown }).utils;
+/** pg's internal `_pools` list, exported by `pg` too. */
+export const _pools: unknown = (pgModule as unknown as { _pools?: unknown })._pools;
+/** pg's native bindings (`pg.native`): loaded on first read, as `pg` does; `null` when pg-native is not installed. */
+export declare const native: typeof pgModule.native;
+Object.defineProperty(module.exports, 'native', {
+  configurable: true,
+  enumerable: false,
+  // pg's module object itself: a namespace import may hold only a copy of its enumerable keys.
+  get: (): typeof pgModule.native => (require('pg') as typeof pgModule).native,
+});
+
+// `import pg from 'leasepool/adapters/pg'`: everything above, as `pg`'s default export is `pg`
+// itself (`pg.Pool`, `pg.Client`, `pg.types`, and as types `pg.QueryResult`, …). Required here, at
+// the end, not imported at the top: the namespace module reads this module's exports, which are
+// complete only now.
+import pgNamespace = require('./pg-namespace');
+export default pgNamespace;
 
