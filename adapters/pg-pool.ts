@@ -146,7 +146,7 @@ interface ClientMeta {
   pooled: PooledConnection<Client> | undefined;
   /** pg's own `query` of this client (the facade puts a use-after-release check in front of it). */
   query: QueryFn;
-  /** pg-pool's idle timer: the client is closed when it fires while idle (and the pool is above `min`). */
+  /** pg-pool's idle timer, restarted at each release: the client is closed when it fires while idle (and the pool is above `min`). */
   idleTimer: NodeJS.Timeout | undefined;
   /** pg-pool's lifetime timer. */
   lifetimeTimer: NodeJS.Timeout | undefined;
@@ -257,13 +257,8 @@ export class Pool extends EventEmitter {
       },
       onLease: (client) => {
         const meta = (client as Tracked)[META];
-        if (meta !== undefined) {
-          meta.state = 'leased';
-          if (meta.idleTimer !== undefined) {
-            clearTimeout(meta.idleTimer);
-            meta.idleTimer = undefined;
-          }
-        }
+        // The idle timer stays armed: when it fires, a client in use is left alone (see #idle).
+        if (meta !== undefined) meta.state = 'leased';
         base.onLease?.(client);
       },
       onIdle: (client) => {
@@ -673,10 +668,20 @@ export class Pool extends EventEmitter {
     );
   }
 
-  /** The core put a client back in the pool (or is handing it straight to a waiting caller): pg-pool's idle timer. */
+  /**
+   * The core put a client back in the pool (or is handing it straight to a waiting caller):
+   * pg-pool's idle timer, restarted. One timer per client, re-armed with `refresh()` at each
+   * release rather than a new timer per release and a clear per checkout (pg-pool's way, and most
+   * of a hand-off's cost): it fires `idleTimeoutMillis` after the last release, and a client
+   * checked out again by then is left alone.
+   */
   #idle(meta: ClientMeta, client: Client): void {
     meta.state = 'idle';
     if (this.#idleTimeoutMs === Infinity || this.totalCount <= this.#min || this.ending) return;
+    if (meta.idleTimer !== undefined) {
+      meta.idleTimer.refresh();
+      return;
+    }
     meta.idleTimer = setTimeout(this.#idleOver, this.#idleTimeoutMs, client);
     if (this.#allowExitOnIdle) meta.idleTimer.unref();
   }
@@ -684,7 +689,6 @@ export class Pool extends EventEmitter {
   readonly #idleOver = (client: Tracked): void => {
     const meta = client[META];
     if (meta === undefined) return;
-    meta.idleTimer = undefined;
     if (meta.state !== 'idle' || meta.pooled === undefined || this.totalCount <= this.#min) return;
     this.#log('remove idle client');
     this.#core.retireIdle(meta.pooled, 'idle');
