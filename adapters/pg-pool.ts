@@ -11,7 +11,7 @@
  * leasepool pool: a client released inside a transaction is rolled back before anyone else gets
  * it, leaked clients are reported with the stack that checked them out, an idle client's socket
  * error never crashes the process, `end()` has a deadline, and `pool.withTx()` is there when you
- * want it. The deliberate differences from pg.Pool are listed in the README ("Migrating from pg.Pool").
+ * want it. The remaining differences from pg.Pool, each with its reason, are in docs/migration-from-pg.md.
  *
  * Re-exported from `leasepool/adapters/pg`; imports only `pg` and leasepool's core.
  */
@@ -96,15 +96,15 @@ export interface PgPoolConfig extends Omit<PoolConfig, 'Client' | 'onConnect'> {
 
 /** The pg.Pool events and what their listeners receive. */
 export interface PgPoolEvents {
-  /** A new client connected (after `onConnect`), before it is first used. The raw `pg.Client`. */
+  /** A new client connected (after `onConnect`), before it is first used. The client itself, as every event carries it. */
   connect: (client: PoolClient) => void;
-  /** A client was checked out (`connect()`, `query()`). The same guarded client the caller gets. */
+  /** A client was checked out (`connect()`, `query()`). The client the caller gets. */
   acquire: (client: PoolClient) => void;
   /** A client was given back; `err` is what `release(err)` got (for `query()`: the query's error, or null). */
   release: (err: Error | boolean | null | undefined, client: PoolClient) => void;
-  /** A client was closed. The raw `pg.Client`. */
+  /** A client was closed. */
   remove: (client: PoolClient) => void;
-  /** An idle client failed in the background (e.g. the server ended its session); it is already closed. The raw `pg.Client`. */
+  /** An idle client failed in the background (e.g. the server ended its session); it is already removed. */
   error: (err: Error, client: PoolClient) => void;
 }
 
@@ -484,7 +484,8 @@ export class Pool extends EventEmitter {
     if (err || !client._queryable || client._ending) {
       conn.markBroken(err instanceof Error ? err : new Error(err ? 'release(true) asked to close the client' : 'released a client that can no longer be queried'));
     } else if (conn.uses + 1 >= this.#maxUses) this.#log('remove expended client');
-    if (this.#throwOnUseAfterRelease || this.#core.options.leakDetectionMs > 0) meta.releasedAt = this.#core.captureAcquireSite(entry);
+    // Within leak detection's stack budget (undefined when it is off): shown if the client is used while released.
+    meta.releasedAt = this.#core.captureAcquireSite(entry);
     const releasing = releaseLease(record);
     if (releasing !== RELEASED_CLEAN) releasing.catch(noop);
   }
