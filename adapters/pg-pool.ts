@@ -481,13 +481,25 @@ export class Pool extends EventEmitter {
     const conn = record.connection;
     // pg-pool's rule: an error (or true) given to release, a client that cannot be queried or is
     // ending, is closed, not pooled.
-    if (err || !client._queryable || client._ending) {
-      conn.markBroken(err instanceof Error ? err : new Error(err ? 'release(true) asked to close the client' : 'released a client that can no longer be queried'));
-    } else if (conn.uses + 1 >= this.#maxUses) this.#log('remove expended client');
+    if (err || !client._queryable || client._ending) this.#retire(conn, client, err);
+    else if (conn.uses + 1 >= this.#maxUses) this.#log('remove expended client');
     // Within leak detection's stack budget (undefined when it is off): shown if the client is used while released.
     meta.releasedAt = this.#core.captureAcquireSite(entry);
     const releasing = releaseLease(record);
     if (releasing !== RELEASED_CLEAN) releasing.catch(noop);
+  }
+
+  /**
+   * pg-pool's rule for a client given back with an error (or `true`), or that cannot be queried
+   * any more: it is closed at this release, not pooled. Counted as broken only when it is (a
+   * client that cannot be queried, a fatal error); a statement's error or `release(true)` retires
+   * it as routine recycling (reason `lifetime`), so that failed statements do not read as broken
+   * connections in the metrics and alerts.
+   */
+  #retire(conn: PooledConnection<Client>, client: Tracked, err: unknown): void {
+    if (!client._queryable || client._ending) conn.markBroken(err instanceof Error ? err : new Error('released a client that can no longer be queried'));
+    else if (err instanceof Error && this.#core.adapter.isFatal(err)) conn.markBroken(err);
+    else conn.expiresAt = 0;
   }
 
   /**
@@ -518,7 +530,7 @@ export class Pool extends EventEmitter {
     if (events) this.#emit('acquire', raw as PoolClient);
     const ended = (err: Error | null, result: unknown): void => {
       statementEnded(record, raw, 'query', err, result);
-      if (err || !raw._queryable || raw._ending) record.connection.markBroken(err ?? new Error('the client can no longer be queried'));
+      if (err || !raw._queryable || raw._ending) this.#retire(record.connection, raw, err);
       // pg-pool passes the query callback's `err`: null on success.
       if (events) this.#emit('release', err as Error, raw as PoolClient);
       done(err, result);

@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import * as pg from 'pg';
+import { Registry } from 'prom-client';
 import { Pool, type PgPoolConfig } from '../../adapters/pg';
-import { delay, waitFor } from '../helpers/lifecycle';
+import { delay, metric, waitFor } from '../helpers/lifecycle';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -238,6 +239,22 @@ describe('counts at every moment', () => {
     expect(fresh).not.toBe(first);
     expect(pool.waitingCount).toBe(0);
     fresh.release();
+  });
+
+  test('leasepool: a client closed for a failed statement or release(true) is routine recycling in the metrics, a dropped one is broken', async () => {
+    const registry = new Registry();
+    const pool = lpPool({ max: 1, leasepool: { name: 'compat_reasons', metrics: { registry } } });
+    const closed = (reason: string): Promise<number> => metric(registry, 'leasepool_connections_closed_total', { pool: 'compat_reasons', reason });
+    await expect(pool.query('SELECT nonsense_column')).rejects.toMatchObject({ code: '42703' });
+    (await pool.connect()).release(true);
+    await waitFor('two routine closes', async () => (await closed('lifetime')) === 2);
+    const client = await pool.connect();
+    const failed = new Promise((resolve) => client.once('error', resolve));
+    (client as unknown as { connection: { end(): void } }).connection.end();
+    await failed;
+    client.release();
+    await waitFor('one broken close', async () => (await closed('broken')) === 1);
+    expect(await closed('lifetime')).toBe(2);
   });
 
   test.each(both)('%s: pg-pool private list _clients holds the open clients', async (_name, make) => {
