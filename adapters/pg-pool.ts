@@ -11,7 +11,7 @@
  * leasepool pool: a client released inside a transaction is rolled back before anyone else gets
  * it, leaked clients are reported with the stack that checked them out, an idle client's socket
  * error never crashes the process, `end()` has a deadline, and `pool.withTx()` is there when you
- * want it. The deliberate differences from pg.Pool are listed in the README ("Migrating from pg.Pool").
+ * want it. The remaining differences from pg.Pool, each with its reason, are in docs/migration-from-pg.md.
  *
  * Re-exported from `leasepool/adapters/pg`; imports only `pg` and leasepool's core.
  */
@@ -19,17 +19,19 @@ import { EventEmitter } from 'node:events';
 import { Client } from 'pg';
 import type { ClientBase, ClientConfig, PoolClient, PoolConfig, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, ConnectionEvents } from '../src/adapter';
+import type { PooledConnection } from '../src/connections';
 import { findAmbient } from '../src/context';
 import { statementEnded } from '../src/guard';
-import { AcquireTimeoutError, ConfigError, ConnectError, PoolClosedError } from '../src/errors';
-import type { CallSite, Lease } from '../src/lease';
+import { AcquireTimeoutError, ConfigError, ConnectError, LeaseReleasedError, PoolClosedError } from '../src/errors';
+import type { CallSite, Lease, LeaseRecord } from '../src/lease';
 import { consoleLogger, type Logger } from '../src/logger';
 import type { MetricsOptions } from '../src/metrics';
 import { show } from '../src/options';
 import { createPool, type LeaseScopeOptions, type Pool as LeasePool, type PoolStats } from '../src/pool';
-import { redact } from '../src/redact';
+import { redact, redactError } from '../src/redact';
+import { RELEASED_CLEAN, releaseLease } from '../src/release';
 import type { Transaction, TxOptions } from '../src/transaction';
-import { pgAdapter } from './pg';
+import { driverErrorOf, pgAdapter } from './pg';
 
 /** pg-pool's own messages, kept word for word: code that matches on them keeps working. */
 const MESSAGES = {
@@ -71,6 +73,13 @@ export interface PgPoolLeasepoolOptions {
   maxWaiting?: number;
   /** `end()` waits this long for checked-out clients, then takes them back (rolled back, closed). Default 10 000. */
   endTimeoutMs?: number;
+  /**
+   * A `client.query()` on a client that sits released in the pool: `'warn'` (default) logs a
+   * warning with the stack of the use and of the `release()` (when leak detection recorded it) and
+   * counts it in `pool.useAfterReleaseCount`, then runs the query as pg.Pool would; `'throw'`
+   * throws `LeaseReleasedError` instead.
+   */
+  useAfterRelease?: 'warn' | 'throw';
 }
 
 /** The constructor options of `pg.Pool` (every `ClientConfig` field passes through to each client), plus `leasepool`. */
@@ -87,15 +96,15 @@ export interface PgPoolConfig extends Omit<PoolConfig, 'Client' | 'onConnect'> {
 
 /** The pg.Pool events and what their listeners receive. */
 export interface PgPoolEvents {
-  /** A new client connected (after `onConnect`), before it is first used. The raw `pg.Client`. */
+  /** A new client connected (after `onConnect`), before it is first used. The client itself, as every event carries it. */
   connect: (client: PoolClient) => void;
-  /** A client was checked out (`connect()`, `query()`). The same guarded client the caller gets. */
+  /** A client was checked out (`connect()`, `query()`). The client the caller gets. */
   acquire: (client: PoolClient) => void;
   /** A client was given back; `err` is what `release(err)` got (for `query()`: the query's error, or null). */
   release: (err: Error | boolean | null | undefined, client: PoolClient) => void;
-  /** A client was closed. The raw `pg.Client`. */
+  /** A client was closed. */
   remove: (client: PoolClient) => void;
-  /** An idle client failed in the background (e.g. the server ended its session); it is already closed. The raw `pg.Client`. */
+  /** An idle client failed in the background (e.g. the server ended its session); it is already removed. */
   error: (err: Error, client: PoolClient) => void;
 }
 
@@ -129,16 +138,40 @@ export interface Pool {
   removeListener<K extends keyof PgPoolEvents>(event: K, listener: PgPoolListener<K>): this;
 }
 
-/**
- * Set on a client while it is on a lease (between the core's onLease and onIdle): a property, not
- * a Set, because a Set with an insert and a delete per lease churns its hash table.
- */
-const LEASED = Symbol('leasepool.pg.leased');
-type Marked = Client & { [LEASED]?: boolean };
+/** What the facade knows of one open client, kept on the client itself (one property read per use). */
+interface ClientMeta {
+  /** `'setup'`: connecting, `onConnect`/`verify` running; `'idle'`: in the pool; `'leased'`: checked out; `'closed'`. */
+  state: 'setup' | 'idle' | 'leased' | 'closed';
+  /** The core's record of the connection, known from its first checkout. */
+  pooled: PooledConnection<Client> | undefined;
+  /** pg's own `query` of this client (the facade puts a use-after-release check in front of it). */
+  query: QueryFn;
+  /** pg-pool's idle timer, restarted at each release: the client is closed when it fires while idle (and the pool is above `min`). */
+  idleTimer: NodeJS.Timeout | undefined;
+  /** pg-pool's lifetime timer. */
+  lifetimeTimer: NodeJS.Timeout | undefined;
+  /** Past `maxLifetimeSeconds`: closed at its next release (counted in `expiredCount` until then). */
+  expired: boolean;
+  /** Where the last `release()` was called, when leak detection recorded it (the use-after-release warning shows it). */
+  releasedAt: CallSite | undefined;
+  /** The lease number of the last checkout (named in use-after-release reports). */
+  leaseId: number;
+}
+
+type QueryFn = (this: Client, ...args: unknown[]) => unknown;
+const META = Symbol('leasepool.pg.client');
+type Tracked = Client & { [META]?: ClientMeta; release?: unknown; _queryable?: boolean; _ending?: boolean };
+
+/** Errors of the facade's own connect steps (`verify`) behind the `ConnectError` the core reports. */
+const HOOK_ERRORS = new WeakMap<object, unknown>();
 
 /**
  * node-postgres' `Pool`, on leasepool. See the module documentation; `pool.withTx()`,
  * `pool.withLease()` and `pool.leasepool` (stats, active leases, leak events) come on top.
+ *
+ * Like pg-pool, `connect()` hands out the pg client itself (the same object each time the same
+ * connection is checked out), with a `release` function on it; events, counts and errors are
+ * pg-pool's.
  */
 export class Pool extends EventEmitter {
   /** The options with pg-pool's defaults applied (`max`, `min`, `idleTimeoutMillis`, …). */
@@ -158,20 +191,30 @@ export class Pool extends EventEmitter {
   readonly #queryScope: LeaseScopeOptions;
   readonly #endTimeoutMs: number;
   readonly #lifetimeMs: number;
-  /** Open clients → when they connected (performance.now()). */
-  readonly #live = new Map<Client, number>();
-  /** Clients handed out by `connect()` → the guarded client the caller holds. */
-  readonly #handedOut = new Map<Client, PoolClient>();
+  readonly #idleTimeoutMs: number;
+  readonly #min: number;
+  readonly #maxUses: number;
+  readonly #allowExitOnIdle: boolean;
+  readonly #throwOnUseAfterRelease: boolean;
+  /** Open clients (pg-pool's `_clients`, minus those still connecting). */
+  readonly #live = new Map<Client, ClientMeta>();
+  /** Connects under way: pg-pool counts a client from the moment it starts connecting. */
+  #connecting = 0;
+  /** `connect()`/`query()` calls still waiting for their client: `end()` lets them finish. */
+  #acquiring = 0;
+  #onAcquiresDone: (() => void) | undefined;
+  #useAfterRelease = 0;
   /** Abort reasons of connects that hit `connectionTimeoutMillis`. */
   readonly #timeouts = new WeakSet<object>();
 
-  constructor(config?: PgPoolConfig) {
+  constructor(config?: PgPoolConfig, ClientClass?: PgPoolConfig['Client']) {
     super();
-    if (config !== undefined && (config === null || typeof config !== 'object')) {
+    if (config !== undefined && config !== null && typeof config !== 'object') {
       throw new ConfigError([{ field: 'config', problem: `must be a pg PoolConfig object (got ${show(config)})` }]);
     }
     const input: PgPoolConfig = config ?? {};
     const { leasepool: lp = {}, ...pgConfig } = input;
+    if (pgConfig.Client === undefined && ClientClass !== undefined) pgConfig.Client = ClientClass;
     const resolved = resolvePgOptions(pgConfig, lp);
 
     this.options = hideSecrets({ ...pgConfig, ...resolved.shown });
@@ -181,6 +224,11 @@ export class Pool extends EventEmitter {
     this.#queryScope = { acquireTimeoutMs: resolved.acquireTimeoutMs };
     this.#endTimeoutMs = resolved.endTimeoutMs;
     this.#lifetimeMs = resolved.lifetimeMs;
+    this.#idleTimeoutMs = resolved.idleTimeoutMs;
+    this.#min = resolved.min;
+    this.#maxUses = resolved.maxUses;
+    this.#allowExitOnIdle = resolved.allowExitOnIdle;
+    this.#throwOnUseAfterRelease = lp.useAfterRelease === 'throw';
     const name = lp.name ?? 'default';
     this.#logger = lp.logger ?? withDebug(consoleLogger(name), this.#log);
 
@@ -199,25 +247,38 @@ export class Pool extends EventEmitter {
       lifecycleMethods: { ...base.lifecycleMethods, doubleReleaseMessage: MESSAGES.doubleRelease },
       connect: (signal, events) => this.#connect(base, signal, events, verify),
       close: (client) => this.#close(base, client),
-      onReleaseCall: (client, _method, args) => this.#onReleaseCall(client, args),
+      // The pool's own statements (rollback at release, validation, reset) are not uses of a released client.
+      exec: (client, sql) => queryOf(client).call(client, sql) as Promise<unknown>,
+      validate: async (client) => {
+        await queryOf(client).call(client, 'SELECT 1');
+      },
+      reset: async (client) => {
+        await queryOf(client).call(client, 'DISCARD ALL');
+      },
       onLease: (client) => {
-        (client as Marked)[LEASED] = true;
+        const meta = (client as Tracked)[META];
+        // The idle timer stays armed: when it fires, a client in use is left alone (see #idle).
+        if (meta !== undefined) meta.state = 'leased';
         base.onLease?.(client);
       },
       onIdle: (client) => {
-        (client as Marked)[LEASED] = false;
+        const meta = (client as Tracked)[META];
+        if (meta !== undefined) this.#idle(meta, client);
         base.onIdle?.(client);
       },
     };
     this.#core = createPool(adapter, {
       name,
       max: resolved.max,
-      min: resolved.min,
+      // pg-pool opens no connection ahead of use: its `min` only keeps idle clients from timing out
+      // (the idle timers below). Idle and lifetime timers are pg-pool's, per client, here.
+      min: 0,
       acquireTimeoutMs: resolved.acquireTimeoutMs,
       connectTimeoutMs: resolved.connectTimeoutMs,
-      idleTimeoutMs: resolved.idleTimeoutMs,
-      maxLifetimeMs: resolved.lifetimeMs,
+      idleTimeoutMs: Infinity,
+      maxLifetimeMs: Infinity,
       maxUses: resolved.maxUses,
+      connectFailure: 'one',
       ...(lp.leakDetectionMs !== undefined ? { leakDetectionMs: lp.leakDetectionMs } : {}),
       ...(lp.leakStacksPerSecond !== undefined ? { leakStacksPerSecond: lp.leakStacksPerSecond } : {}),
       ...(lp.leaseTimeoutMs !== undefined ? { leaseTimeoutMs: lp.leaseTimeoutMs } : {}),
@@ -227,15 +288,16 @@ export class Pool extends EventEmitter {
       logger: this.#logger,
     });
     // Background connection errors are reported by this facade, with pg's (err, client) shape
-    // (see #clientError); the core must not log them a second time.
+    // (see #clientError); the core must not log them a second time. Failed connects reach the
+    // caller they were for (pg-pool does not log them either).
     this.#core.on('error', noop);
   }
 
   // ------------------------------------------------------------------ counts
 
-  /** Open clients (idle + checked out). */
+  /** Open clients (idle + checked out + connecting), as pg-pool counts them. */
   get totalCount(): number {
-    return this.#core.stats().size;
+    return this.#live.size + this.#connecting;
   }
 
   /** Clients idle in the pool. */
@@ -243,18 +305,30 @@ export class Pool extends EventEmitter {
     return this.#core.stats().idle;
   }
 
-  /** Callers waiting for a client. */
+  /** Callers waiting for a client to come back (not those waiting for their own new connection, as in pg-pool). */
   get waitingCount(): number {
-    return this.#core.stats().pending;
+    return Math.max(0, this.#core.stats().pending - this.#connecting);
   }
 
-  /** Open clients past `maxLifetimeSeconds`, closed when released (or at the next eviction run if idle). */
+  /** Open clients past `maxLifetimeSeconds`, closed at their next release (or at once if idle). */
   get expiredCount(): number {
     if (this.#lifetimeMs === Infinity) return 0;
-    const cutoff = performance.now() - this.#lifetimeMs;
     let expired = 0;
-    for (const connectedAt of this.#live.values()) if (connectedAt <= cutoff) expired++;
+    for (const meta of this.#live.values()) if (meta.expired) expired++;
     return expired;
+  }
+
+  /**
+   * pg-pool's private list of open clients, read by some code (and by pg-pool's own tests).
+   * A fresh array each time: changing it changes nothing.
+   */
+  get _clients(): Client[] {
+    return [...this.#live.keys()];
+  }
+
+  /** How many times a client was used (`query()`) while it sat released in the pool (see `leasepool.useAfterRelease`). */
+  get useAfterReleaseCount(): number {
+    return this.#useAfterRelease;
   }
 
   /** leasepool's counts: `{ size, idle, active, pending, max, min, closed }`. */
@@ -276,7 +350,7 @@ export class Pool extends EventEmitter {
   connect(): Promise<PoolClient>;
   connect(callback: ConnectCallback): void;
   connect(callback?: ConnectCallback): Promise<PoolClient> | void {
-    const checkedOut = this.#checkOut();
+    const checkedOut = this.#checkOut(this.#core.captureAcquireSite(this.connect));
     if (callback === undefined) return checkedOut;
     checkedOut.then(
       (client) => process.nextTick(callback, undefined, client, client.release),
@@ -319,7 +393,8 @@ export class Pool extends EventEmitter {
   }
 
   /**
-   * Close every client and stop the pool. Checked-out clients are waited for up to
+   * Close every client and stop the pool. `connect()` and `query()` calls made before `end()` still
+   * get their client and finish; checked-out clients are waited for up to
    * `leasepool.endTimeoutMs` (default 10 s), then taken back (rolled back and closed).
    */
   end(): Promise<void>;
@@ -333,9 +408,12 @@ export class Pool extends EventEmitter {
     }
     this.ending = true;
     this.#log('ending');
-    const ended = this.#core.close({ timeoutMs: this.#endTimeoutMs }).then(() => {
-      this.ended = true;
-    });
+    const deadline = performance.now() + this.#endTimeoutMs;
+    const ended = this.#acquiresDone(this.#endTimeoutMs)
+      .then(() => this.#core.close({ timeoutMs: Math.max(0, Math.round(deadline - performance.now())) }))
+      .then(() => {
+        this.ended = true;
+      });
     if (callback === undefined) return ended;
     ended.then(
       () => process.nextTick(callback),
@@ -360,18 +438,68 @@ export class Pool extends EventEmitter {
 
   // ------------------------------------------------------------------ internals
 
-  async #checkOut(): Promise<PoolClient> {
+  async #checkOut(site: CallSite | undefined): Promise<PoolClient> {
     if (this.ending) throw new Error(MESSAGES.ended);
+    this.#acquiring++;
     let lease: Lease<Client>;
     try {
-      lease = await this.#core.acquire({ timeoutMs: this.#acquireTimeoutMs });
+      lease = await this.#core.acquireLease(this.#acquireTimeoutMs, undefined, site, undefined, false);
     } catch (err) {
+      this.#acquired();
       throw this.#pgError(err);
     }
-    const client = lease.conn as PoolClient;
-    this.#handedOut.set(lease.record.connection.raw, client);
-    this.#emit('acquire', client);
-    return client;
+    this.#acquired();
+    const record = lease.record;
+    const client = record.connection.raw as Tracked;
+    const meta = this.#leased(client, record);
+    let released = false;
+    const release = (err?: Error | boolean): void => {
+      if (released) throw new LeaseReleasedError(record.id, MESSAGES.doubleRelease);
+      released = true;
+      this.#release(client, meta, record, err, release);
+    };
+    client.release = release;
+    this.#emit('acquire', client as PoolClient);
+    return client as PoolClient;
+  }
+
+  /** A client was checked out on `record` (by `connect()` or `pool.query()`). */
+  #leased(client: Tracked, record: LeaseRecord<Client>): ClientMeta {
+    let meta = client[META];
+    if (meta === undefined) meta = this.#track(client); // a client made before this facade knew it (cannot happen with pg.Client)
+    meta.leaseId = record.id;
+    if (meta.pooled === undefined) {
+      meta.pooled = record.connection;
+      if (meta.expired) record.connection.expiresAt = 0;
+    }
+    return meta;
+  }
+
+  /** `client.release(err)`: pg-pool's 'release' event, then the core's release path (rollback, retire, return). */
+  #release(client: Tracked, meta: ClientMeta, record: LeaseRecord<Client>, err: Error | boolean | undefined, entry: Function): void {
+    this.#emit('release', err as Error, client as PoolClient);
+    const conn = record.connection;
+    // pg-pool's rule: an error (or true) given to release, a client that cannot be queried or is
+    // ending, is closed, not pooled.
+    if (err || !client._queryable || client._ending) this.#retire(conn, client, err);
+    else if (conn.uses + 1 >= this.#maxUses) this.#log('remove expended client');
+    // Within leak detection's stack budget (undefined when it is off): shown if the client is used while released.
+    meta.releasedAt = this.#core.captureAcquireSite(entry);
+    const releasing = releaseLease(record);
+    if (releasing !== RELEASED_CLEAN) releasing.catch(noop);
+  }
+
+  /**
+   * pg-pool's rule for a client given back with an error (or `true`), or that cannot be queried
+   * any more: it is closed at this release, not pooled. Counted as broken only when it is (a
+   * client that cannot be queried, a fatal error); a statement's error or `release(true)` retires
+   * it as routine recycling (reason `lifetime`), so that failed statements do not read as broken
+   * connections in the metrics and alerts.
+   */
+  #retire(conn: PooledConnection<Client>, client: Tracked, err: unknown): void {
+    if (!client._queryable || client._ending) conn.markBroken(err instanceof Error ? err : new Error('released a client that can no longer be queried'));
+    else if (err instanceof Error && this.#core.adapter.isFatal(err)) conn.markBroken(err);
+    else conn.expiresAt = 0;
   }
 
   /**
@@ -383,32 +511,34 @@ export class Pool extends EventEmitter {
     const core = this.#core;
     // Inside withLease/withTx of this pool the statement joins that scope's client.
     if (findAmbient(core) !== undefined) return core.withLease((conn) => conn.query(text as string, values as unknown[]));
+    this.#acquiring++;
     return core.scopedCallback((lease, done) => this.#queryOn(lease, text, values, done), this.#queryScope, site, this.#queryError);
   }
 
   /**
    * The statement on the lease's raw client, through pg's callback API as pg-pool's own query()
-   * does: no promise of pg's, no guard around the client (nothing but this body touches it), and
-   * the scope's promise the only one. Counted in flight like a statement sent through the guard,
-   * so a deadline or shutdown that ends the lease mid-statement cancels it and never pools the
-   * connection. The guarded client is made only for 'acquire'/'release' listeners, which pg hands
-   * the client.
+   * does: no promise of pg's, and the scope's promise the only one. Counted in flight, so a
+   * deadline or shutdown that ends the lease mid-statement cancels it and never pools the
+   * connection. As in pg-pool, a statement that fails closes its client.
    */
   #queryOn(lease: Lease<Client>, text: unknown, values: unknown, done: (err: unknown, result?: unknown) => void): void {
+    this.#acquired();
     const record = lease.record;
-    const raw = record.connection.raw;
-    const client = this.listenerCount('acquire') + this.listenerCount('release') === 0 ? undefined : (lease.conn as PoolClient);
-    if (client !== undefined) this.#emit('acquire', client);
+    const raw = record.connection.raw as Tracked;
+    const meta = this.#leased(raw, record);
+    const events = this.listenerCount('acquire') + this.listenerCount('release') !== 0;
+    if (events) this.#emit('acquire', raw as PoolClient);
     const ended = (err: Error | null, result: unknown): void => {
       statementEnded(record, raw, 'query', err, result);
+      if (err || !raw._queryable || raw._ending) this.#retire(record.connection, raw, err);
       // pg-pool passes the query callback's `err`: null on success.
-      if (client !== undefined) this.#emit('release', err as Error, client);
+      if (events) this.#emit('release', err as Error, raw as PoolClient);
       done(err, result);
     };
     this.#core.adapter.observeStatement?.(raw, 'query', text);
     record.inflight++;
     try {
-      (raw.query as unknown as (text: unknown, values: unknown, callback: typeof ended) => void).call(raw, text, values, ended);
+      meta.query.call(raw, text, values, ended);
     } catch (err) {
       // pg refuses some arguments synchronously (a null query): that statement never went out.
       ended(err as Error, undefined);
@@ -416,15 +546,40 @@ export class Pool extends EventEmitter {
   }
 
   /** Acquire failures of `pool.query()` as pg.Pool reports them; the statement's own errors as they are. */
-  readonly #queryError = (err: unknown, started: boolean): unknown => (started ? err : this.#pgError(err));
+  readonly #queryError = (err: unknown, started: boolean): unknown => {
+    if (started) return err;
+    this.#acquired();
+    return this.#pgError(err);
+  };
 
-  /** Errors of checking out a client, as pg.Pool reports them (leasepool's error kept as `cause`). */
+  /** One `connect()`/`query()` has its client, or failed to get one. */
+  #acquired(): void {
+    if (--this.#acquiring === 0 && this.#onAcquiresDone !== undefined) this.#onAcquiresDone();
+  }
+
+  /** Resolves once every `connect()`/`query()` made so far has its client (or failed), or after `timeoutMs`. */
+  #acquiresDone(timeoutMs: number): Promise<void> {
+    if (this.#acquiring === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, timeoutMs);
+      const self = this;
+      function finish(): void {
+        clearTimeout(timer);
+        self.#onAcquiresDone = undefined;
+        resolve();
+      }
+      this.#onAcquiresDone = finish;
+    });
+  }
+
+  /** Errors of checking out a client, as pg.Pool reports them: pg's own error object where pg produced one. */
   #pgError(err: unknown): unknown {
     if (err instanceof AcquireTimeoutError) return new Error(MESSAGES.queueTimeout, { cause: err });
     if (err instanceof PoolClosedError) return new Error(MESSAGES.ended, { cause: err });
     if (err instanceof ConnectError) {
       if (this.#timeouts.has(err)) return new Error(MESSAGES.connectTimeout, { cause: err });
-      // The driver's own error (same message, name, code, SQLSTATE fields), password redacted.
+      const original = driverErrorOf(err) ?? HOOK_ERRORS.get(err);
+      if (original !== undefined) return original;
       if (err.cause instanceof Error) return err.cause;
     }
     return err;
@@ -445,16 +600,24 @@ export class Pool extends EventEmitter {
       { once: true },
     );
     let client: Client | undefined;
-    const raw = await base.connect(signal, {
-      onError: (err) => {
-        events.onError(err); // first: the core marks it broken (and closes it if idle)
-        if (client !== undefined) this.#clientError(client, err);
-      },
-    });
+    this.#connecting++;
+    let raw: Client;
+    try {
+      raw = await base.connect(signal, {
+        onError: (err) => {
+          // Idle or checked out is read first: the core closes an idle client at once.
+          const idle = client !== undefined && (client as Tracked)[META]?.state === 'idle';
+          events.onError(err); // the core marks it broken (and closes it if idle)
+          if (client !== undefined) this.#clientError(client, err, idle);
+        },
+      });
+    } finally {
+      this.#connecting--;
+    }
     // Past its deadline the core closes it unseen: never announced, never counted.
     if (signal.aborted) return raw;
     client = raw;
-    this.#live.set(raw, performance.now());
+    const meta = this.#track(raw);
     this.#log('new client connected');
     this.#emit('connect', raw as PoolClient);
     if (verify !== undefined) {
@@ -462,31 +625,115 @@ export class Pool extends EventEmitter {
         await new Promise<void>((resolve, reject) => verify(raw as PoolClient, (err?: Error) => (err ? reject(err) : resolve())));
       } catch (err) {
         await this.#close(base, raw);
-        throw err;
+        const error = new ConnectError(`pg: verify failed for a new connection to ${base.target}: ${redact(err instanceof Error ? err.message : String(err))}`, {
+          cause: redactError(err),
+        });
+        HOOK_ERRORS.set(error, err);
+        throw error;
       }
     }
+    if (meta.state === 'setup') meta.state = 'idle';
     return raw;
   }
 
+  /** Start tracking a connected client: counts, lifetime timer, use-after-release check. */
+  #track(client: Tracked): ClientMeta {
+    const original = client.query as unknown as QueryFn;
+    const meta: ClientMeta = {
+      state: 'setup',
+      pooled: undefined,
+      query: original,
+      idleTimer: undefined,
+      lifetimeTimer: undefined,
+      expired: false,
+      releasedAt: undefined,
+      leaseId: 0,
+    };
+    client[META] = meta;
+    this.#live.set(client, meta);
+    if (this.#lifetimeMs !== Infinity) {
+      meta.lifetimeTimer = setTimeout(this.#lifetimeOver, this.#lifetimeMs, client);
+      meta.lifetimeTimer.unref();
+    }
+    if (typeof original === 'function') {
+      // A query sent while the client sits released in the pool: pg-pool code can do it (the
+      // pool hands out the client itself), and another borrower may get the client any moment.
+      const pool = this;
+      (client as unknown as { query: QueryFn }).query = function query(this: Client): unknown {
+        if (meta.state === 'idle') pool.#usedAfterRelease(meta, query);
+        // eslint-disable-next-line prefer-rest-params
+        return original.apply(this, arguments as unknown as unknown[]);
+      };
+    }
+    return meta;
+  }
+
+  /** The use-after-release report: a warning with both stacks and a count; a throw with `leasepool.useAfterRelease: 'throw'`. */
+  #usedAfterRelease(meta: ClientMeta, entry: Function): void {
+    this.#useAfterRelease++;
+    const used: { stack?: string } = {};
+    Error.captureStackTrace(used, entry);
+    const message = `pg client of lease #${meta.leaseId} used after release() while idle in the pool`;
+    if (this.#throwOnUseAfterRelease) throw new LeaseReleasedError(meta.leaseId, `${message}: check it out again with pool.connect()`);
+    const releasedAt = formatStack(meta.releasedAt?.stack) ?? '    (release stack not recorded: leak detection off, or over leakStacksPerSecond)';
+    this.#logger.warn(
+      { pool: this.#core.name, leaseId: meta.leaseId },
+      `pool "${this.#core.name}": ${message}; used at:\n${formatStack(used.stack) ?? ''}\nreleased at:\n${releasedAt}`,
+    );
+  }
+
+  /**
+   * The core put a client back in the pool (or is handing it straight to a waiting caller):
+   * pg-pool's idle timer, restarted. One timer per client, re-armed with `refresh()` at each
+   * release rather than a new timer per release and a clear per checkout (pg-pool's way, and most
+   * of a hand-off's cost): it fires `idleTimeoutMillis` after the last release, and a client
+   * checked out again by then is left alone.
+   */
+  #idle(meta: ClientMeta, client: Client): void {
+    meta.state = 'idle';
+    if (this.#idleTimeoutMs === Infinity || this.totalCount <= this.#min || this.ending) return;
+    if (meta.idleTimer !== undefined) {
+      meta.idleTimer.refresh();
+      return;
+    }
+    meta.idleTimer = setTimeout(this.#idleOver, this.#idleTimeoutMs, client);
+    if (this.#allowExitOnIdle) meta.idleTimer.unref();
+  }
+
+  readonly #idleOver = (client: Tracked): void => {
+    const meta = client[META];
+    if (meta === undefined) return;
+    if (meta.state !== 'idle' || meta.pooled === undefined || this.totalCount <= this.#min) return;
+    this.#log('remove idle client');
+    this.#core.retireIdle(meta.pooled, 'idle');
+  };
+
+  readonly #lifetimeOver = (client: Tracked): void => {
+    const meta = client[META];
+    if (meta === undefined || meta.state === 'closed') return;
+    this.#log('ending client due to expired lifetime');
+    meta.expired = true;
+    meta.lifetimeTimer = undefined;
+    if (meta.pooled === undefined) return; // never checked out yet: retired at its first checkout
+    meta.pooled.expiresAt = 0;
+    if (meta.state === 'idle') this.#core.retireIdle(meta.pooled, 'lifetime');
+  };
+
   async #close(base: Adapter<Client>, client: Client): Promise<void> {
+    const meta = (client as Tracked)[META];
+    // Uncounted at once, as pg-pool drops a client from its list before ending it.
+    const known = meta !== undefined && this.#live.delete(client);
+    if (meta !== undefined) {
+      meta.state = 'closed';
+      if (meta.idleTimer !== undefined) clearTimeout(meta.idleTimer);
+      if (meta.lifetimeTimer !== undefined) clearTimeout(meta.lifetimeTimer);
+      meta.idleTimer = meta.lifetimeTimer = undefined;
+    }
     try {
       await base.close(client);
     } finally {
-      (client as Marked)[LEASED] = false;
-      this.#handedOut.delete(client);
-      if (this.#live.delete(client)) this.#emit('remove', client as PoolClient);
+      if (known) this.#emit('remove', client as PoolClient);
     }
-  }
-
-  /** `client.release(arg)` on a client from `connect()`: pg's 'release' event; a truthy arg closes the client. */
-  #onReleaseCall(client: Client, args: readonly unknown[]): boolean {
-    const handed = this.#handedOut.get(client);
-    const arg = args[0];
-    if (handed !== undefined) {
-      this.#handedOut.delete(client);
-      this.#emit('release', arg as Error | boolean | undefined, handed);
-    }
-    return Boolean(arg);
   }
 
   /**
@@ -495,9 +742,9 @@ export class Pool extends EventEmitter {
    * Checked out: like pg.Pool, the error belongs to the holder (listeners on the client, and its
    * next query fails); with no listener there, pg would crash the process — we log it.
    */
-  #clientError(client: Client, err: unknown): void {
+  #clientError(client: Client, err: unknown, idle: boolean): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    if ((client as Marked)[LEASED] === true) {
+    if (!idle) {
       if (client.listenerCount('error') <= 1) {
         this.#logger.error({ err: error }, `pg client failed while checked out: ${redact(error.message)}`);
       }
@@ -517,6 +764,18 @@ export class Pool extends EventEmitter {
       this.#logger.error({ err }, `a pool '${event}' listener threw: ${redact(err instanceof Error ? err.message : String(err))}`);
     }
   }
+}
+
+/** pg's own `query` of a client the facade tracks (the pool's control statements bypass the use-after-release check). */
+function queryOf(client: Client): QueryFn {
+  return (client as Tracked)[META]?.query ?? (client.query as unknown as QueryFn);
+}
+
+/** A captured stack without its first line (the `Error` header). */
+function formatStack(stack: string | undefined): string | undefined {
+  if (stack === undefined) return undefined;
+  const nl = stack.indexOf('\n');
+  return nl === -1 ? stack : stack.slice(nl + 1);
 }
 
 // ---------------------------------------------------------------------------------------- options
@@ -548,6 +807,7 @@ const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
   'logger',
   'maxWaiting',
   'endTimeoutMs',
+  'useAfterRelease',
 ]);
 
 interface ResolvedPgOptions {
@@ -608,6 +868,9 @@ function resolvePgOptions(config: Omit<PgPoolConfig, 'leasepool'>, lp: PgPoolLea
   } else {
     for (const key of Object.keys(lp)) if (!LEASEPOOL_KEYS.has(key)) problems.push({ field: `leasepool.${key}`, problem: 'is not a leasepool option of the pg Pool' });
     if (lp.endTimeoutMs !== undefined) duration('leasepool.endTimeoutMs', lp.endTimeoutMs, 'milliseconds');
+    if (lp.useAfterRelease !== undefined && lp.useAfterRelease !== 'warn' && lp.useAfterRelease !== 'throw') {
+      problems.push({ field: 'leasepool.useAfterRelease', problem: `must be 'warn' or 'throw' (got ${show(lp.useAfterRelease)})` });
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
 

@@ -13,6 +13,7 @@
  * `pg-pool.ts`): `import { Pool } from 'leasepool/adapters/pg'`.
  */
 import * as net from 'node:net';
+import * as pgModule from 'pg';
 import { Client } from 'pg';
 import type { ClientConfig, QueryResult, QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../src/adapter';
@@ -81,6 +82,32 @@ export interface PgAdapterOptions {
    * (pg-pool's `allowExitOnIdle`); a leased connection is ref'd again. Default `false`.
    */
   allowExitOnIdle?: boolean | undefined;
+}
+
+/**
+ * The error pg (or an `onConnect` hook) produced, behind each `ConnectError` of this adapter: the
+ * drop-in `Pool` hands pg-pool code that very object, as pg-pool does. Weak: it lives as long as
+ * the ConnectError.
+ */
+const DRIVER_ERRORS = new WeakMap<object, unknown>();
+
+/**
+ * @internal The error object pg (or the `onConnect` hook) produced behind a `ConnectError` of a pg
+ * adapter, unredacted; `undefined` for any other error. For the drop-in `Pool`, which must hand
+ * pg-pool code the very object pg produced.
+ */
+export function driverErrorOf(err: unknown): unknown {
+  return err !== null && typeof err === 'object' ? DRIVER_ERRORS.get(err) : undefined;
+}
+
+/** Keep `original` behind `error` unless it carries a secret (then only the redacted copy exists). */
+function keepDriverError(error: ConnectError, original: unknown, secrets: readonly string[]): void {
+  if (original === null || typeof original !== 'object') return;
+  const fields = original as { message?: unknown; stack?: unknown; detail?: unknown; hint?: unknown };
+  for (const value of [fields.message, fields.stack, fields.detail, fields.hint]) {
+    if (typeof value === 'string' && redact(value, secrets) !== value) return;
+  }
+  DRIVER_ERRORS.set(error, original);
 }
 
 /** The largest value PostgreSQL accepts for its integer millisecond settings. */
@@ -256,9 +283,11 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   const connectError = (err: unknown): ConnectError => {
     const code = (err as { code?: unknown } | null)?.code;
     const suffix = typeof code === 'string' ? ` [${code}]` : '';
-    return new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
+    const error = new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
       cause: redactError(sameRealmError(err), secrets),
     });
+    keepDriverError(error, err, secrets);
+    return error;
   };
   const abortError = (signal: AbortSignal): ConnectError =>
     new ConnectError(`pg: connecting to ${target} was aborted (${redact(errorMessage(signal.reason), secrets)})`, {
@@ -369,6 +398,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
         const error = new ConnectError(`pg: onConnect failed for a new connection to ${target}: ${redact(errorMessage(err), secrets)}`, {
           cause: redactError(sameRealmError(err), secrets),
         });
+        keepDriverError(error, err, secrets);
         void close(client).then(() => reject(error));
       };
       try {
@@ -638,7 +668,9 @@ function sendCancelRequest(host: string, port: number, pid: number, secret: numb
 }
 
 // ---------------------------------------------------------------------------------------------
-// `Pool`: the drop-in replacement for pg.Pool (`import { Pool } from 'leasepool/adapters/pg'`).
+// `Pool`: the drop-in replacement for pg.Pool (`import { Pool } from 'leasepool/adapters/pg'`),
+// and everything else `pg` exports, so that `import pg from 'leasepool/adapters/pg'` (or
+// `require`) can stand in for `import pg from 'pg'`: values and types, with `Pool` replaced.
 // ---------------------------------------------------------------------------------------------
 export { Pool } from './pg-pool';
 export type { PgPoolConfig, PgPoolEvents, PgPoolLeasepoolOptions, PgPoolListener, PgPoolOptions } from './pg-pool';
@@ -662,3 +694,29 @@ function checkConnectionString(field: string, value: unknown): void {
   const hint = url.protocol === 'mysql:' || url.protocol === 'mariadb:' ? ' (a MySQL URL: use mysqlAdapter from leasepool/adapters/mysql2)' : '';
   throw new ConfigError([{ field, problem: `must be a postgres:// URL, not ${url.protocol}//${hint}` }]);
 }
+
+// pg's own values, as `pg` exports them (the same objects: `Client === require('pg').Client`).
+export { Client, Connection, DatabaseError, Query, Result, TypeOverrides, defaults, escapeIdentifier, escapeLiteral, types } from 'pg';
+// pg's types (`QueryResult`, `PoolClient`, `ClientConfig`, …); `Pool` is the drop-in above.
+export type * from 'pg';
+
+/** pg's `utils` (`prepareValue`, …), which `pg` exports untyped. */
+export const utils: unknown = (pgModule as unknown as { utils?: unknown }).utils;
+/** pg's internal `_pools` list, exported by `pg` too. */
+export const _pools: unknown = (pgModule as unknown as { _pools?: unknown })._pools;
+/** pg's native bindings (`pg.native`): loaded on first read, as `pg` does; `null` when pg-native is not installed. */
+export declare const native: typeof pgModule.native;
+Object.defineProperty(module.exports, 'native', {
+  configurable: true,
+  enumerable: false,
+  // pg's module object itself: a namespace import may hold only a copy of its enumerable keys.
+  get: (): typeof pgModule.native => (require('pg') as typeof pgModule).native,
+});
+
+// `import pg from 'leasepool/adapters/pg'`: everything above, as `pg`'s default export is `pg`
+// itself (`pg.Pool`, `pg.Client`, `pg.types`, and as types `pg.QueryResult`, …). Required here, at
+// the end, not imported at the top: the namespace module reads this module's exports, which are
+// complete only now.
+import pgNamespace = require('./pg-namespace');
+export default pgNamespace;
+

@@ -27,8 +27,11 @@ export class PooledConnection<C extends object = object> {
   constructor(
     readonly raw: C,
     readonly createdAt: number,
-    /** performance.now() after which the connection is retired at release. */
-    readonly expiresAt: number,
+    /**
+     * performance.now() after which the connection is retired at release (or at the next eviction
+     * run if idle). Writable: the pg drop-in expires connections on pg-pool's own clock.
+     */
+    public expiresAt: number,
   ) {}
 
   markBroken(cause: unknown): void {
@@ -42,8 +45,8 @@ export class PooledConnection<C extends object = object> {
 /** What the factory tells the pool. */
 export interface FactoryEvents<C extends object> {
   created(conn: PooledConnection<C>): void;
-  /** A connect failed; waiting callers should get `error` now. */
-  connectFailed(error: ConnectError): void;
+  /** A connect that began at `startedAt` (performance.now()) failed; waiting callers should get `error` now. */
+  connectFailed(error: ConnectError, startedAt: number): void;
   /** The driver reported an error on a connection (idle or leased). */
   connectionError(conn: PooledConnection<C>, err: unknown): void;
   closed(conn: PooledConnection<C>, reason: CloseReason): void;
@@ -55,6 +58,8 @@ export interface FactoryOptions {
   readonly maxLifetimeMs: number;
   /** Bound on one close; a dead socket never holds shutdown. */
   readonly closeTimeoutMs: number;
+  /** `'one'` (pg-pool's semantics): no growing backoff between failed attempts, only a turn of the event loop. */
+  readonly connectFailure?: 'all' | 'one' | undefined;
 }
 
 const BACKOFF_FIRST_MS = 50;
@@ -85,6 +90,7 @@ export function createFactory<C extends object>(
         await Promise.resolve();
         throw new ConnectError(`Not connecting to ${adapter.name} at ${redact(adapter.target)}: the pool is closing`);
       }
+      const startedAt = performance.now();
       let pooled: PooledConnection<C> | undefined;
       let earlyError: unknown;
       const controller = new AbortController();
@@ -123,8 +129,11 @@ export function createFactory<C extends object>(
         const error = toConnectError(adapter, err);
         if (stopping.signal.aborted) throw error;
         consecutiveFailures++;
-        events.connectFailed(error);
-        await sleep(Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1)), stopping.signal);
+        events.connectFailed(error, startedAt);
+        // Even without backoff the failure reaches generic-pool after a timer, never within the
+        // same turn (a create that rejects within microtasks makes generic-pool spin).
+        const backoffMs = options.connectFailure === 'one' ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1));
+        await sleep(backoffMs, stopping.signal);
         throw error;
       } finally {
         clearTimeout(timer);

@@ -180,6 +180,8 @@ function evictorFor(DefaultEvictor: new () => Evictor): new () => Evictor {
   return class Evictor {
     evict(config: unknown, resource: { obj: PooledConnection }, available: number): boolean {
       const conn = resource.obj;
+      // Already given a reason while idle (Pool.retireIdle): close it now.
+      if (conn.closeReason !== undefined) return true;
       if (conn.broken) conn.closeReason = 'broken';
       else if (now() >= conn.expiresAt) conn.closeReason = 'lifetime';
       else if (idle.evict(config, resource, available)) conn.closeReason = 'idle';

@@ -55,6 +55,15 @@ export interface PoolOptions {
    * A failure nobody waits for (opening `min` connections) is always logged. Default `false`.
    */
   logConnectErrors?: boolean | undefined;
+  /**
+   * Who hears of a failed connect. `'all'` (default): every caller waiting at that moment gets the
+   * error at once, and the next attempt waits a growing backoff (a database that is down costs no
+   * caller a full acquire timeout, and is not hammered). `'one'`: only the longest-waiting caller
+   * that was already waiting when the attempt began (the caller it was made for) gets it, and the
+   * callers still waiting get a new attempt at once: node-postgres' pg-pool semantics, which the pg
+   * drop-in `Pool` keeps.
+   */
+  connectFailure?: 'all' | 'one' | undefined;
 }
 
 /** Options after defaults, as the pool uses them. */
@@ -76,6 +85,7 @@ export interface ResolvedPoolOptions {
   readonly logConnectErrors: boolean;
   readonly metrics: MetricsOptions | false;
   readonly logger: Logger | undefined;
+  readonly connectFailure: 'all' | 'one';
 }
 
 export const DEFAULT_POOL_OPTIONS = {
@@ -94,6 +104,7 @@ export const DEFAULT_POOL_OPTIONS = {
   resetOnRelease: false,
   allowExitOnIdle: false,
   logConnectErrors: false,
+  connectFailure: 'all',
 } as const;
 
 const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger']);
@@ -171,6 +182,10 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
   check.boolean(problems, 'resetOnRelease', pick('resetOnRelease'));
   check.boolean(problems, 'allowExitOnIdle', pick('allowExitOnIdle'));
   check.boolean(problems, 'logConnectErrors', pick('logConnectErrors'));
+  const connectFailure = pick('connectFailure');
+  if (connectFailure !== 'all' && connectFailure !== 'one') {
+    problems.push({ field: 'connectFailure', problem: `must be 'all' or 'one' (got ${show(connectFailure)})` });
+  }
 
   const metrics = opts['metrics'];
   if (metrics !== undefined && metrics !== false) {
@@ -210,6 +225,7 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     logConnectErrors: pick('logConnectErrors') as boolean,
     metrics: (metrics as MetricsOptions | undefined) ?? false,
     logger: logger as Logger | undefined,
+    connectFailure: connectFailure as 'all' | 'one',
   };
 }
 

@@ -95,14 +95,14 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
     this.#factory = createFactory(
       adapter,
-      { connectTimeoutMs: options.connectTimeoutMs, maxLifetimeMs: options.maxLifetimeMs, closeTimeoutMs: CONTROL_TIMEOUT_MS },
+      { connectTimeoutMs: options.connectTimeoutMs, maxLifetimeMs: options.maxLifetimeMs, closeTimeoutMs: CONTROL_TIMEOUT_MS, connectFailure: options.connectFailure },
       {
         created: (conn) => {
           this.metrics.connectionCreated();
           // Idle until leased (acquire refs it again).
           if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, false);
         },
-        connectFailed: (error) => this.#failWaiters(error),
+        connectFailed: (error, startedAt) => this.#failWaiters(error, startedAt),
         connectionError: (conn, err) => this.#onConnectionError(conn, err),
         closed: (conn, reason) => {
           // Idle connections closed by close() are closed for shutdown, not for idleness.
@@ -306,6 +306,16 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     if (!returnIdle(this.#gp, conn)) void this.#gp.release(conn);
   }
 
+  /**
+   * @internal Close `conn` now if it is idle, counted as `reason` (the pg drop-in's per-client
+   * idle and lifetime timers, as pg-pool runs them). Does nothing to a leased connection.
+   */
+  retireIdle(conn: PooledConnection<C>, reason: CloseReason): void {
+    if (conn.leased || conn.closeReason !== undefined) return;
+    conn.closeReason = reason;
+    evictNow(this.#gp as GenericPool<unknown>);
+  }
+
   /** @internal */
   destroyConnection(conn: PooledConnection<C>, reason: CloseReason): void {
     conn.closeReason = reason;
@@ -339,11 +349,13 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     };
   }
 
-  #failWaiters(error: ConnectError): void {
+  #failWaiters(error: ConnectError, startedAt: number): void {
     // The database is unreachable: every caller waiting now gets the real error at once rather
-    // than a timeout later (the next acquire tries again).
+    // than a timeout later (the next acquire tries again). With connectFailure 'one', only the
+    // caller the attempt was made for.
     const received = this.#waiters.size > 0;
-    this.#waiters.failAll(error, 'error');
+    if (this.options.connectFailure === 'one') this.#waiters.failOldest(error, 'error', startedAt);
+    else this.#waiters.failAll(error, 'error');
     // The callers have the error; a log line too is only for those who ask (logConnectErrors).
     if (!received || this.options.logConnectErrors) this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
   }

@@ -46,6 +46,8 @@ class Waiter<C extends object> {
   reject: (err: Error) => void = ignore;
   onAbort: (() => void) | undefined = undefined;
   constructor(
+    /** `now()` when the wait began. */
+    readonly startedAt: number,
     /** `now()` after which the wait times out; `Infinity`: never. */
     readonly deadline: number,
     readonly timeoutMs: number,
@@ -86,7 +88,7 @@ export class WaitingRoom<C extends object> {
       this.host.failed('aborted');
       return Promise.reject(abortReason(signal));
     }
-    const waiter = new Waiter<C>(startedAt + timeoutMs, timeoutMs, signal);
+    const waiter = new Waiter<C>(startedAt, startedAt + timeoutMs, timeoutMs, signal);
     const promise = new Promise<PooledConnection<C>>((resolve, reject) => {
       waiter.resolve = resolve;
       waiter.reject = reject;
@@ -121,6 +123,15 @@ export class WaitingRoom<C extends object> {
   failAll(error: Error, reason: WaitFailure): void {
     while (this.#head !== undefined) this.#end(this.#head, reason, error);
     this.#withdraw(this.#queued.length);
+  }
+
+  /**
+   * The longest-waiting caller that began waiting no later than `startedBefore` gets `error` (the
+   * caller a failed connect attempt begun then was made for); later callers keep waiting.
+   */
+  failOldest(error: Error, reason: WaitFailure, startedBefore: number): void {
+    const waiter = this.#head;
+    if (waiter !== undefined && waiter.startedAt <= startedBefore) this.#end(waiter, reason, error);
   }
 
   /** No more fetches (the pool is closing). */

@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 import * as pg from 'pg';
 import { Registry } from 'prom-client';
 import { pgAdapter, Pool, type PgPoolConfig } from '../../adapters/pg';
-import { ConfigError, ConnectError, LeaseReleasedError, LeaseRevokedError, LeaseTimeoutError } from '../../src/errors';
+import { ConfigError, ConnectError, LeaseReleasedError, LeaseTimeoutError } from '../../src/errors';
 import { createPool } from '../../src/pool';
 import { siteOf } from '../helpers/lifecycle';
 import { pgPasswordServer } from '../helpers/pg-password-server';
@@ -215,7 +215,7 @@ describe('pool.query', () => {
     }
   });
 
-  test("a failed statement rejects with the server's error; 'release' gets it; the client is kept (pg.Pool closes it)", async () => {
+  test("a failed statement rejects with the server's error; 'release' gets it; the client is closed, as pg.Pool closes it", async () => {
     const ours = lpPool();
     const theirs = pgPool();
     const oursEvents = record(ours);
@@ -224,8 +224,10 @@ describe('pool.query', () => {
     expect([e1.code, e1.message, e1.constructor]).toEqual([e2.code, e2.message, e2.constructor]);
     await waitUntil('pg.Pool closed its client', () => theirsEvents.includes('remove'));
     expect(theirsEvents).toEqual(['connect', 'acquire', 'release(err)', 'remove']);
-    expect(oursEvents).toEqual(['connect', 'acquire', 'release(err)']); // deliberate: a syntax error does not break a connection
-    expect([ours.totalCount, ours.idleCount]).toEqual([1, 1]);
+    // pg-pool's query() releases with the statement's error, which closes the client: same counts at once.
+    expect([ours.totalCount, ours.idleCount]).toEqual([0, 0]);
+    await waitUntil('the facade closed its client', () => oursEvents.includes('remove'));
+    expect(oursEvents).toEqual(theirsEvents);
     await expect(ours.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
   });
 
@@ -238,11 +240,13 @@ describe('pool.query', () => {
     const ours = lpPool({ max: 1 });
     const theirs = pgPool({ max: 1 });
     const oursEvents = record(ours);
+    const theirsEvents = record(theirs);
     const [e1, e2] = [await rejectionOf(ours.query(null as unknown as string)), await rejectionOf(theirs.query(null as unknown as string))];
     expect([e1.constructor, e1.message]).toEqual([e2.constructor, e2.message]);
-    expect(oursEvents).toEqual(['connect', 'acquire', 'release(err)']);
-    // Not counted as a statement in flight: the connection goes back to the pool and serves the next query.
-    expect([ours.totalCount, ours.idleCount]).toEqual([1, 1]);
+    // As pg.Pool: released with that error, so the client is closed; the next query gets a new one.
+    expect([ours.totalCount, ours.idleCount]).toEqual([theirs.totalCount, theirs.idleCount]);
+    await waitUntil('both closed their client', () => oursEvents.includes('remove') && theirsEvents.includes('remove'));
+    expect(oursEvents).toEqual(theirsEvents);
     await expect(ours.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
   });
 
@@ -325,11 +329,30 @@ describe('pool.connect and client.release', () => {
     expect(pool.totalCount).toBe(0);
   });
 
-  test('a released client cannot be used any more (pg.Pool would run it on the next borrower’s connection)', async () => {
-    const pool = lpPool();
+  test('a client used while it sits released in the pool: a warning with both stacks and a count (or a throw, if asked)', async () => {
+    const warn = jest.fn();
+    const pool = lpPool({ leasepool: { logger: { warn, error: jest.fn() } } });
     const client = await pool.connect();
     client.release();
-    expect(() => client.query('SELECT 1')).toThrow(LeaseReleasedError);
+    // As pg.Pool: the query runs (code relying on that keeps working), but it is reported.
+    await expect(client.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+    expect(pool.useAfterReleaseCount).toBe(1);
+    expect(warn).toHaveBeenCalledTimes(1);
+    const message = String(warn.mock.calls[0]?.[1]);
+    expect(message).toMatch(/used after release\(\) while idle in the pool; used at:\n.*compat-pool\.test/s);
+    expect(message).toMatch(/released at:\n.*compat-pool\.test/s);
+    // Checked out again, the same client is in use, not misused.
+    const again = await pool.connect();
+    expect(again).toBe(client);
+    await again.query('SELECT 1');
+    expect(pool.useAfterReleaseCount).toBe(1);
+    again.release();
+
+    const strict = lpPool({ leasepool: { useAfterRelease: 'throw' } });
+    const other = await strict.connect();
+    other.release();
+    expect(() => other.query('SELECT 1')).toThrow(LeaseReleasedError);
+    expect(strict.useAfterReleaseCount).toBe(1);
   });
 
   test('a client released inside a transaction is rolled back first (pg.Pool hands the open transaction on)', async () => {
@@ -474,14 +497,13 @@ describe('timeouts and limits', () => {
     expect([keep.totalCount, keep.idleCount]).toEqual([1, 1]);
   });
 
-  test('min: idle clients above min are closed, min are kept (as pg.Pool); leasepool opens them up front', async () => {
+  test('min: idle clients above min are closed, min are kept; none is opened ahead of use (as pg.Pool)', async () => {
     const ends: Array<[number, number]> = [];
     for (const [name, make] of both) {
       const pool = make({ min: 2, idleTimeoutMillis: 200 });
       const events = record(pool);
-      // The documented difference: pg.Pool opens connections on demand only.
-      if (name === 'leasepool Pool') await waitUntil('min opened up front', () => pool.totalCount === 2);
-      else expect(pool.totalCount).toBe(0);
+      await new Promise((r) => setTimeout(r, 50));
+      expect([name, pool.totalCount]).toEqual([name, 0]);
       const clients = await Promise.all([pool.connect(), pool.connect(), pool.connect()]);
       expect(pool.totalCount).toBe(3);
       for (const client of clients) client.release();
@@ -719,12 +741,13 @@ describe('leasepool on top', () => {
     await waitUntil('the return is reported', () => log.warn.mock.calls.some((c) => /returned after/.test(String(c[1]))));
   });
 
-  test('leaseTimeoutMs takes a client back: further use throws; the first release() is fine, the second is pg’s error', async () => {
+  test('leaseTimeoutMs takes a client back: further use fails with the error of pg itself; the first release() is fine, the second is pg’s error', async () => {
     const pool = lpPool({ leasepool: { leaseTimeoutMs: 150 } });
     const events = record(pool);
     const client = await pool.connect();
     await waitUntil('reclaimed', () => events.includes('remove'), 3_000);
-    expect(() => client.query('SELECT 1')).toThrow(LeaseRevokedError);
+    // The client itself was handed out (as pg.Pool does): taken back, it is closed, and pg says so.
+    await expect(client.query('SELECT 1')).rejects.toThrow('Client was closed and is not queryable');
     expect(() => client.release()).not.toThrow();
     expect(() => client.release()).toThrow(DOUBLE_RELEASE);
     await expect(pool.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
@@ -785,7 +808,7 @@ describe('pool.end', () => {
     await pool.end();
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(pool.ended).toBe(true);
-    expect(() => client.query('SELECT 1')).toThrow(LeaseRevokedError);
+    await expect(client.query('SELECT 1')).rejects.toThrow('Client was closed and is not queryable');
     expect((await admin.query(`SELECT count(*)::int AS n FROM ${TABLE}`)).rows).toEqual([{ n: 0 }]);
   });
 
