@@ -113,12 +113,8 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
         closeFailed: (_conn, err) => this.logger.debug?.({ pool: this.name, err }, 'closing a connection failed'),
       },
     );
-    this.#gp = createConnectionPool(this.#factory, {
-      max: this.#max,
-      min: Math.min(options.min, this.#max),
-      idleTimeoutMs: options.idleTimeoutMs,
-      maxLifetimeMs: options.maxLifetimeMs,
-    });
+    const { idleTimeoutMs, maxLifetimeMs } = options;
+    this.#gp = createConnectionPool(this.#factory, { max: this.#max, min: Math.min(options.min, this.#max), idleTimeoutMs, maxLifetimeMs });
     this.#waiters = new WaitingRoom(this.#gp, this.#max, {
       timeoutError: (timeoutMs) => new AcquireTimeoutError(this.name, timeoutMs, this.stats()),
       failed: (reason) => this.metrics.acquireFailed(reason),
@@ -337,25 +333,15 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   /** @internal GaugeSource */
   gaugeSnapshot(): ReturnType<GaugeSource['gaugeSnapshot']> {
-    const stats = this.stats();
+    const { idle, active, size, max, pending } = this.stats();
     const first = this.#active.first;
-    return {
-      idle: stats.idle,
-      active: stats.active,
-      pendingCreate: Math.max(0, this.#gp.size - stats.size),
-      max: stats.max,
-      pending: stats.pending,
-      oldestLeaseSeconds: first === undefined ? 0 : (now() - first.acquiredAt) / 1000,
-    };
+    const oldestLeaseSeconds = first === undefined ? 0 : (now() - first.acquiredAt) / 1000;
+    return { idle, active, pendingCreate: Math.max(0, this.#gp.size - size), max, pending, oldestLeaseSeconds };
   }
 
   #failWaiters(error: ConnectError, startedAt: number): void {
-    // The database is unreachable: every caller waiting now gets the real error at once rather
-    // than a timeout later (the next acquire tries again). With connectFailure 'one', only the
-    // caller the attempt was made for.
-    const received = this.#waiters.size > 0;
-    if (this.options.connectFailure === 'one') this.#waiters.failOldest(error, 'error', startedAt);
-    else this.#waiters.failAll(error, 'error');
+    // The database is unreachable: waiting callers get the real error at once, not a timeout later.
+    const received = this.#waiters.failConnect(error, startedAt, this.options.connectFailure === 'one');
     // The callers have the error; a log line too is only for those who ask (logConnectErrors).
     if (!received || this.options.logConnectErrors) this.logger.warn({ pool: this.name, err: error }, `pool "${this.name}": ${error.message}`);
   }
@@ -400,12 +386,12 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
 const ignore = (): void => undefined;
 
-/** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
-// The internal contracts Pool fulfils, checked here rather than by `implements`: their members are
-// @internal, stripped from the published typings, where an `implements` clause would not hold.
+// The internal contracts Pool fulfils, checked here rather than by `implements` (their members are
+// @internal, stripped from the published typings, where an `implements` clause would not hold).
 type Holds<T extends true> = T;
 type _PoolContracts = Holds<Pool extends LeaseOwner<object> & GaugeSource ? true : false>;
 
+/** Create a pool. Invalid options throw one `ConfigError` naming every bad field. */
 export function createPool<C extends object, Q extends QueryFunction = QueryFunction>(adapter: Adapter<C, Q>, options?: PoolOptions): Pool<C, Q> {
   return new Pool(adapter, options);
 }

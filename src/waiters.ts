@@ -134,6 +134,17 @@ export class WaitingRoom<C extends object> {
     if (waiter !== undefined && waiter.startedAt <= startedBefore) this.#end(waiter, reason, error);
   }
 
+  /**
+   * A connect attempt begun at `startedAt` failed: the callers waiting hear of it at once, all of
+   * them, or with `oneOnly` only the one it was made for. True when any caller was waiting.
+   */
+  failConnect(error: Error, startedAt: number, oneOnly: boolean): boolean {
+    const waiting = this.#head !== undefined;
+    if (oneOnly) this.failOldest(error, 'error', startedAt);
+    else this.failAll(error, 'error');
+    return waiting;
+  }
+
   /** No more fetches (the pool is closing). */
   stop(): void {
     this.#stopped = true;

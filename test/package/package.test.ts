@@ -127,22 +127,35 @@ export async function typed(): Promise<void> {
 
 const MAIN = `
 import * as mysql2Promise from 'mysql2/promise';
+import * as pgDriver from 'pg';
 import { entries } from './uses.js';
 const out: Record<string, string[]> = {};
-for (const [name, ns] of Object.entries({ ...entries, 'mysql2/promise': mysql2Promise })) out[name] = Object.keys(ns).filter((k) => k !== 'default' && k !== '__esModule').sort();
+for (const [name, ns] of Object.entries({ ...entries, 'mysql2/promise': mysql2Promise, pg: pgDriver })) out[name] = Object.keys(ns).filter((k) => k !== 'default' && k !== '__esModule').sort();
 console.log(JSON.stringify(out));
 `;
 
 /**
  * What a fresh app must see: EXPORTS, where leasepool/adapters/mysql2 also re-exports everything
- * mysql2/promise exports (issue 18: it is mysql2/promise with createPool replaced), as the same
- * app sees mysql2/promise's names (ESM sees fewer than CommonJS: not its getters).
+ * mysql2/promise exports and leasepool/adapters/pg everything pg exports (issue 18: each is the
+ * driver's module with its pool replaced), as the same app sees the driver's names (ESM sees fewer
+ * than CommonJS: not its getters).
  */
 function expectedExports(printed: Record<string, string[]>): Record<string, string[]> {
   const driver = printed['mysql2/promise'] ?? [];
   expect(driver).toEqual(expect.arrayContaining(['createConnection', 'createPool', 'escape', 'format']));
   const mysqlEntry = EXPORTS['leasepool/adapters/mysql2'] ?? [];
-  return { ...EXPORTS, 'leasepool/adapters/mysql2': [...new Set([...mysqlEntry, ...driver])].sort(), 'mysql2/promise': driver };
+  const pg = printed['pg'] ?? [];
+  expect(pg).toEqual(expect.arrayContaining(['Client', 'Pool', 'types']));
+  const pgEntry = EXPORTS['leasepool/adapters/pg'] ?? [];
+  return {
+    ...EXPORTS,
+    'leasepool/adapters/mysql2': [...new Set([...mysqlEntry, ...driver])].sort(),
+    'mysql2/promise': driver,
+    // pg's `utils`, `_pools` and lazy `native` are exports of pg too, which an ES module app does not
+    // see on pg itself (Node's CommonJS lexer misses them there): ours declares them.
+    'leasepool/adapters/pg': [...new Set([...pgEntry, ...pg, '_pools', 'native', 'utils'])].sort(),
+    pg,
+  };
 }
 
 interface App {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as pg from 'pg';
 import pgDefault, * as facade from '../../adapters/pg';
-import { Pool } from '../../adapters/pg-pool';
+import { Pool } from '../../adapters/pg/pool';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '../..');

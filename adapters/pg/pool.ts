@@ -18,20 +18,21 @@
 import { EventEmitter } from 'node:events';
 import { Client } from 'pg';
 import type { ClientBase, ClientConfig, PoolClient, PoolConfig, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow } from 'pg';
-import type { Adapter, ConnectionEvents } from '../src/adapter';
-import type { PooledConnection } from '../src/connections';
-import { findAmbient } from '../src/context';
-import { statementEnded } from '../src/guard';
-import { AcquireTimeoutError, ConfigError, ConnectError, LeaseReleasedError, PoolClosedError } from '../src/errors';
-import type { CallSite, Lease, LeaseRecord } from '../src/lease';
-import { consoleLogger, type Logger } from '../src/logger';
-import type { MetricsOptions } from '../src/metrics';
-import { show } from '../src/options';
-import { createPool, type LeaseScopeOptions, type Pool as LeasePool, type PoolStats } from '../src/pool';
-import { redact, redactError } from '../src/redact';
-import { RELEASED_CLEAN, releaseLease } from '../src/release';
-import type { Transaction, TxOptions } from '../src/transaction';
-import { driverErrorOf, pgAdapter } from './pg';
+import type { Adapter, ConnectionEvents } from '../../src/adapter';
+import type { PooledConnection } from '../../src/connections';
+import { findAmbient } from '../../src/context';
+import { statementEnded } from '../../src/guard';
+import { AcquireTimeoutError, ConfigError, ConnectError, LeaseReleasedError, PoolClosedError } from '../../src/errors';
+import type { CallSite, Lease, LeaseRecord } from '../../src/lease';
+import { consoleLogger, type Logger } from '../../src/logger';
+import type { MetricsOptions } from '../../src/metrics';
+import { show } from '../../src/options';
+import { createPool, type LeaseScopeOptions, type Pool as LeasePool, type PoolStats } from '../../src/pool';
+import { redact, redactError } from '../../src/redact';
+import { RELEASED_CLEAN, releaseLease } from '../../src/release';
+import type { Transaction, TxOptions } from '../../src/transaction';
+import { pgAdapter } from './adapter';
+import { driverErrorOf } from './errors';
 
 /** pg-pool's own messages, kept word for word: code that matches on them keeps working. */
 const MESSAGES = {
