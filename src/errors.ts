@@ -180,3 +180,20 @@ export function suppressedErrors(error: unknown): readonly unknown[] {
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Socket-level error codes (Node's, on any driver's socket) after which a connection is gone. Each
+ * adapter adds its driver's own codes.
+ */
+export const SOCKET_GONE_CODES: readonly string[] = [
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTCONN',
+  'ERR_STREAM_DESTROYED',
+  'ERR_SOCKET_CLOSED',
+];

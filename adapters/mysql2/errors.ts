@@ -3,8 +3,8 @@
  * may be retried after, which end the whole transaction on the server; and how a failure is
  * described without a secret.
  */
-import type { Connection } from 'mysql2/promise';
-import { redact, redactError } from '../../src/redact';
+import { SOCKET_GONE_CODES } from '../../src/errors';
+import { redact } from '../../src/redact';
 
 /**
  * Errors with which the server has rolled back the whole transaction, not just the statement:
@@ -12,23 +12,15 @@ import { redact, redactError } from '../../src/redact';
  */
 export const SERVER_ROLLBACK_ERRNOS: ReadonlySet<number> = new Set([1213, 1614, 3101]);
 
-
-export const FATAL_CODES = new Set([
+/** mysql2's and the server's codes after which the connection is gone, and the socket's. */
+export const FATAL_CODES: ReadonlySet<string> = new Set([
   'PROTOCOL_CONNECTION_LOST',
   'PROTOCOL_SEQUENCE_TIMEOUT',
   'PROTOCOL_PACKETS_OUT_OF_ORDER',
   'PROTOCOL_UNEXPECTED_PACKET',
   'PROTOCOL_ENQUEUE_AFTER_QUIT',
   'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ERR_STREAM_DESTROYED',
-  'ERR_SOCKET_CLOSED',
+  ...SOCKET_GONE_CODES,
   'ER_SERVER_SHUTDOWN',
   'ER_CONNECTION_KILLED',
   'ER_CON_COUNT_ERROR',

@@ -12,7 +12,6 @@
  * Also exported from here: `Pool`, a drop-in replacement for `pg.Pool` on leasepool (see
  * `pool.ts`): `import { Pool } from 'leasepool/adapters/pg'`.
  */
-import * as net from 'node:net';
 import { Client, type ClientConfig, type QueryResult, type QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../../src/adapter';
 import { changesSessionCached, commitRolledBack, endsTransactionTextCached, errorMessage, isRetryableServerError, postgresDialect, sameRealmError } from '../../src/dialects/postgres';

@@ -4,9 +4,8 @@
  * postgres:// one.
  */
 import { Client, type ClientConfig } from 'pg';
-import type { Adapter } from '../../src/adapter';
 import { checkNonNegativeInt } from '../../src/dialects/postgres';
-import { ConfigError, ConnectError } from '../../src/errors';
+import { ConfigError } from '../../src/errors';
 import { unknownOption } from '../../src/options';
 
 /** Options of {@link pgAdapter}. Every field is optional; bad values throw `ConfigError` naming the field. */

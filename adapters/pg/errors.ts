@@ -2,9 +2,8 @@
  * Which pg errors mean the connection is gone (fatal); and the pg error kept behind a ConnectError
  * when it carries no secret, for the drop-in that hands out pg's own error objects.
  */
-import { Client } from 'pg';
 import { isFatalServerError } from '../../src/dialects/postgres';
-import { ConnectError } from '../../src/errors';
+import { ConnectError, SOCKET_GONE_CODES } from '../../src/errors';
 import { redact } from '../../src/redact';
 
 /**
@@ -34,16 +33,7 @@ export function keepDriverError(error: ConnectError, original: unknown, secrets:
 }
 
 /** Socket-level error codes after which the connection is gone. */
-export const FATAL_SOCKET_CODES: ReadonlySet<string> = new Set([
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ECONNREFUSED',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTCONN',
-]);
+export const FATAL_SOCKET_CODES: ReadonlySet<string> = new Set(SOCKET_GONE_CODES);
 
 /**
  * Messages pg uses for a dead or closed client. `Query read timeout` (pg's `query_timeout`) is

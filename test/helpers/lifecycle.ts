@@ -101,3 +101,40 @@ export async function blackhole(): Promise<{ port: number; sockets: net.Socket[]
     },
   };
 }
+
+/** The `code` of an error (leasepool's or the driver's), if any. */
+export const codeOf = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
+
+/** Settles with the outcome of `p`, or 'still pending' after `ms`: a bound, so a hang fails the test instead of the run. */
+export function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | 'still pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const pending = new Promise<'still pending'>((resolve) => {
+    timer = setTimeout(() => resolve('still pending'), ms);
+  });
+  return Promise.race([
+    p.then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    ),
+    pending,
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Whether `p` resolved, and the code it rejected with. */
+export async function outcomeOf(p: Promise<unknown>): Promise<{ ok: boolean; code: unknown }> {
+  try {
+    await p;
+    return { ok: true, code: undefined };
+  } catch (err) {
+    return { ok: false, code: codeOf(err) };
+  }
+}
+
+/** A gate a test opens when it wants a body to go on. */
+export function latch(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}

@@ -6,7 +6,7 @@
 import { createConnection, type Connection } from 'mysql2/promise';
 import { mysqlAdapter } from '../../adapters/mysql2';
 import { poolMaker, type Row } from '../shared/behaviour';
-import { waitFor } from '../helpers/lifecycle';
+import { codeOf, latch, waitFor, within } from '../helpers/lifecycle';
 
 const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 const RUN = process.pid.toString(36);
@@ -28,25 +28,7 @@ async function ids(table = ROWS): Promise<number[]> {
 }
 const insert = (conn: Connection, id: number): Promise<Row[]> => q(conn, `INSERT INTO ${ROWS} (id, v) VALUES (?, 0)`, [id]);
 const bump = (conn: Connection, id: number): Promise<Row[]> => q(conn, `UPDATE ${ROWS} SET v = v + 1 WHERE id = ?`, [id]);
-const code = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
-const timer = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-function latch(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
-}
-/** Settles with the outcome of `p`, or 'still pending' after `ms`: a bound, so a hang fails the test instead of the run. */
-function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | 'still pending'> {
-  return Promise.race([
-    p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ),
-    timer(ms).then(() => 'still pending' as const),
-  ]);
-}
+const code = codeOf;
 async function untilLockWait(): Promise<void> {
   await waitFor('a transaction waits for a row lock', async () => Number((await q(admin, `SELECT count(*) AS n FROM information_schema.processlist WHERE db = DATABASE() AND command = 'Query' AND info LIKE 'UPDATE %' AND id <> CONNECTION_ID()`))[0]?.['n']) > 0);
 }

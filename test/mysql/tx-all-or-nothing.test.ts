@@ -10,7 +10,7 @@
 import { createConnection, type Connection } from 'mysql2/promise';
 import { mysqlAdapter } from '../../adapters/mysql2';
 import { poolMaker, type Row } from '../shared/behaviour';
-import { rejection, waitFor } from '../helpers/lifecycle';
+import { codeOf, latch, outcomeOf, rejection, waitFor, within } from '../helpers/lifecycle';
 
 const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 const RUN = process.pid.toString(36);
@@ -37,35 +37,10 @@ async function values(): Promise<Record<number, number>> {
 }
 const insert = (conn: Connection, id: number): Promise<Row[]> => q(conn, `INSERT INTO ${ROWS} (id, v) VALUES (?, 0)`, [id]);
 const bump = (conn: Connection, id: number): Promise<Row[]> => q(conn, `UPDATE ${ROWS} SET v = v + 1 WHERE id = ?`, [id]);
-const code = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
+const code = codeOf;
 const errno = (err: unknown): unknown => (err as { errno?: unknown } | null)?.errno;
 const timer = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-function latch(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
-}
 /** How `p` settled, with the error's code. */
-async function outcomeOf(p: Promise<unknown>): Promise<{ ok: boolean; code: unknown }> {
-  try {
-    await p;
-    return { ok: true, code: undefined };
-  } catch (err) {
-    return { ok: false, code: code(err) };
-  }
-}
-/** Settles with the outcome of `p`, or 'still pending' after `ms`: a bound, so a hang fails the test instead of the run. */
-function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | 'still pending'> {
-  return Promise.race([
-    p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ),
-    timer(ms).then(() => 'still pending' as const),
-  ]);
-}
 /**
  * Until another session of this database is running an UPDATE (the light transaction waiting for
  * its row lock: the deadlock's first half is in place). The processlist, not innodb_trx: MariaDB

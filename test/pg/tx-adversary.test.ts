@@ -5,6 +5,7 @@
  */
 import { Client } from 'pg';
 import { pgAdapter } from '../../adapters/pg';
+import { codeOf, within } from '../helpers/lifecycle';
 import { poolMaker } from '../shared/behaviour';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -18,18 +19,7 @@ async function ids(): Promise<number[]> {
   return (await admin.query<{ id: number }>(`SELECT id FROM ${ROWS} ORDER BY id`)).rows.map((r) => r.id);
 }
 const insert = (conn: Client, id: number): Promise<unknown> => conn.query(`INSERT INTO ${ROWS} (id) VALUES ($1)`, [id]);
-const code = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;
-const timer = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** Settles with the outcome of `p`, or 'still pending' after `ms`: a bound, so a hang fails the test instead of the run. */
-function within<T>(p: Promise<T>, ms: number): Promise<{ ok: true; value: T } | { ok: false; error: unknown } | 'still pending'> {
-  return Promise.race([
-    p.then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ),
-    timer(ms).then(() => 'still pending' as const),
-  ]);
-}
+const code = codeOf;
 
 beforeAll(async () => {
   admin = new Client(PG_URL);
