@@ -189,10 +189,13 @@ export function reclaimLease<C extends object>(
   const done = runReclaim(record, budgetMs ?? owner.controlTimeoutMs);
   // A later release() joins the reclaim; cleanups already running under a release are not rerun.
   if (record.releasing === undefined) {
-    record.releasing = done.then(() => runCleanups(record.cleanups)).then((errors) => {
+    const cleanups = done.then(() => runCleanups(record.cleanups)).then((errors) => {
       if (errors.length > 0) owner.reportCleanupErrors(record, errors);
       return errors;
     });
+    // The deadline has passed: the caller is told once the reclaim is done and the cleanups had a
+    // short grace; one that never settles runs on without holding the caller (reported if it fails).
+    record.releasing = done.then(() => withTimeout(cleanups, CLEANUP_GRACE_MS).catch(() => NO_ERRORS));
   }
   return done;
 }
@@ -221,6 +224,9 @@ function transactionStatus<C extends object>(adapter: Adapter<C>, record: LeaseR
   if (record.txDepth > 0) return 'in_tx';
   return adapter.txStatus?.(record.connection.raw) ?? 'idle';
 }
+
+/** How long the caller of a reclaimed lease waits for its deferred cleanups after the reclaim. */
+const CLEANUP_GRACE_MS = 250;
 
 const NO_ERRORS: unknown[] = [];
 Object.freeze(NO_ERRORS);

@@ -235,6 +235,23 @@ describe('deferred cleanups run under the deadline', () => {
     expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'hung_cleanup', kind: 'leak_reclaimed' })).toBe(1);
   });
 
+  test('the deadline passes while the body still runs and its cleanup never settles: the caller still hears at the deadline', async () => {
+    const { pool } = setup({ max: 1 });
+    const t0 = performance.now();
+    const err = await rejection(
+      pool.withLease(
+        async (conn, lease) => {
+          lease.defer(() => new Promise(() => undefined));
+          await conn.query('SLEEP 1000');
+        },
+        { timeoutMs: 30 },
+      ),
+    );
+    expect(err).toBeInstanceOf(LeaseTimeoutError);
+    expect(performance.now() - t0).toBeLessThan(900);
+    expect(pool.stats().active).toBe(0);
+  });
+
   test('close() takes back a lease whose cleanup hangs, and its caller hears of it', async () => {
     const { pool } = setup({ max: 1 });
     const scope = settle(
