@@ -33,9 +33,10 @@ export function idleExitTests(driver: 'pg' | 'mysql'): void {
     expect(quick.code).toBe(0);
     const slow = await runIdleChild(driver, 4_000, false);
     expect(slow.code).toBe(0);
-    // Kept alive by the idle connection: at least its idle timeout, and not much more.
+    // Kept alive by the idle connection: at least its idle timeout, and not much more (one eviction
+    // period, plus what two child processes' start-up differs by on a loaded 2-core machine).
     expect(slow.ms).toBeGreaterThan(4_000);
-    expect(slow.ms - quick.ms).toBeLessThan(4_000 + 1_500);
+    expect(slow.ms - quick.ms).toBeLessThan(4_000 + 3_000);
   }, 40_000);
 
   test('allowExitOnIdle: the process exits with an idle connection open', async () => {
