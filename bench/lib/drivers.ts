@@ -89,7 +89,17 @@ export interface DriverKit {
   url(e: Endpoint): string;
 }
 
-export type LeasePool = ReturnType<ReturnType<typeof leasepool>['createPool']>;
+/** What the scenarios use of a leasepool pool (whatever its connection type). */
+export interface LeasePool {
+  withLease<R>(fn: (conn: Queryable) => R | PromiseLike<R>): Promise<R>;
+  withTx<R>(fn: (conn: Queryable) => R | PromiseLike<R>): Promise<R>;
+  stats(): { readonly size: number; readonly idle: number; readonly active: number; readonly pending: number };
+  close(): Promise<unknown>;
+}
+
+export interface Queryable {
+  query(sql: string): Promise<unknown>;
+}
 
 export const pgKit: DriverKit = {
   db: 'pg',
@@ -98,28 +108,22 @@ export const pgKit: DriverKit = {
   begin: 'BEGIN',
   hasQueueLimit: false,
   leasepool(url, options, counter) {
-    return leasepool().createPool(countedAdapter(pgAdapterModule().pgAdapter(url), counter), options);
+    return leasepool().createPool(countedAdapter(pgAdapterModule().pgAdapter(url), counter), options) as unknown as LeasePool;
   },
   driverPool(url, max, counter) {
     // pg.Pool makes its clients with `new this.Client(options)`: a subclass counts their connects.
     class CountedClient extends Client {
-      override connect(): Promise<void>;
-      override connect(callback: (err: Error) => void): void;
-      override connect(callback?: (err: Error) => void): Promise<void> | void {
-        counter.begin();
-        if (callback === undefined) {
-          return super.connect().then(
-            () => counter.end(true),
-            (err: unknown) => {
-              counter.end(false);
-              throw err;
-            },
-          );
-        }
-        super.connect((err) => {
-          counter.end(!err);
-          callback(err);
-        });
+      constructor(config?: ConstructorParameters<typeof Client>[0]) {
+        super(config);
+        // pg.Pool calls connect(callback); count the attempt and its outcome around that.
+        const connect = this.connect.bind(this) as (callback: (err: Error | null) => void) => void;
+        (this as unknown as { connect: (callback: (err: Error | null) => void) => void }).connect = (callback) => {
+          counter.begin();
+          connect((err) => {
+            counter.end(!err);
+            callback(err);
+          });
+        };
       }
     }
     const pool = new PgPool({ connectionString: url, max, idleTimeoutMillis: 30_000, Client: CountedClient });
@@ -142,7 +146,7 @@ export const mysqlKit: DriverKit = {
   begin: 'START TRANSACTION',
   hasQueueLimit: true,
   leasepool(url, options, counter) {
-    return leasepool().createPool(countedAdapter(mysqlAdapterModule().mysqlAdapter(url), counter), options);
+    return leasepool().createPool(countedAdapter(mysqlAdapterModule().mysqlAdapter(url), counter), options) as unknown as LeasePool;
   },
   driverPool(url, max, counter, queueLimit) {
     const pool = createMysqlPool({ uri: url, connectionLimit: max, ...(queueLimit === undefined ? {} : { queueLimit }) });

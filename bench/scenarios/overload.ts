@@ -43,7 +43,7 @@ interface Variant {
 function leaseOp(pool: LeasePool, sql: string): Op {
   return {
     run: (granted) =>
-      pool.withLease((conn: { query(sql: string): Promise<unknown> }) => {
+      pool.withLease((conn) => {
         granted();
         return conn.query(sql);
       }),
@@ -53,7 +53,7 @@ function leaseOp(pool: LeasePool, sql: string): Op {
 function txOp(pool: LeasePool, sql: string): Op {
   return {
     run: (granted) =>
-      pool.withTx((conn: { query(sql: string): Promise<unknown> }) => {
+      pool.withTx((conn) => {
         granted();
         return conn.query(sql);
       }),
