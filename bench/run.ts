@@ -33,11 +33,12 @@ import { mysqlFacade, mysqlSelect, mysqlTx } from './scenarios/mysql';
 import { pgFacade, pgSelect, pgTx } from './scenarios/pg';
 import { soak } from './scenarios/soak';
 import { mysqlOverload, pgOverload } from './scenarios/overload';
+import { mysqlSpike, pgSpike } from './scenarios/spike';
 import { buildSubject, subjectEnv } from './lib/subject';
 
 // The write-heavy transaction scenarios last: after tens of thousands of commits a server goes on
 // flushing and purging for seconds, on the same two cores as the scenario that runs next.
-const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgTx, mysqlTx];
+const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgTx, mysqlTx];
 
 interface Cli {
   readonly check: boolean;
