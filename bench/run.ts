@@ -34,11 +34,12 @@ import { pgFacade, pgSelect, pgTx } from './scenarios/pg';
 import { soak } from './scenarios/soak';
 import { mysqlOverload, pgOverload } from './scenarios/overload';
 import { mysqlSpike, pgSpike } from './scenarios/spike';
+import { instructions } from './scenarios/instructions';
 import { buildSubject, subjectEnv } from './lib/subject';
 
 // The write-heavy transaction scenarios last: after tens of thousands of commits a server goes on
 // flushing and purging for seconds, on the same two cores as the scenario that runs next.
-const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgTx, mysqlTx];
+const SCENARIOS: readonly Scenario[] = [cycle, soak, instructions, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgTx, mysqlTx];
 
 interface Cli {
   readonly check: boolean;
