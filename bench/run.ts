@@ -35,12 +35,13 @@ import { soak } from './scenarios/soak';
 import { mysqlOverload, pgOverload } from './scenarios/overload';
 import { mysqlSpike, pgSpike } from './scenarios/spike';
 import { instructions } from './scenarios/instructions';
+import { mysqlOutage, pgOutage } from './scenarios/outage';
 import { buildSubject, subjectEnv } from './lib/subject';
 import { writeReadmeTable } from './lib/readme';
 
 // The write-heavy transaction scenarios last: after tens of thousands of commits a server goes on
 // flushing and purging for seconds, on the same two cores as the scenario that runs next.
-const SCENARIOS: readonly Scenario[] = [cycle, soak, instructions, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgTx, mysqlTx];
+const SCENARIOS: readonly Scenario[] = [cycle, soak, instructions, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgOutage, mysqlOutage, pgTx, mysqlTx];
 
 interface Cli {
   readonly check: boolean;
