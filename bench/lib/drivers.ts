@@ -115,6 +115,10 @@ export const pgKit: DriverKit = {
     class CountedClient extends Client {
       constructor(config?: ConstructorParameters<typeof Client>[0]) {
         super(config);
+        // A checked-out client whose server goes away emits 'error'; pg.Pool listens only on idle
+        // ones, so without this the outage scenario's process dies of an unhandled 'error' event
+        // (pg #2439). Careful applications add this listener; the bench measures that case.
+        this.on('error', () => undefined);
         // pg.Pool calls connect(callback); count the attempt and its outcome around that.
         const connect = this.connect.bind(this) as (callback: (err: Error | null) => void) => void;
         (this as unknown as { connect: (callback: (err: Error | null) => void) => void }).connect = (callback) => {

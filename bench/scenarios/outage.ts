@@ -103,7 +103,8 @@ async function outage(server: PrivateServer, target: Target): Promise<OutageRun>
   }
   running = false;
   await Promise.all(callers);
-  const first = successes.find((t) => t > tStop);
+  // No op can succeed between the server going down and accepting again: the first one after that.
+  const first = successes.find((t) => t > tAccept);
   const firstAfter = first === undefined ? NaN : first - tAccept;
   const brokenInPool = await target.sweep();
   await target.close();
