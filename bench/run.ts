@@ -32,11 +32,16 @@ import { cycle } from './scenarios/cycle';
 import { mysqlFacade, mysqlSelect, mysqlTx } from './scenarios/mysql';
 import { pgFacade, pgSelect, pgTx } from './scenarios/pg';
 import { soak } from './scenarios/soak';
+import { mysqlOverload, pgOverload } from './scenarios/overload';
+import { mysqlSpike, pgSpike } from './scenarios/spike';
+import { instructions } from './scenarios/instructions';
+import { mysqlOutage, pgOutage } from './scenarios/outage';
 import { buildSubject, subjectEnv } from './lib/subject';
+import { writeReadmeTable } from './lib/readme';
 
 // The write-heavy transaction scenarios last: after tens of thousands of commits a server goes on
 // flushing and purging for seconds, on the same two cores as the scenario that runs next.
-const SCENARIOS: readonly Scenario[] = [cycle, soak, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgTx, mysqlTx];
+const SCENARIOS: readonly Scenario[] = [cycle, soak, instructions, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgOutage, mysqlOutage, pgTx, mysqlTx];
 
 interface Cli {
   readonly check: boolean;
@@ -47,6 +52,8 @@ interface Cli {
   /** Internal: run exactly this scenario here and write what the parent needs to `report`. */
   readonly scenario: string | undefined;
   readonly report: string | undefined;
+  /** `--report`: regenerate the results table of bench/README.md from bench/results/ and stop. */
+  readonly readme: boolean;
   /** Internal: this is process `fork` of `forks` running the scenario. */
   readonly fork: number;
   readonly forks: number;
@@ -76,13 +83,15 @@ function parseArgs(argv: readonly string[]): Cli {
   let source = false;
   let scenario: string | undefined;
   let report: string | undefined;
+  let readme = false;
   let fork = 1;
   let forks = 1;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--check') check = true;
     else if (arg === '--scenario') scenario = argv[++i];
-    else if (arg === '--report') report = argv[++i];
+    else if (arg === '--child-report') report = argv[++i];
+    else if (arg === '--report') readme = true;
     else if (arg === '--fork') [fork, forks] = (argv[++i] ?? '1/1').split('/').map(Number) as [number, number];
     else if (arg === '--quick') quick = true;
     else if (arg === '--source') source = true;
@@ -96,12 +105,16 @@ function parseArgs(argv: readonly string[]): Cli {
     } else if (arg === '--help' || arg === '-h') usage('leasepool benchmarks');
     else usage(`unknown argument ${JSON.stringify(arg)}`);
   }
-  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source, scenario, report, fork, forks };
+  return { check, only, reps: reps ?? (quick ? 2 : 5), quick, source, scenario, report, readme, fork, forks };
 }
 
 async function main(): Promise<number> {
   const cli = parseArgs(process.argv.slice(2));
   if (cli.scenario !== undefined) return runHere(cli);
+  if (cli.readme) {
+    console.log(writeReadmeTable(__dirname, SCENARIOS.map((s) => s.name)));
+    return 0;
+  }
   const selected = SCENARIOS.filter((s) => cli.only === undefined || s.name.includes(cli.only));
   if (selected.length === 0) usage(`no scenario matches ${JSON.stringify(cli.only)} (have: ${SCENARIOS.map((s) => s.name).join(', ')})`);
 
@@ -118,7 +131,7 @@ async function main(): Promise<number> {
     const forks = cli.quick ? 1 : (scenario.forks ?? 1);
     const reports: Report[] = [];
     for (let fork = 1; fork <= forks; fork++) {
-      const args = ['--expose-gc', '--import', 'tsx', __filename, '--scenario', scenario.name, '--report', reportFile, '--reps', String(cli.reps)];
+      const args = ['--expose-gc', '--import', 'tsx', __filename, '--scenario', scenario.name, '--child-report', reportFile, '--reps', String(cli.reps)];
       args.push('--fork', `${fork}/${forks}`);
       if (cli.check) args.push('--check');
       if (cli.quick) args.push('--quick');
@@ -140,6 +153,7 @@ async function main(): Promise<number> {
     }
     const report = forks > 1 ? mergeReports(scenario.name, reports) : reports[0];
     if (report === undefined) continue;
+    if (forks > 1) writeMerged(scenario, report, cli.quick);
     total.summary.push(...report.summary);
     total.failures.push(...report.failures);
     total.errors.push(...report.errors);
@@ -188,6 +202,18 @@ function mergeReports(name: string, reports: readonly Report[]): Report | undefi
   }
   evaluated += budgets.length;
   return { summary: [...summary], failures: [...failures], errors, evaluated };
+}
+
+/** bench/results/<scenario>.json for a scenario run in several processes: its merged budgets (what `--report` reads). */
+function writeMerged(scenario: Scenario, report: Report, quick: boolean): void {
+  const prefix = `${scenario.name}: `;
+  const failed = new Set(report.failures);
+  const budgets = report.summary.filter((l) => / budget [≤≥]/.test(l)).map((l) => ({ line: l.slice(prefix.length), ok: !failed.has(l) }));
+  const checks = report.summary
+    .filter((l) => !/ budget [≤≥]/.test(l) && / (OK|MISSED)$/.test(l))
+    .map((l) => ({ label: l.slice(prefix.length).replace(/ (OK|MISSED)$/, ''), detail: '', ok: !failed.has(l) }));
+  const json = { scenario: scenario.name, title: scenario.title, date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, quick, merged: true, budgets, checks };
+  writeFileSync(path.join(__dirname, 'results', `${scenario.name}.json`), `${JSON.stringify(json, null, 2)}\n`);
 }
 
 /** Print the summary lines and the verdict; the exit code. */

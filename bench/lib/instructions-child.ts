@@ -1,0 +1,115 @@
+/**
+ * Child of the `instructions` scenario, run under `valgrind --tool=callgrind`: one variant, a
+ * warm-up of `warmup` ops, then `ops` ops, one caller, then exit. Callgrind counts every
+ * instruction of the process; the scenario runs this twice, with `ops` = N and 2N, and takes the
+ * difference (start-up, warm-up and exit are the same in both and cancel out).
+ *
+ *   node instructions-child.js <variant> <warmup> <ops> [pgUrl] [mysqlUrl]
+ */
+import * as os from 'node:os';
+import type * as GenericPool from 'generic-pool';
+import type * as MysqlPromise from 'mysql2/promise';
+import type * as Pg from 'pg';
+import { fakeAdapterModule, leasepool, mysqlAdapterModule, pgAdapterModule } from './subject';
+
+interface Instance {
+  op(): Promise<unknown>;
+  close(): Promise<unknown>;
+}
+
+const MAX = 10;
+// Each variant loads only its own driver: loading the others would only lengthen every run under
+// valgrind (they cancel out of the difference anyway).
+/* eslint-disable @typescript-eslint/no-require-imports */
+const pg = (): typeof Pg => require('pg') as typeof Pg;
+const mysql = (): typeof MysqlPromise => require('mysql2/promise') as typeof MysqlPromise;
+const gpool = (): typeof GenericPool => require('generic-pool') as typeof GenericPool;
+/**
+ * Leak detection on (its default `leakDetectionMs`), stack sampling off: sampling is per wall-clock
+ * second, and valgrind slows the process tens of times, so a sampled share of ops would grow with it.
+ */
+const LEASEPOOL_OPTIONS = { max: MAX, leakStacksPerSecond: 0 } as const;
+
+export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Instance> = {
+  'pg withLease'(pgUrl) {
+    const pool = leasepool().createPool(pgAdapterModule().pgAdapter(pgUrl), LEASEPOOL_OPTIONS);
+    return { op: () => pool.withLease((conn) => conn.query('SELECT 1')), close: () => pool.close() };
+  },
+  'pg.Pool connect'(pgUrl) {
+    const pool = new (pg().Pool)({ connectionString: pgUrl, max: MAX, idleTimeoutMillis: 30_000 });
+    pool.on('error', () => undefined);
+    return {
+      async op() {
+        const client = await pool.connect();
+        try {
+          await client.query('SELECT 1');
+        } finally {
+          client.release();
+        }
+      },
+      close: () => pool.end(),
+    };
+  },
+  'mysql withLease'(_pgUrl, mysqlUrl) {
+    const pool = leasepool().createPool(mysqlAdapterModule().mysqlAdapter(mysqlUrl), LEASEPOOL_OPTIONS);
+    return { op: () => pool.withLease((conn) => conn.query('SELECT 1')), close: () => pool.close() };
+  },
+  'mysql2 getConnection'(_pgUrl, mysqlUrl) {
+    const pool = mysql().createPool({ uri: mysqlUrl, connectionLimit: MAX });
+    return {
+      async op() {
+        const conn = await pool.getConnection();
+        try {
+          await conn.query('SELECT 1');
+        } finally {
+          conn.release();
+        }
+      },
+      close: () => pool.end(),
+    };
+  },
+  'cycle withLease'() {
+    // As the cycle scenario's `withLease` variant: the fake adapter, leak detection off.
+    const pool = leasepool().createPool(fakeAdapterModule().fakeAdapter({ recordStatements: false }), { max: MAX, leakDetectionMs: 0 });
+    const noop = async (): Promise<void> => {};
+    return { op: () => pool.withLease(noop), close: () => pool.close() };
+  },
+  'cycle generic-pool'() {
+    let n = 0;
+    const gp = gpool().createPool({ create: async () => ({ id: n++ }), destroy: async () => undefined }, { max: MAX, min: 0, fifo: true });
+    return {
+      async op() {
+        const r = await gp.acquire();
+        void gp.release(r);
+      },
+      async close() {
+        await gp.drain();
+        await gp.clear();
+      },
+    };
+  },
+};
+
+async function main(): Promise<void> {
+  const [variant = '', warmup = '0', ops = '0', pgUrl = '', mysqlUrl = ''] = process.argv.slice(2);
+  const make = VARIANTS[variant];
+  if (make === undefined) throw new Error(`no variant ${JSON.stringify(variant)}`);
+  const instance = make(pgUrl, mysqlUrl);
+  for (let i = 0, n = Number(warmup); i < n; i++) await instance.op();
+  // Markers for callgrind (--zero-before / --dump-before on these two node builtins, which none
+  // of the code measured calls): counts start from zero here and are written out at the end.
+  os.loadavg();
+  for (let i = 0, n = Number(ops); i < n; i++) await instance.op();
+  os.uptime();
+  await instance.close();
+}
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

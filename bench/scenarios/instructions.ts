@@ -1,0 +1,127 @@
+/**
+ * `instructions`: the client's work per operation as a count, not a time, so that its budget does
+ * not flap on a shared machine. Each variant runs in a child process of its own under
+ * `valgrind --tool=callgrind` (one caller: a warm-up, then a fixed number of ops). The child calls
+ * two node builtins that nothing measured calls (`os.loadavg()` before the counted ops,
+ * `os.uptime()` after them) and callgrind dumps its counters on entering each (`--dump-before`):
+ * the second dump holds exactly the instructions of the counted ops, start-up and warm-up excluded.
+ * `--single-threaded` keeps V8's compiler and GC on the main thread, so what they do is counted
+ * the same way in every run.
+ *
+ * Budgets (`--check`): leasepool `withLease` + SELECT 1 ≤ 1.05x the driver pool's
+ * connect/query/release instructions per statement (pg, mysql2); the in-memory `withLease` cycle ≤
+ * generic-pool's acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails
+ * under `--check` and is skipped otherwise.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fmtInt, renderTable, type BudgetResult } from '../lib/harness';
+import type { BenchOptions, Check, Scenario, ScenarioResult } from '../lib/scenario';
+
+const VALGRIND = '/usr/bin/valgrind';
+const PG_URL = process.env['PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.1:3306/test';
+
+interface Pair {
+  readonly leasepool: string;
+  readonly peer: string;
+  readonly limit: number;
+  readonly warmup: number;
+  readonly ops: number;
+  readonly what: string;
+}
+
+const PAIRS: readonly Pair[] = [
+  { leasepool: 'pg withLease', peer: 'pg.Pool connect', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, PostgreSQL' },
+  { leasepool: 'mysql withLease', peer: 'mysql2 getConnection', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, MariaDB' },
+  { leasepool: 'cycle withLease', peer: 'cycle generic-pool', limit: 1, warmup: 2_000, ops: 5_000, what: 'in-memory acquire → release' },
+];
+
+/** Instructions of the counted ops of one child run. */
+function count(variant: string, warmup: number, ops: number): Promise<number> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lp-bench-cg-'));
+  const build = process.env['LEASEPOOL_BENCH_BUILD'];
+  const compiled = build === undefined ? undefined : path.join(build, 'bench', 'lib', 'instructions-child.js');
+  const child = compiled !== undefined && existsSync(compiled) ? [compiled] : ['--import', 'tsx', path.join(__dirname, '..', 'lib', 'instructions-child.ts')];
+  const args = [
+    '--tool=callgrind',
+    `--callgrind-out-file=${path.join(dir, 'cg.out')}`,
+    '--dump-before=node::os::GetLoadAvg*',
+    '--dump-before=node::os::GetUptime*',
+    process.execPath,
+    '--single-threaded',
+    ...child,
+    variant,
+    String(warmup),
+    String(ops),
+    PG_URL,
+    MYSQL_URL,
+  ];
+  return new Promise((resolve, reject) => {
+    execFile(VALGRIND, args, { timeout: 300_000, maxBuffer: 16 * 1024 * 1024, cwd: path.join(__dirname, '..', '..') }, (err, _stdout, stderr) => {
+      try {
+        if (err) throw new Error(`callgrind run of ${variant} failed: ${err.message}\n${stderr.split('\n').slice(-8).join('\n')}`);
+        // Dumps: .1 up to the first marker (start-up, warm-up), .2 the counted ops, then the rest.
+        const files = readdirSync(dir);
+        if (!files.includes('cg.out.2')) throw new Error(`callgrind run of ${variant}: no dump at the markers (have ${files.join(', ')})`);
+        const summary = /^summary:\s+(\d+)/m.exec(readFileSync(path.join(dir, 'cg.out.2'), 'utf8'));
+        if (summary === null) throw new Error(`callgrind run of ${variant}: no summary line`);
+        resolve(Number(summary[1]));
+      } catch (e) {
+        reject(e as Error);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+export const instructions: Scenario = {
+  name: 'instructions',
+  title: 'Client instructions per op under callgrind: withLease + SELECT 1 vs the driver pools, the cycle vs generic-pool',
+  service: {
+    name: 'valgrind',
+    target: VALGRIND,
+    probe: async () => {
+      if (!existsSync(VALGRIND)) throw new Error('not installed');
+    },
+  },
+  async run(options: BenchOptions): Promise<ScenarioResult> {
+    const scale = options.quick ? 0.5 : 1;
+    const rows: string[][] = [];
+    const budgets: BudgetResult[] = [];
+    const checks: Check[] = [];
+    const perOp: Record<string, number> = {};
+    // Two children at a time (one core each): instruction counts do not depend on the clock.
+    for (const pair of PAIRS) {
+      const ops = Math.round(pair.ops * scale);
+      const [a, b] = await Promise.all([count(pair.leasepool, pair.warmup, ops), count(pair.peer, pair.warmup, ops)]);
+      process.stderr.write('.');
+      const lp = a / ops;
+      const peer = b / ops;
+      perOp[pair.leasepool] = lp;
+      perOp[pair.peer] = peer;
+      const ratio = lp / peer;
+      const ok = ratio <= pair.limit;
+      rows.push([pair.what, pair.leasepool, fmtInt(lp), pair.peer, fmtInt(peer), `${ratio.toFixed(3)}x`, `≤ ${pair.limit}x`]);
+      budgets.push({
+        variant: pair.leasepool,
+        baseline: pair.peer,
+        at: 1,
+        metric: 'time',
+        limit: pair.limit,
+        note: `instructions per op (${pair.what})`,
+        ratio,
+        ok,
+        line: `${pair.leasepool} / ${pair.peer} = ${ratio.toFixed(3)}x instructions per op (${fmtInt(lp)} / ${fmtInt(peer)} over ${fmtInt(ops)} ops; budget ≤ ${pair.limit}x) ${ok ? 'OK' : 'MISSED'}`,
+      });
+    }
+    process.stderr.write('\n');
+    const table =
+      'instructions per op, counted by callgrind over a fixed number of ops after a warm-up (one caller)\n' +
+      renderTable(['what', 'leasepool', 'instr/op', 'peer', 'instr/op', 'ratio', 'budget'], rows);
+    return { tables: [table], budgets, checks, extra: { instructionsPerOp: perOp } };
+  },
+};
