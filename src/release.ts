@@ -185,7 +185,11 @@ export function reclaimLease<C extends object>(
   );
   const owner = record.owner;
   owner.forget(record, 'reclaimed');
-  owner.reportReclaim(record, kind, reason);
+  try {
+    owner.reportReclaim(record, kind, reason);
+  } catch {
+    // A throwing 'reclaim' listener or logger must not stop the reclaim half way (it runs in a timer).
+  }
   const done = runReclaim(record, budgetMs ?? owner.controlTimeoutMs);
   // A later release() joins the reclaim; cleanups already running under a release are not rerun.
   if (record.releasing === undefined) {

@@ -217,7 +217,8 @@ async function savepoint<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, 
     if (!cutOff && record.txLost === undefined && record.state === 'active' && !record.connection.broken && !endedInBody(adapter, raw)) {
       try {
         await adapter.exec(raw, adapter.sql.rollbackToSavepoint(name));
-        await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
+        // Nothing is sent on a connection the lease no longer holds (released or reclaimed meanwhile).
+        if (record.state === 'active') await adapter.exec(raw, adapter.sql.releaseSavepoint(name));
       } catch (rollbackError) {
         // The outer transaction can no longer be trusted: it must not commit, and the connection will be destroyed.
         record.connection.markBroken(rollbackError);

@@ -252,6 +252,19 @@ describe('deferred cleanups run under the deadline', () => {
     expect(pool.stats().active).toBe(0);
   });
 
+  test('a throwing reclaim listener does not stop the reclaim: rolled back, destroyed, the caller told', async () => {
+    const { pool, db } = setup({ max: 1 });
+    pool.on('reclaim', () => {
+      throw new Error('listener failed');
+    });
+    const err = await rejection(
+      pool.withTx((conn) => conn.query('SLEEP 1000'), { timeoutMs: 30 }),
+    );
+    expect(err).toBeInstanceOf(LeaseTimeoutError);
+    await waitFor('the connection is closed', () => db.open.length === 0);
+    expect(db.connections[0]!.log).toContain('ROLLBACK');
+  });
+
   test('close() takes back a lease whose cleanup hangs, and its caller hears of it', async () => {
     const { pool } = setup({ max: 1 });
     const scope = settle(
