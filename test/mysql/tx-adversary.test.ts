@@ -3,55 +3,19 @@
  * each asserting the correct behaviour. The database (an admin connection outside the pool) is the
  * judge. Tables are prefixed `mysql_adv_<pid>_` (unique per run).
  */
-import { createConnection, type Connection } from 'mysql2/promise';
+import type { Connection } from 'mysql2/promise';
 import { mysqlAdapter } from '../../adapters/mysql2';
-import { poolMaker, type Row } from '../shared/behaviour';
-import { codeOf, latch, waitFor, within } from '../helpers/lifecycle';
+import { codeOf, latch, within } from '../helpers/lifecycle';
+import { mysqlTxFixture, q } from '../helpers/tx-fixtures';
 
-const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
-const RUN = process.pid.toString(36);
-const ROWS = `mysql_adv_${RUN}_rows`;
-const OTHER = `mysql_adv_${RUN}_other`;
-
-const pools = poolMaker(() => mysqlAdapter(MYSQL_URL), { name: 'mysql_adv' });
+const fx = mysqlTxFixture('mysql_adv');
+const { pools, ids, insert, bump, untilLockWait } = fx;
+const ROWS = fx.rows;
+const OTHER = fx.other;
+const MYSQL_URL = fx.url;
 let admin: Connection;
-
-function rowsOf(result: unknown): Row[] {
-  const first: unknown = Array.isArray(result) ? result[0] : undefined;
-  return Array.isArray(first) ? (first as Row[]) : [];
-}
-async function q(conn: Connection, sql: string, params?: unknown[]): Promise<Row[]> {
-  return rowsOf(await conn.query(sql, params));
-}
-async function ids(table = ROWS): Promise<number[]> {
-  return (await q(admin, `SELECT id FROM ${table} ORDER BY id`)).map((r) => Number(r['id']));
-}
-const insert = (conn: Connection, id: number): Promise<Row[]> => q(conn, `INSERT INTO ${ROWS} (id, v) VALUES (?, 0)`, [id]);
-const bump = (conn: Connection, id: number): Promise<Row[]> => q(conn, `UPDATE ${ROWS} SET v = v + 1 WHERE id = ?`, [id]);
-const code = codeOf;
-async function untilLockWait(): Promise<void> {
-  await waitFor('a transaction waits for a row lock', async () => Number((await q(admin, `SELECT count(*) AS n FROM information_schema.processlist WHERE db = DATABASE() AND command = 'Query' AND info LIKE 'UPDATE %' AND id <> CONNECTION_ID()`))[0]?.['n']) > 0);
-}
-
-beforeAll(async () => {
-  admin = await createConnection(MYSQL_URL);
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}, ${OTHER}`);
-  await admin.query(`CREATE TABLE ${ROWS} (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB`);
-  await admin.query(`CREATE TABLE ${OTHER} (id int PRIMARY KEY) ENGINE=InnoDB`);
-});
-
-beforeEach(async () => {
-  await admin.query(`DELETE FROM ${ROWS}`);
-  await admin.query(`DELETE FROM ${OTHER}`);
-});
-
-afterEach(async () => {
-  await pools.closeAll();
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}, ${OTHER}`);
-  await admin.end();
+beforeAll(() => {
+  admin = fx.admin();
 });
 
 describe('issue 17 adversary: MariaDB', () => {
@@ -132,7 +96,7 @@ describe('issue 17 adversary: MariaDB', () => {
       5_000,
     );
     expect(outcome).toMatchObject({ ok: false });
-    expect(code(outcome !== 'still pending' && !outcome.ok ? outcome.error : undefined)).not.toBe('TX_OUTCOME_UNKNOWN');
+    expect(codeOf(outcome !== 'still pending' && !outcome.ok ? outcome.error : undefined)).not.toBe('TX_OUTCOME_UNKNOWN');
     expect(await ids()).toEqual([]);
   });
 
@@ -167,7 +131,7 @@ describe('issue 17 adversary: MariaDB', () => {
     expect(outcome).not.toBe('still pending');
     const rows = await ids();
     if (outcome !== 'still pending' && outcome.ok) expect(rows).toEqual([1, 2]);
-    else if (outcome !== 'still pending' && code(outcome.error) !== 'TX_OUTCOME_UNKNOWN') expect(rows).toEqual([]);
+    else if (outcome !== 'still pending' && codeOf(outcome.error) !== 'TX_OUTCOME_UNKNOWN') expect(rows).toEqual([]);
   });
 
   test('an un-awaited withTx with an isolation level, cut off when its withLease returns, leaves no transaction open on the pooled connection (the next borrower keeps its write)', async () => {

@@ -7,69 +7,26 @@
  * call settles. The database (an admin connection outside the pool) is the judge.
  * Tables are prefixed `mysql_aon_<pid>_` (unique per run).
  */
-import { createConnection, type Connection } from 'mysql2/promise';
-import { mysqlAdapter } from '../../adapters/mysql2';
-import { poolMaker, type Row } from '../shared/behaviour';
+import type { Connection } from 'mysql2/promise';
 import { codeOf, latch, outcomeOf, rejection, waitFor, within } from '../helpers/lifecycle';
+import { mysqlTxFixture, q } from '../helpers/tx-fixtures';
 
-const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
-const RUN = process.pid.toString(36);
-const ROWS = `mysql_aon_${RUN}_rows`;
-const OTHER = `mysql_aon_${RUN}_other`;
-
-const pools = poolMaker(() => mysqlAdapter(MYSQL_URL), { name: 'mysql_aon' });
+const fx = mysqlTxFixture('mysql_aon');
+const { pools, ids, insert, bump, untilLockWait } = fx;
+const ROWS = fx.rows;
+const OTHER = fx.other;
 let admin: Connection;
+beforeAll(() => {
+  admin = fx.admin();
+});
 
-function rowsOf(result: unknown): Row[] {
-  const first: unknown = Array.isArray(result) ? result[0] : undefined;
-  return Array.isArray(first) ? (first as Row[]) : [];
-}
-async function q(conn: Connection, sql: string, params?: unknown[]): Promise<Row[]> {
-  return rowsOf(await conn.query(sql, params));
-}
-async function ids(table = ROWS): Promise<number[]> {
-  return (await q(admin, `SELECT id FROM ${table} ORDER BY id`)).map((r) => Number(r['id']));
-}
 async function values(): Promise<Record<number, number>> {
   const out: Record<number, number> = {};
   for (const r of await q(admin, `SELECT id, v FROM ${ROWS} ORDER BY id`)) out[Number(r['id'])] = Number(r['v']);
   return out;
 }
-const insert = (conn: Connection, id: number): Promise<Row[]> => q(conn, `INSERT INTO ${ROWS} (id, v) VALUES (?, 0)`, [id]);
-const bump = (conn: Connection, id: number): Promise<Row[]> => q(conn, `UPDATE ${ROWS} SET v = v + 1 WHERE id = ?`, [id]);
-const code = codeOf;
 const errno = (err: unknown): unknown => (err as { errno?: unknown } | null)?.errno;
 const timer = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** How `p` settled, with the error's code. */
-/**
- * Until another session of this database is running an UPDATE (the light transaction waiting for
- * its row lock: the deadlock's first half is in place). The processlist, not innodb_trx: MariaDB
- * serves innodb_trx from a cache that a poller on one connection can keep seeing stale.
- */
-async function untilLockWait(): Promise<void> {
-  await waitFor('a transaction waits for a row lock', async () => Number((await q(admin, `SELECT count(*) AS n FROM information_schema.processlist WHERE db = DATABASE() AND command = 'Query' AND info LIKE 'UPDATE %' AND id <> CONNECTION_ID()`))[0]?.['n']) > 0);
-}
-
-beforeAll(async () => {
-  admin = await createConnection(MYSQL_URL);
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}, ${OTHER}`);
-  await admin.query(`CREATE TABLE ${ROWS} (id int PRIMARY KEY, v int NOT NULL) ENGINE=InnoDB`);
-  await admin.query(`CREATE TABLE ${OTHER} (id int PRIMARY KEY) ENGINE=InnoDB`);
-});
-
-beforeEach(async () => {
-  await admin.query(`DELETE FROM ${ROWS}`);
-  await admin.query(`DELETE FROM ${OTHER}`);
-});
-
-afterEach(async () => {
-  await pools.closeAll();
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}, ${OTHER}`);
-  await admin.end();
-});
 
 /**
  * Two transactions lock rows 1 and 2 in opposite order. The heavy one (many rows changed first)
@@ -123,7 +80,7 @@ describe('issue 17: all or nothing on MariaDB', () => {
       },
       { timeoutMs: 100 },
     );
-    expect(code(await rejection(outer))).toBe('LEASE_TIMEOUT');
+    expect(codeOf(await rejection(outer))).toBe('LEASE_TIMEOUT');
     await called.promise;
     const innerOutcome = await outcomeOf(inner as Promise<unknown>);
     const leaseOutcome = await outcomeOf(innerLease as Promise<unknown>);

@@ -4,42 +4,15 @@
  * Tables are prefixed `pg_adv_<pid>_` (unique per run).
  */
 import { Client } from 'pg';
-import { pgAdapter } from '../../adapters/pg';
 import { codeOf, within } from '../helpers/lifecycle';
-import { poolMaker } from '../shared/behaviour';
+import { pgTxFixture } from '../helpers/tx-fixtures';
 
-const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const RUN = process.pid.toString(36);
-const ROWS = `pg_adv_${RUN}_rows`;
-
-const pools = poolMaker(() => pgAdapter(PG_URL), { name: 'pg_adv' });
+const fx = pgTxFixture('pg_adv');
+const { pools, ids, insert } = fx;
+const ROWS = fx.rows;
 let admin: Client;
-
-async function ids(): Promise<number[]> {
-  return (await admin.query<{ id: number }>(`SELECT id FROM ${ROWS} ORDER BY id`)).rows.map((r) => r.id);
-}
-const insert = (conn: Client, id: number): Promise<unknown> => conn.query(`INSERT INTO ${ROWS} (id) VALUES ($1)`, [id]);
-const code = codeOf;
-
-beforeAll(async () => {
-  admin = new Client(PG_URL);
-  admin.on('error', () => undefined);
-  await admin.connect();
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}`);
-  await admin.query(`CREATE TABLE ${ROWS} (id int PRIMARY KEY)`);
-});
-
-beforeEach(async () => {
-  await admin.query(`TRUNCATE ${ROWS}`);
-});
-
-afterEach(async () => {
-  await pools.closeAll();
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}`);
-  await admin.end();
+beforeAll(() => {
+  admin = fx.admin();
 });
 
 describe('issue 17 adversary: PostgreSQL', () => {
@@ -74,7 +47,7 @@ describe('issue 17 adversary: PostgreSQL', () => {
     );
     expect(outcome).not.toBe('still pending');
     expect(outcome !== 'still pending' && outcome.ok).toBe(false);
-    expect(code(outcome !== 'still pending' && !outcome.ok ? outcome.error : undefined)).not.toBe('TX_OUTCOME_UNKNOWN');
+    expect(codeOf(outcome !== 'still pending' && !outcome.ok ? outcome.error : undefined)).not.toBe('TX_OUTCOME_UNKNOWN');
     expect(await ids()).toEqual([]);
   });
 

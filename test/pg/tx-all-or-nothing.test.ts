@@ -7,47 +7,21 @@
  * the pool) is the judge. Tables are prefixed `pg_aon_<pid>_` (unique per run).
  */
 import { Client } from 'pg';
-import { pgAdapter } from '../../adapters/pg';
-import { poolMaker } from '../shared/behaviour';
 import { codeOf, outcomeOf, rejection, waitFor, within } from '../helpers/lifecycle';
+import { pgTxFixture } from '../helpers/tx-fixtures';
 
-const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const RUN = process.pid.toString(36);
-const ROWS = `pg_aon_${RUN}_rows`;
+const fx = pgTxFixture('pg_aon');
+const { pools, ids, insert } = fx;
+const ROWS = fx.rows;
+let admin: Client;
+beforeAll(() => {
+  admin = fx.admin();
+});
+
 /** An advisory lock key unique to this run. */
 const LOCK_KEY = 170_000 + (process.pid % 10_000);
 
-const pools = poolMaker(() => pgAdapter(PG_URL), { name: 'pg_aon' });
-let admin: Client;
-
-async function ids(): Promise<number[]> {
-  return (await admin.query<{ id: number }>(`SELECT id FROM ${ROWS} ORDER BY id`)).rows.map((r) => r.id);
-}
-const insert = (conn: Client, id: number): Promise<unknown> => conn.query(`INSERT INTO ${ROWS} (id) VALUES ($1)`, [id]);
-const code = codeOf;
 const timer = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** How `p` settled, with the error's code. */
-
-beforeAll(async () => {
-  admin = new Client(PG_URL);
-  admin.on('error', () => undefined);
-  await admin.connect();
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}`);
-  await admin.query(`CREATE TABLE ${ROWS} (id int PRIMARY KEY)`);
-});
-
-beforeEach(async () => {
-  await admin.query(`TRUNCATE ${ROWS}`);
-});
-
-afterEach(async () => {
-  await pools.closeAll();
-});
-
-afterAll(async () => {
-  await admin.query(`DROP TABLE IF EXISTS ${ROWS}`);
-  await admin.end();
-});
 
 describe('issue 17: all or nothing on PostgreSQL', () => {
   test('1: a withTx / withLease called after its outer withTx was revoked at its deadline fails (LEASE_REVOKED / LEASE_RELEASED) and commits nothing elsewhere', async () => {
@@ -70,7 +44,7 @@ describe('issue 17: all or nothing on PostgreSQL', () => {
       },
       { timeoutMs: 100 },
     );
-    expect(code(await rejection(outer))).toBe('LEASE_TIMEOUT');
+    expect(codeOf(await rejection(outer))).toBe('LEASE_TIMEOUT');
     await innerCalled;
     const innerOutcome = await outcomeOf(inner as Promise<unknown>);
     const leaseOutcome = await outcomeOf(innerLease as Promise<unknown>);
@@ -96,7 +70,7 @@ describe('issue 17: all or nothing on PostgreSQL', () => {
     );
     expect(outcome).not.toBe('still pending');
     expect(outcome).toMatchObject({ ok: false });
-    if (outcome !== 'still pending' && !outcome.ok) expect(code(outcome.error)).toBe('TX_ABORTED');
+    if (outcome !== 'still pending' && !outcome.ok) expect(codeOf(outcome.error)).toBe('TX_ABORTED');
     expect(await ids()).toEqual([]);
     // The connection is clean for the next borrower.
     expect(await pool.withLease(async (conn) => ((await conn.query('SELECT 1')) as unknown, conn.getTransactionStatus()))).toBe('I');
