@@ -4,7 +4,10 @@
  * instruction of the process; the scenario runs this twice, with `ops` = N and 2N, and takes the
  * difference (start-up, warm-up and exit are the same in both and cancel out).
  *
- *   node instructions-child.js <variant> <warmup> <ops> [pgUrl] [mysqlUrl]
+ *   node instructions-child.js <variant> <warmup> <ops> [pgUrl] [mysqlUrl] [callers]
+ *
+ * With `callers` > 1 the ops are run by that many concurrent callers (each `ops / callers` in a
+ * row), so the count includes what a pool does when callers queue for a connection.
  */
 import * as os from 'node:os';
 import type * as GenericPool from 'generic-pool';
@@ -50,6 +53,16 @@ export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Insta
       close: () => pool.end(),
     };
   },
+  'pg facade query'(pgUrl) {
+    const pool = new (pgAdapterModule().Pool)({ connectionString: pgUrl, max: MAX, idleTimeoutMillis: 30_000, leasepool: { leakStacksPerSecond: 0 } });
+    pool.on('error', () => undefined);
+    return { op: () => pool.query('SELECT 1'), close: () => pool.end() };
+  },
+  'pg.Pool query'(pgUrl) {
+    const pool = new (pg().Pool)({ connectionString: pgUrl, max: MAX, idleTimeoutMillis: 30_000 });
+    pool.on('error', () => undefined);
+    return { op: () => pool.query('SELECT 1'), close: () => pool.end() };
+  },
   'mysql withLease'(_pgUrl, mysqlUrl) {
     const pool = leasepool().createPool(mysqlAdapterModule().mysqlAdapter(mysqlUrl), LEASEPOOL_OPTIONS);
     return { op: () => pool.withLease((conn) => conn.query('SELECT 1')), close: () => pool.close() };
@@ -91,15 +104,23 @@ export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Insta
 };
 
 async function main(): Promise<void> {
-  const [variant = '', warmup = '0', ops = '0', pgUrl = '', mysqlUrl = ''] = process.argv.slice(2);
+  const [variant = '', warmup = '0', ops = '0', pgUrl = '', mysqlUrl = '', callers = '1'] = process.argv.slice(2);
   const make = VARIANTS[variant];
   if (make === undefined) throw new Error(`no variant ${JSON.stringify(variant)}`);
   const instance = make(pgUrl, mysqlUrl);
-  for (let i = 0, n = Number(warmup); i < n; i++) await instance.op();
+  const concurrency = Math.max(1, Number(callers));
+  const run = async (n: number): Promise<void> => {
+    const each = Math.ceil(n / concurrency);
+    const caller = async (): Promise<void> => {
+      for (let i = 0; i < each; i++) await instance.op();
+    };
+    await Promise.all(Array.from({ length: concurrency }, caller));
+  };
+  await run(Number(warmup));
   // Markers for callgrind (--zero-before / --dump-before on these two node builtins, which none
   // of the code measured calls): counts start from zero here and are written out at the end.
   os.loadavg();
-  for (let i = 0, n = Number(ops); i < n; i++) await instance.op();
+  await run(Number(ops));
   os.uptime();
   await instance.close();
 }

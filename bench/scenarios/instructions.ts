@@ -1,7 +1,7 @@
 /**
  * `instructions`: the client's work per operation as a count, not a time, so that its budget does
  * not flap on a shared machine. Each variant runs in a child process of its own under
- * `valgrind --tool=callgrind` (one caller: a warm-up, then a fixed number of ops). The child calls
+ * `valgrind --tool=callgrind` (one caller unless a pair names more: a warm-up, then a fixed number of ops). The child calls
  * two node builtins that nothing measured calls (`os.loadavg()` before the counted ops,
  * `os.uptime()` after them) and callgrind dumps its counters on entering each (`--dump-before`):
  * the second dump holds exactly the instructions of the counted ops, start-up and warm-up excluded.
@@ -9,8 +9,8 @@
  * the same way in every run.
  *
  * Budgets (`--check`): leasepool `withLease` + SELECT 1 ≤ 1.05x the driver pool's
- * connect/query/release instructions per statement (pg, mysql2); the in-memory `withLease` cycle ≤
- * generic-pool's acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails
+ * connect/query/release instructions per statement (pg, mysql2); the pg drop-in's `pool.query` at 16
+ * callers ≤ 1.05x `pg.Pool`'s; the in-memory `withLease` cycle ≤ generic-pool's acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails
  * under `--check` and is skipped otherwise.
  */
 import { execFile } from 'node:child_process';
@@ -31,16 +31,19 @@ interface Pair {
   readonly warmup: number;
   readonly ops: number;
   readonly what: string;
+  /** Concurrent callers in the child (default 1). */
+  readonly callers?: number;
 }
 
 const PAIRS: readonly Pair[] = [
   { leasepool: 'pg withLease', peer: 'pg.Pool connect', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, PostgreSQL' },
   { leasepool: 'mysql withLease', peer: 'mysql2 getConnection', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, MariaDB' },
+  { leasepool: 'pg facade query', peer: 'pg.Pool query', limit: 1.05, warmup: 500, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, PostgreSQL" },
   { leasepool: 'cycle withLease', peer: 'cycle generic-pool', limit: 1, warmup: 2_000, ops: 5_000, what: 'in-memory acquire → release' },
 ];
 
 /** Instructions of the counted ops of one child run. */
-function count(variant: string, warmup: number, ops: number): Promise<number> {
+function count(variant: string, warmup: number, ops: number, callers = 1): Promise<number> {
   const dir = mkdtempSync(path.join(tmpdir(), 'lp-bench-cg-'));
   const build = process.env['LEASEPOOL_BENCH_BUILD'];
   const compiled = build === undefined ? undefined : path.join(build, 'bench', 'lib', 'instructions-child.js');
@@ -58,6 +61,7 @@ function count(variant: string, warmup: number, ops: number): Promise<number> {
     String(ops),
     PG_URL,
     MYSQL_URL,
+    String(callers),
   ];
   return new Promise((resolve, reject) => {
     execFile(VALGRIND, args, { timeout: 300_000, maxBuffer: 16 * 1024 * 1024, cwd: path.join(__dirname, '..', '..') }, (err, _stdout, stderr) => {
@@ -97,7 +101,7 @@ export const instructions: Scenario = {
     // Two children at a time (one core each): instruction counts do not depend on the clock.
     for (const pair of PAIRS) {
       const ops = Math.round(pair.ops * scale);
-      const [a, b] = await Promise.all([count(pair.leasepool, pair.warmup, ops), count(pair.peer, pair.warmup, ops)]);
+      const [a, b] = await Promise.all([count(pair.leasepool, pair.warmup, ops, pair.callers), count(pair.peer, pair.warmup, ops, pair.callers)]);
       process.stderr.write('.');
       const lp = a / ops;
       const peer = b / ops;
@@ -109,7 +113,7 @@ export const instructions: Scenario = {
       budgets.push({
         variant: pair.leasepool,
         baseline: pair.peer,
-        at: 1,
+        at: pair.callers ?? 1,
         metric: 'time',
         limit: pair.limit,
         note: `instructions per op (${pair.what})`,
@@ -120,7 +124,7 @@ export const instructions: Scenario = {
     }
     process.stderr.write('\n');
     const table =
-      'instructions per op, counted by callgrind over a fixed number of ops after a warm-up (one caller)\n' +
+      'instructions per op, counted by callgrind over a fixed number of ops after a warm-up (one caller unless the row says otherwise)\n' +
       renderTable(['what', 'leasepool', 'instr/op', 'peer', 'instr/op', 'ratio', 'budget'], rows);
     return { tables: [table], budgets, checks, extra: { instructionsPerOp: perOp } };
   },
