@@ -81,6 +81,14 @@ export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Insta
       close: () => pool.end(),
     };
   },
+  'mysql facade query'(_pgUrl, mysqlUrl) {
+    const pool = mysqlAdapterModule().createPool({ uri: mysqlUrl, connectionLimit: MAX });
+    return { op: () => pool.query('SELECT 1'), close: () => pool.end() };
+  },
+  'mysql2 pool.query'(_pgUrl, mysqlUrl) {
+    const pool = mysql().createPool({ uri: mysqlUrl, connectionLimit: MAX });
+    return { op: () => pool.query('SELECT 1'), close: () => pool.end() };
+  },
   'cycle withLease'() {
     // As the cycle scenario's `withLease` variant: the fake adapter, leak detection off.
     const pool = leasepool().createPool(fakeAdapterModule().fakeAdapter({ recordStatements: false }), { max: MAX, leakDetectionMs: 0 });

@@ -9,8 +9,8 @@
  * the same way in every run.
  *
  * Budgets (`--check`): leasepool `withLease` + SELECT 1 ≤ 1.05x the driver pool's
- * connect/query/release instructions per statement (pg, mysql2); the pg drop-in's `pool.query` at 16
- * callers ≤ 1.05x `pg.Pool`'s; the in-memory `withLease` cycle ≤ generic-pool's acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails
+ * connect/query/release instructions per statement (pg, mysql2); the drop-ins' `pool.query` at 16
+ * callers ≤ 1.05x the driver pool's (pg, mysql2); the in-memory `withLease` cycle ≤ generic-pool's acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails
  * under `--check` and is skipped otherwise.
  */
 import { execFile } from 'node:child_process';
@@ -39,6 +39,7 @@ const PAIRS: readonly Pair[] = [
   { leasepool: 'pg withLease', peer: 'pg.Pool connect', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, PostgreSQL' },
   { leasepool: 'mysql withLease', peer: 'mysql2 getConnection', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, MariaDB' },
   { leasepool: 'pg facade query', peer: 'pg.Pool query', limit: 1.05, warmup: 500, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, PostgreSQL" },
+  { leasepool: 'mysql facade query', peer: 'mysql2 pool.query', limit: 1.05, warmup: 500, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, MariaDB" },
   { leasepool: 'cycle withLease', peer: 'cycle generic-pool', limit: 1, warmup: 2_000, ops: 5_000, what: 'in-memory acquire → release' },
 ];
 
