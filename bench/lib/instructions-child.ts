@@ -82,7 +82,7 @@ export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Insta
     };
   },
   'mysql facade query'(_pgUrl, mysqlUrl) {
-    const pool = mysqlAdapterModule().createPool({ uri: mysqlUrl, connectionLimit: MAX });
+    const pool = mysqlAdapterModule().createPool({ uri: mysqlUrl, connectionLimit: MAX, leasepool: { leakStacksPerSecond: 0 } });
     return { op: () => pool.query('SELECT 1'), close: () => pool.end() };
   },
   'mysql2 pool.query'(_pgUrl, mysqlUrl) {

@@ -1,8 +1,8 @@
 /**
  * `instructions`: the client's work per operation as a count, not a time, so that its budget does
  * not flap on a shared machine. Each variant runs in a child process of its own under
- * `valgrind --tool=callgrind` (one caller unless a pair names more: a warm-up, then a fixed number of ops). The child calls
- * two node builtins that nothing measured calls (`os.loadavg()` before the counted ops,
+ * `valgrind --tool=callgrind` (one caller unless a pair names more: a warm-up, then a fixed number
+ * of ops). The child calls two node builtins that nothing measured calls (`os.loadavg()` before the counted ops,
  * `os.uptime()` after them) and callgrind dumps its counters on entering each (`--dump-before`):
  * the second dump holds exactly the instructions of the counted ops, start-up and warm-up excluded.
  * `--single-threaded` keeps V8's compiler and GC on the main thread, so what they do is counted
@@ -10,8 +10,9 @@
  *
  * Budgets (`--check`): leasepool `withLease` + SELECT 1 ≤ 1.05x the driver pool's
  * connect/query/release instructions per statement (pg, mysql2); the drop-ins' `pool.query` at 16
- * callers ≤ 1.05x the driver pool's (pg, mysql2); the in-memory `withLease` cycle ≤ generic-pool's acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails
- * under `--check` and is skipped otherwise.
+ * callers ≤ 1.05x the driver pool's (pg, mysql2); the in-memory `withLease` cycle ≤ generic-pool's
+ * acquire/release. Needs valgrind (/usr/bin/valgrind); without it the scenario fails under
+ * `--check` and is skipped otherwise.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
