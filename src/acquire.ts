@@ -134,7 +134,9 @@ export class Acquirer<C extends object> {
     if (deadlineMs !== undefined) {
       void record.signal; // create the controller before the timer can fire
       record.deadlineTimer = setTimeout(
-        () => void reclaimLease(record, 'leak_reclaimed', new LeaseTimeoutError(record.id, deadlineMs)),
+        // A deadline is a policy the caller or the pool set; it counts as a leak only once the leak
+        // detector had reported this lease before the deadline came.
+        () => void reclaimLease(record, record.leakReported ? 'leak_reclaimed' : 'deadline', new LeaseTimeoutError(record.id, deadlineMs)),
         deadlineMs,
       );
     }

@@ -7,7 +7,7 @@ import { Pool } from './pool';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 
 export { createPool, Pool } from './pool';
-export type { AcquireOptions, CloseSummary, LeaseScopeOptions, LeakEvent, LeakReturnedEvent, PoolEvents, PoolStats, ReclaimEvent } from './pool';
+export type { AcquireOptions, CloseSummary, DeadlineEvent, LeaseScopeOptions, LeakEvent, LeakReturnedEvent, PoolEvents, PoolStats, ReclaimEvent } from './pool';
 export { Lease } from './lease';
 export type { ActiveLeaseInfo, LeaseState } from './lease';
 export type { Transaction, TxOptions } from './transaction';

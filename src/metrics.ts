@@ -20,9 +20,16 @@ export interface MetricsOptions {
 export type AcquireOutcome = 'success' | 'timeout' | 'aborted' | 'rejected' | 'error';
 export type TxOutcome = 'commit' | 'rollback' | 'retry' | 'unknown';
 export type CloseReason = 'idle' | 'lifetime' | 'max_uses' | 'broken' | 'validation' | 'reset' | 'reclaimed' | 'shutdown';
+/**
+ * How the pool cleaned up after its users. `deadline`: a lease or transaction revoked at a deadline
+ * someone asked for (`timeoutMs`, the pool's `leaseTimeoutMs`) before the leak detector had reported
+ * it: a policy at work, not a fault. `leak_reclaimed`: revoked at its deadline after the leak detector
+ * had reported it (held past `leakDetectionMs`).
+ */
 export type RecoveryKind =
   | 'rollback_on_release'
   | 'broken_connection'
+  | 'deadline'
   | 'leak_reclaimed'
   | 'gc_reclaimed'
   | 'shutdown_reclaimed'
@@ -65,6 +72,7 @@ const CLOSE_REASONS: readonly CloseReason[] = ['idle', 'lifetime', 'max_uses', '
 const RECOVERY_KINDS: readonly RecoveryKind[] = [
   'rollback_on_release',
   'broken_connection',
+  'deadline',
   'leak_reclaimed',
   'gc_reclaimed',
   'shutdown_reclaimed',

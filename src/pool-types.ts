@@ -53,9 +53,28 @@ export interface LeakReturnedEvent {
   readonly heldMs: number;
 }
 
-/** Payload of the `'reclaim'` event. */
+/**
+ * Payload of the `'reclaim'` event: the pool took a lease back that its holder did not give back
+ * (`leak_reclaimed`, `gc_reclaimed`, `shutdown_reclaimed`). A lease revoked at a deadline before any
+ * leak report is a `'deadline'` event instead.
+ */
 export interface ReclaimEvent extends ActiveLeaseInfo {
   readonly kind: RecoveryKind;
+  readonly reason: Error;
+}
+
+/**
+ * Payload of the `'deadline'` event: a lease (or the transaction on it) was revoked at the deadline
+ * its caller set (`timeoutMs`) or the pool's `leaseTimeoutMs`, before the leak detector reported it.
+ * Counted as `leasepool_recoveries_total{kind="deadline"}`; no acquire stack (it is not a leak).
+ */
+export interface DeadlineEvent {
+  readonly id: number;
+  readonly ageMs: number;
+  readonly inTransaction: boolean;
+  /** The deadline that passed, in milliseconds. */
+  readonly timeoutMs: number | undefined;
+  /** The `LeaseTimeoutError` the body and the caller see. */
   readonly reason: Error;
 }
 
@@ -63,6 +82,7 @@ export interface PoolEvents {
   leak: [LeakEvent];
   leakReturned: [LeakReturnedEvent];
   reclaim: [ReclaimEvent];
+  deadline: [DeadlineEvent];
   error: [Error];
   /**
    * An acquire found no idle connection and no room to open one (the pool is at `max`), and was

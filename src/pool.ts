@@ -30,7 +30,7 @@ import { runTransaction, type Transaction, type TxOptions } from './transaction'
 import { noteStatementError } from './tx-frame';
 import { WaitingRoom } from './waiters';
 
-export type { AcquireOptions, CloseSummary, LeakEvent, LeakReturnedEvent, LeaseScopeOptions, PoolEvents, PoolStats, ReclaimEvent } from './pool-types';
+export type { AcquireOptions, CloseSummary, DeadlineEvent, LeakEvent, LeakReturnedEvent, LeaseScopeOptions, PoolEvents, PoolStats, ReclaimEvent } from './pool-types';
 
 const ACQUIRE_OPTIONS = { timeoutMs: { allowInfinity: true } } as const;
 // A hold deadline of Infinity would be a timer firing at once: leave timeoutMs out instead.

@@ -8,6 +8,7 @@ import type { Adapter } from './adapter';
 import type { PooledConnection } from './connections';
 import type { ActiveLeaseInfo } from './lease';
 import type { LeaseRecord } from './lease-record';
+import { LeaseTimeoutError } from './errors';
 import { formatSite } from './leaks';
 import type { Logger } from './logger';
 import type { MetricsSink, RecoveryKind } from './metrics';
@@ -54,6 +55,18 @@ export function reportLeakReturned<C extends object>(pool: ReportingPool<C>, rec
 export function reportReclaim<C extends object>(pool: ReportingPool<C>, record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void {
   pool.metrics.recovery(kind);
   const info = describeLease(pool.adapter, record);
+  if (kind === 'deadline') {
+    // The caller (or the pool's leaseTimeoutMs) asked for this end: no leak stack, no warning.
+    pool.logger.info?.(
+      { pool: pool.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
+      `pool "${pool.name}": lease #${record.id} revoked at its deadline after ${info.ageMs} ms: ${reason.message}`,
+    );
+    if (pool.listenerCount('deadline') > 0) {
+      const timeoutMs = reason instanceof LeaseTimeoutError ? reason.timeoutMs : undefined;
+      pool.emit('deadline', { id: info.id, ageMs: info.ageMs, inTransaction: info.inTransaction, timeoutMs, reason });
+    }
+    return;
+  }
   pool.logger.warn(
     { pool: pool.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
     `pool "${pool.name}": lease #${record.id} reclaimed (${kind}) after ${info.ageMs} ms: ${reason.message}` +

@@ -40,7 +40,7 @@ export async function readCounters(registry: Registry, pool: string): Promise<Po
 
 const get = (m: ReadonlyMap<string, number>, key: string): number => m.get(key) ?? 0;
 
-/** `  4.0 s | 512 transfers/s | committed 1 873 | rolled back 97 | retried 12 | leases active 1 idle 0 waiting 7 | leaks 1 | reclaimed 2` */
+/** `  4.0 s | 512 transfers/s | committed 1 873 | rolled back 97 | retried 12 | leases active 1 idle 0 waiting 7 | leaks 1 | reclaimed 2 | deadlines 3` */
 export function statusLine(elapsedS: number, perSecond: number, c: PoolCounters, stats: PoolStats): string {
   const reclaimed = get(c.recoveries, 'leak_reclaimed') + get(c.recoveries, 'gc_reclaimed');
   return [
@@ -52,6 +52,7 @@ export function statusLine(elapsedS: number, perSecond: number, c: PoolCounters,
     `leases active ${stats.active} idle ${stats.idle} waiting ${stats.pending}`,
     `leaks ${count(c.leaks)}`,
     `reclaimed ${count(reclaimed)}`,
+    `deadlines ${count(get(c.recoveries, 'deadline'))}`,
   ].join(' | ');
 }
 
@@ -127,7 +128,7 @@ export function summary(s: SummaryInput): string {
 
   section('leases and connections (pool metrics)');
   row('leaks detected', count(c.leaks));
-  for (const kind of ['leak_reclaimed', 'gc_reclaimed', 'rollback_on_release', 'broken_connection', 'shutdown_reclaimed']) {
+  for (const kind of ['deadline', 'leak_reclaimed', 'gc_reclaimed', 'rollback_on_release', 'broken_connection', 'shutdown_reclaimed']) {
     row(`recoveries ${kind}`, count(get(c.recoveries, kind)));
   }
   row('connections created', count(c.created));

@@ -12,7 +12,7 @@
  *                                the transfer fails, the broken connection is replaced, work goes on.
  */
 import { setImmediate as yieldToEventLoop, setTimeout as delay } from 'node:timers/promises';
-import type { Lease, LeakEvent, ReclaimEvent } from '../../src/index';
+import type { DeadlineEvent, Lease, LeakEvent, ReclaimEvent } from '../../src/index';
 import type { BankDb } from './db';
 import { SUSPENSE_ACCOUNT } from './db';
 import { firstLine } from './output';
@@ -163,6 +163,7 @@ export class Workload {
     this.#plan = new FaultPlan(rates, { throw: 0, leak: 150, slow: 500, kill: 900 }, opts.cooldownMs);
     db.pool.on('leak', (event) => this.#onLeak(event));
     db.pool.on('reclaim', (event) => this.#onReclaim(event));
+    db.pool.on('deadline', (event) => this.#onDeadline(event));
     db.pool.on('error', (err) => this.#onPoolError(err));
   }
 
@@ -305,14 +306,31 @@ export class Workload {
   #onReclaim(event: ReclaimEvent): void {
     this.tally.reclaimKinds.set(event.kind, (this.tally.reclaimKinds.get(event.kind) ?? 0) + 1);
     this.#forgotten.delete(event.id);
-    if (this.#leaked.delete(event.id)) {
-      this.tally.leaksReclaimed++;
-      this.#plan.finished('leak');
+    if (this.#leakReclaimed(event.id)) {
       this.#events.line(`[reclaim] leaked lease #${event.id} reclaimed (${event.kind}) after ${event.ageMs} ms: revoked, rolled back, connection closed`);
     } else {
-      this.tally.deadlineReclaims++;
-      this.#first('reclaim-deadline', `[reclaim] lease #${event.id} revoked at its deadline (${event.kind}, ${event.ageMs} ms): statement cancelled if running, rolled back, connection closed`);
+      this.#first('reclaim-other', `[reclaim] lease #${event.id} reclaimed (${event.kind}, ${event.ageMs} ms): rolled back, connection closed`);
     }
+  }
+
+  /** A deadline the workload asked for (a slow transaction's timeoutMs), not a leak. */
+  #onDeadline(event: DeadlineEvent): void {
+    this.tally.reclaimKinds.set('deadline', (this.tally.reclaimKinds.get('deadline') ?? 0) + 1);
+    this.#forgotten.delete(event.id);
+    if (this.#leakReclaimed(event.id)) {
+      this.#events.line(`[reclaim] leaked lease #${event.id} revoked at leaseTimeoutMs after ${event.ageMs} ms, before the leak detector saw it: rolled back, connection closed`);
+    } else {
+      this.tally.deadlineReclaims++;
+      this.#first('reclaim-deadline', `[deadline] lease #${event.id} revoked at its ${event.timeoutMs} ms deadline (${event.ageMs} ms): statement cancelled if running, rolled back, connection closed; counted as kind deadline, not as a leak`);
+    }
+  }
+
+  /** `id` was leaked on purpose: it is now taken back. */
+  #leakReclaimed(id: number): boolean {
+    if (!this.#leaked.delete(id)) return false;
+    this.tally.leaksReclaimed++;
+    this.#plan.finished('leak');
+    return true;
   }
 
   #onPoolError(err: Error): void {

@@ -1,7 +1,7 @@
 /**
  * Latency spikes (fault proxy, 150 ms per chunk each way) against a 400 ms lease deadline
  * (`leaseTimeoutMs`): transfers that overrun are revoked, their transaction rolled back, and each
- * is counted in `leasepool_recoveries_total{kind="leak_reclaimed"}`. Balances stay whole; the pool
+ * is counted in `leasepool_recoveries_total{kind="deadline"}` (a deadline, not a leak). Balances stay whole; the pool
  * returns to normal when the spike ends.
  */
 import { latencySpikes, problems } from './scenarios/scenarios';
@@ -13,7 +13,7 @@ describe.each(TARGETS)('latency spikes on $name', (target) => {
     expect(problems(report)).toEqual([]);
     const timeouts = report.extra['leaseTimeouts'] as number;
     expect(timeouts).toBeGreaterThan(0);
-    expect(report.extra['leakReclaimedMetric']).toBe(timeouts);
+    expect(report.extra['deadlineMetric']).toBe(timeouts);
     // Only deadlines failed transfers: LEASE_TIMEOUT, or TX_OUTCOME_UNKNOWN when it hit during COMMIT.
     expect(Object.keys(report.summary.byCode).every((c) => c === 'LEASE_TIMEOUT' || c === 'TX_OUTCOME_UNKNOWN')).toBe(true);
     expect(report.returnedInTransaction).toBe(0);

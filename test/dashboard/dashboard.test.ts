@@ -304,7 +304,13 @@ describe('a real Prometheus scraping a real pool', () => {
     }
     expect(firing().sort()).toEqual([...wanted].sort());
     const reclaimed = rules.find((r) => r.rule.name === 'LeasepoolLeaseReclaimed');
-    expect((reclaimed?.rule.alerts ?? []).map((a) => a.labels['kind'])).toContain('leak_reclaimed');
+    const kinds = (reclaimed?.rule.alerts ?? []).map((a) => a.labels['kind']);
+    expect(kinds).toContain('leak_reclaimed');
+    // The workload's withLease deadlines are counted (kind deadline) but never fire the leak alert.
+    const recoveries = await (workload as Workload).registry.getSingleMetric('leasepool_recoveries_total')?.get();
+    const deadlines = recoveries?.values.find((v) => v.labels['pool'] === workload?.poolName && v.labels['kind'] === 'deadline')?.value ?? 0;
+    expect(deadlines).toBeGreaterThan(0);
+    expect(kinds).not.toContain('deadline');
   }, 40_000);
 
   test('the pool exposes every metric of the design table, with its type and label values', async () => {

@@ -34,7 +34,7 @@ export const DESIGN_METRICS: Readonly<Record<string, { type: MetricType; labels:
   leasepool_leaks_detected_total: { type: 'counter', labels: {} },
   leasepool_recoveries_total: {
     type: 'counter',
-    labels: { kind: ['rollback_on_release', 'broken_connection', 'leak_reclaimed', 'gc_reclaimed', 'shutdown_reclaimed', 'cleanup_error'] },
+    labels: { kind: ['rollback_on_release', 'broken_connection', 'deadline', 'leak_reclaimed', 'gc_reclaimed', 'shutdown_reclaimed', 'cleanup_error'] },
   },
 };
 

@@ -113,7 +113,8 @@ export async function startWorkload(): Promise<Workload> {
       await sleep(150);
       await lease.release();
     }),
-    // A lease held past leaseTimeoutMs: the pool revokes and reclaims it (kind leak_reclaimed).
+    // A lease held past leakDetectionMs (reported), then past leaseTimeoutMs: the pool revokes and
+    // reclaims it (kind leak_reclaimed).
     loop(700, async () => {
       const lease = await pool.acquire();
       await sleep(450);
@@ -123,8 +124,9 @@ export async function startWorkload(): Promise<Workload> {
         await lease.release();
       }
     }),
-    // A scoped lease past its own deadline (withLease timeoutMs): revoked, LeaseTimeoutError.
-    loop(600, () => pool.withLease(() => sleep(250), { timeoutMs: 100 })),
+    // A scoped lease past its own deadline (withLease timeoutMs, shorter than leakDetectionMs):
+    // revoked, LeaseTimeoutError, counted as kind deadline and never alerting as a leak.
+    loop(600, () => pool.withLease(() => sleep(250), { timeoutMs: 60 })),
     // An impatient caller: times out while the pool is saturated.
     loop(250, async () => {
       const lease = await pool.acquire({ timeoutMs: 1 });

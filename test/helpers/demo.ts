@@ -129,8 +129,10 @@ export function expectHealthyRun(run: DemoRun): void {
   expect(run.stdout).toMatch(/^\[reclaim\] leaked lease #\d+ reclaimed \((leak_reclaimed|gc_reclaimed)\) after \d+ ms/m);
   expect(summaryValue(run.stdout, 'leaks detected')).toBeGreaterThan(0);
 
-  // A transaction past its deadline was revoked and rolled back.
+  // A transaction past its deadline was revoked and rolled back, and counted as a deadline, not a leak.
   expect(run.stdout).toMatch(/^ {2}slow transaction +(\d+) injected .*→ \1 cancelled and rolled back at their \d+ ms deadline$/m);
+  expect(run.stdout).toMatch(/^\[deadline\] lease #\d+ revoked at its \d+ ms deadline \(\d+ ms\): .*counted as kind deadline, not as a leak$/m);
+  expect(summaryValue(run.stdout, 'recoveries deadline')).toBeGreaterThan(0);
   expect(summaryValue(run.stdout, 'unexpected errors')).toBe(0);
   // No stack trace outside the leak reports.
   expect(run.stdout.replace(/^leak reports[\s\S]*?\n\n/m, '')).not.toMatch(/^\s+at /m);

@@ -1,28 +1,31 @@
 /**
  * Lease deadlines on a real MariaDB/MySQL: at the deadline the lease is revoked, the running
  * statement killed on the server (`KILL QUERY`), the transaction rolled back, the connection
- * destroyed, and the caller rejects at once with LEASE_TIMEOUT. Table: `mysql_deadlines_rows_<pid>`.
+ * destroyed, and the caller rejects at once with LEASE_TIMEOUT. The deadline is reported as one
+ * (`deadline` kind, `'deadline'` event), not as a leak. Table: `mysql_deadlines_rows_<pid>`.
  */
 import type { Connection } from 'mysql2/promise';
 import { Registry } from 'prom-client';
 import { mysqlAdapter } from '../../adapters/mysql2';
 import { MYSQL_URL, mysqlRowsTable } from '../helpers/mysql-rows-table';
-import { createPool, type Lease, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
-import { captureLogger, metric, rejection, waitFor } from '../helpers/lifecycle';
+import { createPool, type DeadlineEvent, type Lease, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
+import { captureLogger, metric, rejection, waitFor, type LogEntry } from '../helpers/lifecycle';
 
 const db = mysqlRowsTable('deadlines');
 const TABLE = db.table;
 const DEADLINE_MS = 500;
 const REJECT_WITHIN_MS = DEADLINE_MS + 700;
 
-function setup(options: PoolOptions = {}): { pool: Pool<Connection>; registry: Registry; reclaims: ReclaimEvent[] } {
-  const { logger } = captureLogger();
+function setup(options: PoolOptions = {}): { pool: Pool<Connection>; registry: Registry; reclaims: ReclaimEvent[]; deadlines: DeadlineEvent[]; logs: LogEntry[] } {
+  const { logger, entries } = captureLogger();
   const registry = new Registry();
   const pool = createPool(mysqlAdapter(MYSQL_URL), { name: 'mysql_deadlines', max: 1, logger, metrics: { registry }, ...options });
   db.track(pool);
   const reclaims: ReclaimEvent[] = [];
   pool.on('reclaim', (e) => reclaims.push(e));
-  return { pool, registry, reclaims };
+  const deadlines: DeadlineEvent[] = [];
+  pool.on('deadline', (e) => deadlines.push(e));
+  return { pool, registry, reclaims, deadlines, logs: entries };
 }
 
 async function rowsTagged(tag: string): Promise<number> {
@@ -65,8 +68,11 @@ async function expectReclaimed(s: ReturnType<typeof setup>, seen: Seen, startedA
   expect(await rowsTagged(tag)).toBe(0);
   expect(seen.lease.state).toBe('revoked');
   expect(thrown(() => seen.conn.query('SELECT 1'))).toMatchObject({ code: 'LEASE_REVOKED' });
-  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(1);
-  expect(s.reclaims).toEqual([expect.objectContaining({ id: seen.lease.id, kind: 'leak_reclaimed', reason: err })]);
+  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'deadline' })).toBe(1);
+  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(0);
+  expect(s.deadlines).toEqual([expect.objectContaining({ id: seen.lease.id, timeoutMs: DEADLINE_MS, reason: err })]);
+  expect(s.reclaims).toEqual([]);
+  expect(s.logs.filter((e) => e.level === 'warn' || e.level === 'error')).toEqual([]);
   const threadId = await s.pool.withLease(async (conn) => conn.threadId, { acquireTimeoutMs: 2_000 });
   expect(threadId).not.toBe(seen.threadId);
   await waitFor('the reclaimed connection is gone on the server', async () => {
@@ -89,7 +95,7 @@ describe('lease deadlines (mysql)', () => {
       }),
     );
     await expectReclaimed(s, seen, startedAt, err, tag);
-    expect(s.reclaims[0]?.inTransaction).toBe(true);
+    expect(s.deadlines[0]?.inTransaction).toBe(true);
   });
 
   test('per-call timeoutMs on withLease (hand-written START TRANSACTION)', async () => {

@@ -2,13 +2,15 @@
  * Lease deadlines on a real PostgreSQL: `leaseTimeoutMs` (pool-wide) and per-call `timeoutMs`
  * (withLease / withTx). At the deadline the lease is revoked, the running statement is cancelled
  * on the server, the transaction rolled back, the connection destroyed, and the caller rejects at
- * once with LEASE_TIMEOUT, even when its callback ignores the signal. Table: `pg_deadlines_rows_<pid>`.
+ * once with LEASE_TIMEOUT, even when its callback ignores the signal. A deadline is not a leak: it
+ * is counted as `deadline`, reported as a `'deadline'` event and an info line without a stack; only a
+ * lease the leak detector had reported first is `leak_reclaimed`. Table: `pg_deadlines_rows_<pid>`.
  */
 import { Client } from 'pg';
 import type { DatabaseError } from 'pg';
 import { Registry } from 'prom-client';
 import { pgAdapter } from '../../adapters/pg';
-import { createPool, type Lease, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
+import { createPool, type DeadlineEvent, type Lease, type Pool, type PoolOptions, type ReclaimEvent } from '../../src';
 import { captureLogger, metric, rejection, siteOf, topSite, waitFor, type LogEntry } from '../helpers/lifecycle';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -43,14 +45,24 @@ afterEach(async () => {
   await Promise.all(pools.splice(0).map((p) => p.close({ timeoutMs: 100 })));
 });
 
-function setup(options: PoolOptions = {}): { pool: Pool<Client>; registry: Registry; logs: LogEntry[]; reclaims: ReclaimEvent[] } {
+interface Setup {
+  pool: Pool<Client>;
+  registry: Registry;
+  logs: LogEntry[];
+  reclaims: ReclaimEvent[];
+  deadlines: DeadlineEvent[];
+}
+
+function setup(options: PoolOptions = {}): Setup {
   const { logger, entries } = captureLogger();
   const registry = new Registry();
   const pool = createPool(pgAdapter(PG_URL), { name: 'pg_deadlines', max: 1, logger, metrics: { registry }, ...options });
   pools.push(pool);
   const reclaims: ReclaimEvent[] = [];
   pool.on('reclaim', (e) => reclaims.push(e));
-  return { pool, registry, logs: entries, reclaims };
+  const deadlines: DeadlineEvent[] = [];
+  pool.on('deadline', (e) => deadlines.push(e));
+  return { pool, registry, logs: entries, reclaims, deadlines };
 }
 
 function pidOf(conn: Client): number {
@@ -91,14 +103,11 @@ interface Seen {
   sleep?: Promise<unknown>;
 }
 
-/** Everything the spec says about a lease reclaimed at its deadline. */
-async function expectReclaimed(
-  s: { pool: Pool<Client>; registry: Registry; reclaims: ReclaimEvent[] },
-  seen: Seen,
-  startedAt: number,
-  err: unknown,
-  tag: string,
-): Promise<void> {
+/**
+ * Everything the spec says about a lease reclaimed at its deadline. `kind`: `deadline` unless the
+ * leak detector had reported the lease before its deadline came.
+ */
+async function expectReclaimed(s: Setup, seen: Seen, startedAt: number, err: unknown, tag: string, kind: 'deadline' | 'leak_reclaimed' = 'deadline'): Promise<void> {
   const elapsed = Date.now() - startedAt;
   expect(err).toMatchObject({ code: 'LEASE_TIMEOUT', timeoutMs: DEADLINE_MS });
   expect(elapsed).toBeGreaterThanOrEqual(DEADLINE_MS - 20);
@@ -115,9 +124,22 @@ async function expectReclaimed(
   expect(thrown(() => seen.conn.query('SELECT 1'))).toMatchObject({ code: 'LEASE_REVOKED' });
   expect(thrown(() => seen.lease.conn)).toMatchObject({ code: 'LEASE_REVOKED' });
   expect(seen.lease.signal.aborted).toBe(true);
-  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(1);
-  expect(s.reclaims).toHaveLength(1);
-  expect(s.reclaims[0]).toMatchObject({ id: seen.lease.id, kind: 'leak_reclaimed', reason: err });
+  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind })).toBe(1);
+  expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: kind === 'deadline' ? 'leak_reclaimed' : 'deadline' })).toBe(0);
+  const leaseLines = s.logs.filter((e) => e.msg.includes(`lease #${seen.lease.id} `));
+  if (kind === 'deadline') {
+    expect(s.deadlines).toEqual([{ id: seen.lease.id, ageMs: expect.any(Number), inTransaction: expect.any(Boolean), timeoutMs: DEADLINE_MS, reason: err }]);
+    expect(s.reclaims).toEqual([]);
+    // Logged at info, once, without an acquire stack; no warning anywhere about this lease.
+    expect(leaseLines.map((e) => e.level)).toEqual(['info']);
+    expect(leaseLines[0]?.msg).toContain('revoked at its deadline');
+    expect(leaseLines[0]?.msg).not.toContain('acquired at');
+  } else {
+    expect(s.reclaims).toHaveLength(1);
+    expect(s.reclaims[0]).toMatchObject({ id: seen.lease.id, kind, reason: err });
+    expect(s.deadlines).toEqual([]);
+    expect(leaseLines.some((e) => e.level === 'warn' && e.msg.includes(`reclaimed (leak_reclaimed)`))).toBe(true);
+  }
   // The pool serves the next caller, on a fresh connection (the reclaimed one was destroyed).
   const next = await s.pool.withLease((conn) => conn.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'), { acquireTimeoutMs: 2_000 });
   expect(next.rows[0]?.pid).not.toBe(seen.pid);
@@ -143,12 +165,11 @@ describe('lease deadlines (pg)', () => {
       }),
     );
     await expectReclaimed(s, seen, startedAt, err, tag);
-    expect(s.reclaims[0]?.inTransaction).toBe(true);
-    expect(s.logs.some((e) => e.level === 'warn' && e.msg.includes(`lease #${seen.lease.id} reclaimed (leak_reclaimed)`))).toBe(true);
+    expect(s.deadlines[0]?.inTransaction).toBe(true);
   });
 
-  test('leaseTimeoutMs applies to pool.acquire() leases too; the reclaim report names the acquire line', async () => {
-    const s = setup({ leaseTimeoutMs: DEADLINE_MS, leakDetectionMs: 10_000 });
+  test('leaseTimeoutMs applies to pool.acquire() leases too; one the leak detector reported first is leak_reclaimed, its report names the acquire line', async () => {
+    const s = setup({ leaseTimeoutMs: DEADLINE_MS, leakDetectionMs: DEADLINE_MS / 2, leakStacksPerSecond: Infinity });
     const tag = 'acquire-deadline';
     const startedAt = Date.now();
     const here = new Error(); const lease = await s.pool.acquire();
@@ -158,7 +179,7 @@ describe('lease deadlines (pg)', () => {
     await conn.query(`INSERT INTO ${TABLE} (tag) VALUES ($1)`, [tag]);
     const sleepError = await rejection(conn.query('SELECT pg_sleep(30)'));
     const err = s.reclaims[0]?.reason;
-    await expectReclaimed(s, { pid, conn, lease, sleepError }, startedAt, err, tag);
+    await expectReclaimed(s, { pid, conn, lease, sleepError }, startedAt, err, tag, 'leak_reclaimed');
     expect(topSite(s.reclaims[0]?.stack)).toBe(siteOf(here));
     await lease.release(); // idempotent after a reclaim, never throws
   });
@@ -250,7 +271,7 @@ describe('lease deadlines (pg)', () => {
     expect((err as Error).message).toContain('revoked during COMMIT');
     // The COMMIT did land: had the caller been told LEASE_TIMEOUT ("your work was undone"), it would be a lie.
     await waitFor('the slow COMMIT finishes', async () => (await rowsTagged('slow-commit')) === 1);
-    expect(s.reclaims).toHaveLength(1);
+    expect(s.deadlines).toHaveLength(1);
     await s.pool.withLease((conn) => conn.query('SELECT 1'), { acquireTimeoutMs: 3_000 });
   });
 
@@ -261,6 +282,8 @@ describe('lease deadlines (pg)', () => {
     await lease.release();
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(s.reclaims).toEqual([]);
+    expect(s.deadlines).toEqual([]);
+    expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'deadline' })).toBe(0);
     expect(await metric(s.registry, 'leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(0);
     expect(await rowsTagged('kept')).toBe(1);
   });

@@ -129,7 +129,7 @@ describe('pool.close({ timeoutMs })', () => {
     expect(summary).toEqual({ released: 0, reclaimed: 1 });
     expect(Date.now() - startedAt).toBeLessThan(2_000); // the reclaim ended the wait, not the 5 s deadline
     expect(leaked.state).toBe('revoked');
-    expect(await metric(registry, 'leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(1);
+    expect(await metric(registry, 'leasepool_recoveries_total', { kind: 'deadline' })).toBe(1);
     await waitFor('the reclaimed backend is gone', () => backendGone(pid));
   });
 

@@ -23,7 +23,7 @@ test('a short run on PGlite: transfers, every fault handled, /metrics live, tota
   expect(run.stdout.match(/max 4 clamped to 1/g)).toHaveLength(1);
   expect(run.stdout).toMatch(/^ {2}killed backend +n\/a /m);
   // A status line per second while it ran (stdout is not a TTY here).
-  const statusLines = run.stdout.match(/^ +\d+\.\d s \| +[\d ]+ transfers\/s \| committed [\d ]+ \| rolled back [\d ]+ \| retried [\d ]+ \| leases active \d+ idle \d+ waiting \d+ \| leaks [\d ]+ \| reclaimed [\d ]+$/gm);
+  const statusLines = run.stdout.match(/^ +\d+\.\d s \| +[\d ]+ transfers\/s \| committed [\d ]+ \| rolled back [\d ]+ \| retried [\d ]+ \| leases active \d+ idle \d+ waiting \d+ \| leaks [\d ]+ \| reclaimed [\d ]+ \| deadlines [\d ]+$/gm);
   expect(statusLines?.length).toBeGreaterThanOrEqual(2);
   expect(summaryValue(run.stdout, 'connections created')).toBeGreaterThan(1); // reclaimed connections were replaced
 }, 60_000);

@@ -709,7 +709,8 @@ export function describeBehaviour<C extends object>(target: BehaviourTarget<C>):
         const deadline = startedAt + 4_000;
         await eventually('the server no longer runs the statement', async () => (await running(admin, id as number)) !== sleep, Math.max(0, deadline - Date.now()));
         expect(await ids()).toEqual([]);
-        expect(await m('leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(1);
+        expect(await m('leasepool_recoveries_total', { kind: 'deadline' })).toBe(1);
+        expect(await m('leasepool_recoveries_total', { kind: 'leak_reclaimed' })).toBe(0);
         await eventually('the reclaimed connection is closed', async () => (await m('leasepool_connections_closed_total', { reason: 'reclaimed' })) === 1);
         await pool.withTx(async (conn) => {
           await insert(conn, 2);

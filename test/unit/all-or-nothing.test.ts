@@ -232,7 +232,7 @@ describe('deferred cleanups run under the deadline', () => {
     expect(err).toBeInstanceOf(CleanupError);
     expect((err as CleanupError).errors).toEqual([expect.any(LeaseTimeoutError)]);
     expect(pool.stats().active).toBe(0);
-    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'hung_cleanup', kind: 'leak_reclaimed' })).toBe(1);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'hung_cleanup', kind: 'deadline' })).toBe(1);
   });
 
   test('the deadline passes while the body still runs and its cleanup never settles: the caller still hears at the deadline', async () => {
@@ -252,9 +252,9 @@ describe('deferred cleanups run under the deadline', () => {
     expect(pool.stats().active).toBe(0);
   });
 
-  test('a throwing reclaim listener does not stop the reclaim: rolled back, destroyed, the caller told', async () => {
+  test('a throwing deadline listener does not stop the reclaim: rolled back, destroyed, the caller told', async () => {
     const { pool, db } = setup({ max: 1 });
-    pool.on('reclaim', () => {
+    pool.on('deadline', () => {
       throw new Error('listener failed');
     });
     const err = await rejection(

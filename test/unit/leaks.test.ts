@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as path from 'node:path';
-import { LeaseRevokedError, LeaseTimeoutError, withTx, type LeakEvent, type LeakReturnedEvent, type ReclaimEvent } from '../../src';
+import { LeaseRevokedError, LeaseTimeoutError, withTx, type DeadlineEvent, type LeakEvent, type LeakReturnedEvent, type ReclaimEvent } from '../../src';
 import type { ActiveLeases } from '../../src/lease';
 import { LeakDetector } from '../../src/leaks';
 import { FakeError } from '../helpers/fake-adapter';
@@ -180,7 +180,9 @@ describe('lease deadlines', () => {
     const { pool, db, registry } = setup({ name: 'leak_deadline', max: 1 });
     const reclaims: ReclaimEvent[] = [];
     pool.on('reclaim', (e) => reclaims.push(e));
-    let lease: { state: string; signal: AbortSignal } | undefined;
+    const deadlines: DeadlineEvent[] = [];
+    pool.on('deadline', (e) => deadlines.push(e));
+    let lease: { id: number; state: string; signal: AbortSignal } | undefined;
     let conn: { query(sql: string): Promise<unknown> } | undefined;
     let statement: Promise<unknown> | undefined;
     const t0 = performance.now();
@@ -216,8 +218,11 @@ describe('lease deadlines', () => {
     })();
     expect(useErr).toBeInstanceOf(LeaseRevokedError);
     expect(useErr).toMatchObject({ code: 'LEASE_REVOKED' });
-    expect(reclaims).toEqual([expect.objectContaining({ kind: 'leak_reclaimed', reason: err })]);
-    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'leak_deadline', kind: 'leak_reclaimed' })).toBe(1);
+    // A deadline the caller asked for: its own event and kind, not a leak.
+    expect(deadlines).toEqual([{ id: lease!.id as number, ageMs: expect.any(Number), inTransaction: false, timeoutMs: 40, reason: err }]);
+    expect(reclaims).toEqual([]);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'leak_deadline', kind: 'deadline' })).toBe(1);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'leak_deadline', kind: 'leak_reclaimed' })).toBe(0);
     expect(await metric(registry, 'leasepool_connections_closed_total', { pool: 'leak_deadline', reason: 'reclaimed' })).toBe(1);
     // The pool is whole again.
     const id = await pool.withLease(async (c) => c.id);
@@ -251,8 +256,8 @@ describe('lease deadlines', () => {
     const { pool, db } = setup({ leaseTimeoutMs: 30 });
     const lease = await pool.acquire();
     const conn = lease.conn;
-    const [event] = (await once(pool, 'reclaim')) as [ReclaimEvent];
-    expect(event).toMatchObject({ id: lease.id, kind: 'leak_reclaimed' });
+    const [event] = (await once(pool, 'deadline')) as [DeadlineEvent];
+    expect(event).toMatchObject({ id: lease.id, timeoutMs: 30 });
     expect(event.reason).toBeInstanceOf(LeaseTimeoutError);
     expect(lease.state).toBe('revoked');
     expect(lease.signal.aborted).toBe(true);
@@ -279,6 +284,51 @@ describe('lease deadlines', () => {
     const raw = db.connections[0]!;
     expect(raw.log).toEqual(['BEGIN', 'INSERT', 'SLEEP 10000', 'ROLLBACK']);
     expect(raw.closed).toBe(true);
+  });
+
+  test('a deadline before any leak report: counted as deadline, one info line without a stack, no warning, no reclaim event', async () => {
+    const { pool, logs, registry } = setup({ name: 'deadline_quiet', leakDetectionMs: 10_000 });
+    const reclaims: ReclaimEvent[] = [];
+    pool.on('reclaim', (e) => reclaims.push(e));
+    const err = await rejection(pool.withTx((conn) => conn.query('SLEEP 10000'), { timeoutMs: 30 }));
+    expect(err).toMatchObject({ code: 'LEASE_TIMEOUT' });
+    expect(reclaims).toEqual([]);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'deadline_quiet', kind: 'deadline' })).toBe(1);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'deadline_quiet', kind: 'leak_reclaimed' })).toBe(0);
+    expect(await metric(registry, 'leasepool_leaks_detected_total', { pool: 'deadline_quiet' })).toBe(0);
+    expect(logs.filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
+    const infos = logs.filter((l) => l.level === 'info');
+    expect(infos).toHaveLength(1);
+    expect(infos[0]!.msg).toMatch(/lease #\d+ revoked at its deadline after \d+ ms: Lease #\d+ exceeded its deadline of 30 ms/);
+    expect(infos[0]!.msg).not.toContain(THIS_FILE);
+  });
+
+  test('a deadline after the leak detector reported the lease: leak_reclaimed, a warning with the acquire stack, a reclaim event', async () => {
+    const { pool, logs, registry } = setup({ name: 'deadline_leaked', leakDetectionMs: 20, leaseTimeoutMs: 200 });
+    const leaks: LeakEvent[] = [];
+    pool.on('leak', (e) => leaks.push(e));
+    const deadlines: DeadlineEvent[] = [];
+    pool.on('deadline', (e) => deadlines.push(e));
+    const lease = await pool.acquire();
+    const [event] = (await once(pool, 'reclaim')) as [ReclaimEvent];
+    expect(leaks.map((l) => l.id)).toEqual([lease.id]);
+    expect(event).toMatchObject({ id: lease.id, kind: 'leak_reclaimed' });
+    expect(event.reason).toBeInstanceOf(LeaseTimeoutError);
+    expect(event.stack).toContain(THIS_FILE);
+    expect(deadlines).toEqual([]);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'deadline_leaked', kind: 'leak_reclaimed' })).toBe(1);
+    expect(await metric(registry, 'leasepool_recoveries_total', { pool: 'deadline_leaked', kind: 'deadline' })).toBe(0);
+    const reclaimLine = logs.find((l) => l.level === 'warn' && l.msg?.includes('reclaimed (leak_reclaimed)'));
+    expect(reclaimLine?.msg).toContain(THIS_FILE);
+  });
+
+  test('a logger without info() takes a deadline silently', async () => {
+    const warned: string[] = [];
+    const { pool } = setup({ name: 'deadline_no_info', logger: { warn: (_o, m) => warned.push(m ?? ''), error: (_o, m) => warned.push(m ?? '') } });
+    const err = await rejection(pool.withLease((conn) => conn.query('SLEEP 10000'), { timeoutMs: 20 }));
+    expect(err).toBeInstanceOf(LeaseTimeoutError);
+    expect(warned).toEqual([]);
+    expect(pool.stats().active).toBe(0);
   });
 
   test('a revoked transaction is neither committed nor retried, even on a retryable error', async () => {
