@@ -16,6 +16,7 @@ import { LeaseRecord, type CallSite, type LeaseOwner } from './lease-record';
 import type { PoolEvents } from './pool-types';
 import { reclaimLease } from './release';
 import type { PendingAcquire } from './scope';
+import type { PoolTracer } from './telemetry/types';
 import { now } from './time';
 import type { WaitingRoom } from './waiters';
 
@@ -26,6 +27,7 @@ export interface AcquireHost<C extends object> extends LeaseOwner<C>, Pick<Event
   readonly options: { readonly maxWaiting: number; readonly leaseTimeoutMs: number | undefined; readonly allowExitOnIdle: boolean };
   /** True once close() began. */
   readonly closed: boolean;
+  readonly tracer: PoolTracer | undefined;
 }
 
 export class Acquirer<C extends object> {
@@ -93,6 +95,11 @@ export class Acquirer<C extends object> {
     };
     const connection = this.#connection(startedAt, timeoutMs, signal);
     const first = connection instanceof PooledConnection ? connection : undefined;
+    const tracer = this.host.tracer;
+    if (tracer !== undefined) {
+      if (first === undefined) tracer.acquireWaiting(connection as Promise<unknown>, this.waiters.size, signal);
+      else tracer.idleAcquire?.();
+    }
     return { connection, grant };
   }
 

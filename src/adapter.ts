@@ -43,6 +43,16 @@ export interface ConnectionEvents {
  */
 export type QueryFunction = (sql: string, params?: unknown[]) => Promise<unknown>;
 
+/** Who a pool talks to (see `Adapter.server`). */
+export interface ServerIdentity {
+  /** `postgresql`, `mysql`, `mariadb`, … */
+  readonly system: string;
+  readonly address?: string | undefined;
+  readonly port?: number | undefined;
+  /** The database name. */
+  readonly namespace?: string | undefined;
+}
+
 /**
  * What a driver must provide to be pooled by leasepool.
  * @typeParam C - the driver's connection type.
@@ -53,6 +63,11 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
   readonly name: string;
   /** `host:port/db`, never a password: used in messages and logs. */
   readonly target: string;
+  /**
+   * The server, as OpenTelemetry's database conventions name it (`db.system.name`,
+   * `server.address`, `server.port`, `db.namespace`): the attributes of the pool's spans and metrics.
+   */
+  readonly server?: ServerIdentity | undefined;
   /** Hard upper bound on connections (PGlite: 1). The pool clamps `max` to it with a notice. */
   readonly maxConnections?: number | undefined;
   /** Dialect for BEGIN/COMMIT/ROLLBACK/savepoints. */

@@ -44,7 +44,8 @@ export class PooledConnection<C extends object = object> {
 
 /** What the factory tells the pool. */
 export interface FactoryEvents<C extends object> {
-  created(conn: PooledConnection<C>): void;
+  /** `createSeconds`: from the start of the attempt to the connection in hand. */
+  created(conn: PooledConnection<C>, createSeconds: number): void;
   /** A connect that began at `startedAt` (performance.now()) failed; waiting callers should get `error` now. */
   connectFailed(error: ConnectError, startedAt: number): void;
   /** The driver reported an error on a connection (idle or leased). */
@@ -121,7 +122,7 @@ export function createFactory<C extends object>(
         pooled = new PooledConnection(raw, now, now + lifetime);
         consecutiveFailures = 0;
         state.liveCount++;
-        events.created(pooled);
+        events.created(pooled, (now - startedAt) / 1000);
         return pooled;
       } catch (err) {
         // A connection that completes after its deadline is closed, not kept.

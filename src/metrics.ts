@@ -41,7 +41,7 @@ export interface MetricsSink {
   acquireFailed(outcome: Exclude<AcquireOutcome, 'success'>): void;
   released(leaseSeconds: number): void;
   transaction(outcome: TxOutcome, durationSeconds: number | undefined): void;
-  connectionCreated(): void;
+  connectionCreated(createSeconds: number): void;
   connectionClosed(reason: CloseReason): void;
   leakDetected(): void;
   recovery(kind: RecoveryKind): void;
@@ -248,5 +248,22 @@ export function createPromMetrics(options: MetricsOptions, source: GaugeSource):
     detach() {
       if (m.sources.get(pool) === source) m.sources.delete(pool);
     },
+  };
+}
+
+/** Both sinks (Prometheus and OpenTelemetry); either alone when the other is off. */
+export function combineSinks(first: MetricsSink, second: MetricsSink | undefined): MetricsSink {
+  if (second === undefined) return first;
+  if (first === NOOP_METRICS) return second;
+  return {
+    acquired: (s) => (first.acquired(s), second.acquired(s)),
+    acquireFailed: (o) => (first.acquireFailed(o), second.acquireFailed(o)),
+    released: (s) => (first.released(s), second.released(s)),
+    transaction: (o, s) => (first.transaction(o, s), second.transaction(o, s)),
+    connectionCreated: (s) => (first.connectionCreated(s), second.connectionCreated(s)),
+    connectionClosed: (r) => (first.connectionClosed(r), second.connectionClosed(r)),
+    leakDetected: () => (first.leakDetected(), second.leakDetected()),
+    recovery: (k) => (first.recovery(k), second.recovery(k)),
+    detach: () => (first.detach(), second.detach()),
   };
 }

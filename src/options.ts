@@ -6,6 +6,7 @@ import { ConfigError } from './errors';
 import type { Adapter } from './adapter';
 import type { Logger } from './logger';
 import type { MetricsOptions } from './metrics';
+import type { OpenTelemetryOptions } from './telemetry/types';
 
 /** Options of `createPool`. Durations are milliseconds, as the names say. */
 export interface PoolOptions {
@@ -42,6 +43,11 @@ export interface PoolOptions {
   resetOnRelease?: boolean | undefined;
   /** Prometheus metrics into the given prom-client registry; `false` or omitted disables them. */
   metrics?: MetricsOptions | false | undefined;
+  /**
+   * OpenTelemetry spans and `db.client.connection.*` metrics (needs the optional peer dependency
+   * `@opentelemetry/api`; nothing of it is loaded while this is off). Default `false`.
+   */
+  openTelemetry?: OpenTelemetryOptions | boolean | undefined;
   /** Where warnings (leaks, background errors) go: `{ warn, error, info?, debug? }`, pino-compatible. Default: console for warn/error. */
   logger?: Logger | undefined;
   /**
@@ -84,6 +90,7 @@ export interface ResolvedPoolOptions {
   readonly allowExitOnIdle: boolean;
   readonly logConnectErrors: boolean;
   readonly metrics: MetricsOptions | false;
+  readonly openTelemetry: OpenTelemetryOptions | boolean;
   readonly logger: Logger | undefined;
   readonly connectFailure: 'all' | 'one';
 }
@@ -107,7 +114,8 @@ export const DEFAULT_POOL_OPTIONS = {
   connectFailure: 'all',
 } as const;
 
-const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger']);
+const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger', 'openTelemetry']);
+const OTEL_KEYS: ReadonlySet<string> = new Set(['tracing', 'metrics', 'tracerProvider', 'meterProvider', 'traceIdleAcquires']);
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 const METRICS_KEYS: ReadonlySet<string> = new Set(['registry', 'prefix', 'buckets']);
 
@@ -198,6 +206,8 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
       }
     }
   }
+  const openTelemetry = opts['openTelemetry'];
+  checkOpenTelemetry(problems, openTelemetry);
   const logger = opts['logger'];
   if (logger !== undefined) {
     const l = logger as Partial<Record<'warn' | 'error', unknown>> | null;
@@ -224,9 +234,33 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
     allowExitOnIdle: pick('allowExitOnIdle') as boolean,
     logConnectErrors: pick('logConnectErrors') as boolean,
     metrics: (metrics as MetricsOptions | undefined) ?? false,
+    openTelemetry: (openTelemetry as OpenTelemetryOptions | boolean | undefined) ?? false,
     logger: logger as Logger | undefined,
     connectFailure: connectFailure as 'all' | 'one',
   };
+}
+
+function checkOpenTelemetry(problems: Problem[], value: unknown): void {
+  if (value === undefined || typeof value === 'boolean') return;
+  if (typeof value !== 'object' || value === null) {
+    problems.push({ field: 'openTelemetry', problem: `must be a boolean or { tracing, metrics, tracerProvider, meterProvider, traceIdleAcquires } (got ${show(value)})` });
+    return;
+  }
+  const o = value as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!OTEL_KEYS.has(key)) problems.push({ field: `openTelemetry.${key}`, problem: unknownOption(key, OTEL_KEYS, 'an openTelemetry option') });
+  }
+  for (const key of ['tracing', 'metrics', 'traceIdleAcquires']) {
+    if (o[key] !== undefined) check.boolean(problems, `openTelemetry.${key}`, o[key]);
+  }
+  const provider = (key: string, method: string): void => {
+    const p = o[key];
+    if (p !== undefined && typeof (p as Record<string, unknown> | null)?.[method] !== 'function') {
+      problems.push({ field: `openTelemetry.${key}`, problem: `must have a ${method}() method (an @opentelemetry/api ${key === 'tracerProvider' ? 'TracerProvider' : 'MeterProvider'})` });
+    }
+  };
+  provider('tracerProvider', 'getTracer');
+  provider('meterProvider', 'getMeter');
 }
 
 /**

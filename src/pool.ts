@@ -18,13 +18,15 @@ import { ActiveLeases, Lease, LeaseRecord, type ActiveLeaseInfo, type CallSite }
 import type { GuardConfig, LeaseOwner } from './lease-record';
 import { captureSite, LeakDetector, StackSampler } from './leaks';
 import { consoleLogger, type Logger } from './logger';
-import { createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
+import { combineSinks, createPromMetrics, NOOP_METRICS, type CloseReason, type GaugeSource, type MetricsSink, type RecoveryKind } from './metrics';
 import { check, checkCallOptions, maxFor, resolvePoolOptions, type PoolOptions, type ResolvedPoolOptions } from './options';
 import type { AcquireOptions, CloseSummary, LeaseScopeOptions, PoolEvents, PoolStats } from './pool-types';
 import { queryOn } from './query';
 import { reclaimLease, releaseLease } from './release';
 import { describeLease, reportCleanupErrors, reportConnectionError, reportLeak, reportLeakReturned, reportReclaim } from './reports';
 import { joinScope, runAndReleaseScope, startScope, type PendingAcquire } from './scope';
+import { createTelemetry } from './telemetry/otel';
+import type { PoolTracer } from './telemetry/types';
 import { now } from './time';
 import { runTransaction, type Transaction, type TxOptions } from './transaction';
 import { noteStatementError } from './tx-frame';
@@ -56,6 +58,7 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
   /** @internal */ readonly options: ResolvedPoolOptions;
   /** @internal */ readonly guardConfig: GuardConfig;
   /** @internal */ readonly metrics: MetricsSink;
+  /** @internal OpenTelemetry spans, when the `openTelemetry` option turns them on. */ readonly tracer: PoolTracer | undefined;
   /** @internal */ readonly logger: Logger;
   /** @internal */ readonly resetOnRelease: boolean;
   /** @internal */ readonly maxUses: number;
@@ -91,14 +94,16 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     this.maxUses = options.maxUses;
     this.#max = maxFor(adapter, options, input?.max !== undefined, this.logger);
     this.guardConfig = guardConfigOf(adapter);
-    this.metrics = options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this);
+    const telemetry = createTelemetry(options.openTelemetry, this, Math.min(options.min, this.#max));
+    this.tracer = telemetry?.tracer;
+    this.metrics = combineSinks(options.metrics === false ? NOOP_METRICS : createPromMetrics(options.metrics, this), telemetry?.metrics);
 
     this.#factory = createFactory(
       adapter,
       { connectTimeoutMs: options.connectTimeoutMs, maxLifetimeMs: options.maxLifetimeMs, closeTimeoutMs: CONTROL_TIMEOUT_MS, connectFailure: options.connectFailure },
       {
-        created: (conn) => {
-          this.metrics.connectionCreated();
+        created: (conn, createSeconds) => {
+          this.metrics.connectionCreated(createSeconds);
           // Idle until leased (acquire refs it again).
           if (this.options.allowExitOnIdle) this.adapter.refConnection?.(conn.raw, false);
         },
@@ -362,21 +367,13 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
 
   #runClose(timeoutMs: number): Promise<CloseSummary> {
     this.#closed = true;
+    const { name, adapter, metrics, logger } = this;
+    const parts = { name, adapter, metrics, logger, gp: this.#gp, factory: this.#factory, waiters: this.#waiters, leaks: this.#leaks, active: this.#active };
     return closePool(
       {
-        name: this.name,
-        adapter: this.adapter,
-        metrics: this.metrics,
-        logger: this.logger,
-        gp: this.#gp,
-        factory: this.#factory,
-        waiters: this.#waiters,
-        leaks: this.#leaks,
-        active: this.#active,
+        ...parts,
         controlTimeoutMs: CONTROL_TIMEOUT_MS,
-        onDrained: (callback) => {
-          this.#onDrained = callback;
-        },
+        onDrained: (callback) => (this.#onDrained = callback),
         reclaimedWhileClosing: () => this.#reclaimedWhileClosing,
       },
       timeoutMs,

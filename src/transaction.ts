@@ -13,6 +13,7 @@ import type { LeaseRecord } from './lease-record';
 import type { MetricsSink } from './metrics';
 import { endFrame, frameEnded, TxFrame, txEndedError, type Transaction } from './tx-frame';
 import { checkNestedOptions, resolveTxOptions, type ResolvedTxOptions, type TxOptions } from './tx-options';
+import type { PoolTracer, TxSpan } from './telemetry/types';
 import { now, sleep } from './time';
 
 export type { Transaction } from './tx-frame';
@@ -22,6 +23,7 @@ export type { TxOptions } from './tx-options';
 export interface TxHost<C extends object> {
   readonly adapter: Adapter<C>;
   readonly metrics: MetricsSink;
+  readonly tracer: PoolTracer | undefined;
   readonly options: { readonly acquireTimeoutMs: number };
   acquireLease(timeoutMs: number, signal: AbortSignal | undefined, site: CallSite | undefined, holdTimeoutMs: number | undefined, trackDrop: boolean): Promise<Lease<C>>;
   runAndRelease<R>(leaseOrAcquire: Lease<C> | Promise<Lease<C>>, body: (lease: Lease<C>) => R | PromiseLike<R>): Promise<R>;
@@ -46,6 +48,7 @@ export function runTransaction<C extends object, R>(
     const opts = resolveTxOptions(options);
     pool.adapter.validateBegin?.(opts.begin);
     const ambient = findAmbient(pool);
+    const tracer = pool.tracer;
     if (ambient !== undefined) {
       const lease = ambient.lease;
       const record = lease.record;
@@ -55,21 +58,30 @@ export function runTransaction<C extends object, R>(
         const frame = ambient.frame;
         if (frame !== undefined) {
           checkNestedOptions(opts.begin, frame.begin);
+          if (tracer !== undefined) return tracer.transaction(frame.begin, frame.depth + 1, () => serialized(frame, () => savepoint(pool, lease, frame, fn)));
           return serialized(frame, () => savepoint(pool, lease, frame, fn));
         }
-        return serialized(record, () => topLevel(pool, lease, fn, opts));
+        if (tracer !== undefined) return tracer.transaction(opts.begin, 1, (span) => serialized(record, () => topLevel(pool, lease, fn, opts, span)));
+        return serialized(record, () => topLevel(pool, lease, fn, opts, undefined));
       }
       // A body the pool took back (deadline, close) is abandoned: it starts nothing new either.
       if (record.state === 'revoked') throw record.useError();
     }
-    const acquired = pool.acquireLease(opts.acquireTimeoutMs ?? pool.options.acquireTimeoutMs, opts.signal, site, opts.timeoutMs, false);
-    return pool.runAndRelease(acquired, (l) => topLevel(pool, l, fn, opts));
+    // Traced, the span is the active context of the acquire (its wait is a child span) and of the body.
+    if (tracer !== undefined) return tracer.transaction(opts.begin, 1, (span) => ownLease(pool, fn, opts, site, span));
+    return ownLease(pool, fn, opts, site, undefined);
   } catch (err) {
     return Promise.reject(err);
   }
 }
 
-async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, fn: TxBody<C, R>, opts: ResolvedTxOptions): Promise<R> {
+/** A top-level transaction on a lease of its own. */
+function ownLease<C extends object, R>(pool: TxHost<C>, fn: TxBody<C, R>, opts: ResolvedTxOptions, site: CallSite | undefined, span: TxSpan | undefined): Promise<R> {
+  const acquired = pool.acquireLease(opts.acquireTimeoutMs ?? pool.options.acquireTimeoutMs, opts.signal, site, opts.timeoutMs, false);
+  return pool.runAndRelease(acquired, (l) => topLevel(pool, l, fn, opts, span));
+}
+
+async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, fn: TxBody<C, R>, opts: ResolvedTxOptions, span: TxSpan | undefined): Promise<R> {
   const record = lease.record;
   const { adapter, metrics } = pool;
   const raw = record.connection.raw;
@@ -122,7 +134,7 @@ async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, f
         metrics.transaction('rollback', (now() - startedAt) / 1000);
         throw withAttempts(error, attempt);
       }
-      if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
+      if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt, span)) continue;
       throw withAttempts(error, attempt);
     }
     // Nothing started inside the body may send a statement from here on: it would land after COMMIT.
@@ -145,12 +157,15 @@ async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, f
       throw record.useError();
     }
     record.committing = true;
+    const commitDone = span?.commit();
     let reply: unknown;
     try {
       reply = await adapter.exec(raw, adapter.sql.commit);
+      commitDone?.();
       record.committing = false;
       record.txDepth = 0;
     } catch (error) {
+      commitDone?.(error);
       record.committing = false;
       record.txDepth = 0;
       if (adapter.isFatal(error) || record.connection.broken) {
@@ -159,7 +174,7 @@ async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, f
         throw new TxOutcomeUnknownError({ cause: error });
       }
       // COMMIT refused (serialization failure, deferred constraint): the server rolled back.
-      if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt)) continue;
+      if (await rolledBackForRetry(pool, record, error, opts, attempt, startedAt, span)) continue;
       throw withAttempts(error, attempt);
     }
     // The outcome of COMMIT is in its reply: PostgreSQL answers COMMIT in an aborted transaction
@@ -331,6 +346,7 @@ async function rolledBackForRetry<C extends object>(
   opts: ResolvedTxOptions,
   attempt: number,
   startedAt: number,
+  span?: TxSpan | undefined,
 ): Promise<boolean> {
   await rollbackAfter(pool, record, error);
   pool.metrics.transaction('rollback', (now() - startedAt) / 1000);
@@ -340,6 +356,7 @@ async function rolledBackForRetry<C extends object>(
   const retry = attempt <= opts.retries && record.state === 'active' && !record.connection.broken && retryable;
   if (!retry) return false;
   pool.metrics.transaction('retry', undefined);
+  span?.retry(attempt, error);
   await sleep(backoffMs(opts, attempt));
   return true;
 }

@@ -209,6 +209,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     queryFunction: (conn: Connection): Connection['query'] =>
       ((...args: Parameters<Connection['query']>) => conn.query(...args)) as Connection['query'],
     target: resolved.target,
+    server: resolved.server,
     sql: mysqlDialect,
     statementMethods: STATEMENT_METHODS,
     validateBegin: validateBeginOptions,

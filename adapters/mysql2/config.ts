@@ -3,6 +3,7 @@
  * connection is opened with and the target named in messages (never a password).
  */
 import type { ConnectionOptions } from 'mysql2/promise';
+import type { ServerIdentity } from '../../src/adapter';
 import { ConfigError } from '../../src/errors';
 import { redact } from '../../src/redact';
 
@@ -10,6 +11,8 @@ export interface Resolved {
   /** Options given to mysql2 for each new connection (a fresh copy each time: mysql2 mutates it). */
   readonly driverOptions: () => ConnectionOptions;
   readonly target: string;
+  /** Who the connections talk to (OpenTelemetry attributes). */
+  readonly server: ServerIdentity;
   readonly secrets: readonly string[];
 }
 
@@ -63,7 +66,12 @@ export function resolveConfig(config: ConnectionOptions | string): Resolved {
   // `connectTimeoutMs` short, so it is turned off unless the caller set it.
   const connectTimeoutSet = base.connectTimeout !== undefined || uri?.searchParams.has('connectTimeout') === true;
   const frozen: ConnectionOptions = connectTimeoutSet ? base : { ...base, connectTimeout: 0 };
-  return { driverOptions: () => ({ ...frozen }), target, secrets: secretList };
+  const server: ServerIdentity = {
+    system: uri?.protocol === 'mariadb:' ? 'mariadb' : 'mysql',
+    ...(base.socketPath !== undefined ? { address: base.socketPath } : { address: host, port }),
+    namespace: database,
+  };
+  return { driverOptions: () => ({ ...frozen }), target, server, secrets: secretList };
 }
 
 export function checkPositive(problems: { field: string; problem: string }[], field: string, value: unknown): void {

@@ -32,6 +32,7 @@ import type { Adapter } from '../../src/adapter';
 import type { CallSite, Lease } from '../../src/lease';
 import type { Logger } from '../../src/logger';
 import type { MetricsOptions } from '../../src/metrics';
+import type { OpenTelemetryOptions } from '../../src/telemetry/types';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../../src/pool';
 import { runTransaction, type Transaction, type TxOptions } from '../../src/transaction';
 import { mysqlAdapter, type MysqlAdapterOptions } from './adapter';
@@ -52,6 +53,8 @@ export interface CompatLeasepoolOptions {
   leaseTimeoutMs?: number;
   /** Prometheus metrics into this prom-client registry (`{ registry }`); `false` or omitted disables them. */
   metrics?: MetricsOptions | false;
+  /** OpenTelemetry spans and `db.client.connection.*` metrics (leasepool's `openTelemetry`; needs `@opentelemetry/api`). Default off. */
+  openTelemetry?: OpenTelemetryOptions | boolean | undefined;
   /** Where leak reports and background connection errors go (pino-compatible). Default: console. */
   logger?: Logger;
   /** Reset the session (`COM_RESET_CONNECTION`) at every release. Same as mysql2's top-level `resetOnRelease`. */
@@ -100,6 +103,7 @@ const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
   'leakStacksPerSecond',
   'leaseTimeoutMs',
   'metrics',
+  'openTelemetry',
   'logger',
   'resetOnRelease',
   'endTimeoutMs',
@@ -726,6 +730,7 @@ export function createPool(config: string | PoolOptions): Pool {
     resetOnRelease: lp.resetOnRelease ?? mysqlReset ?? false,
     metrics: lp.metrics ?? false,
     ...(lp.logger !== undefined ? { logger: lp.logger } : {}),
+    ...(lp.openTelemetry !== undefined ? { openTelemetry: lp.openTelemetry } : {}),
   });
   facade = new Pool(core, settings);
   return facade;

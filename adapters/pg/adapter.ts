@@ -280,6 +280,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   return {
     name: 'pg',
+    server: { system: 'postgresql', address: host, port, namespace: probe.database ?? undefined },
     refConnection: setRef,
     queryFunction: (conn: Client): PgQuery => ((...args: [string, unknown[]?]) => conn.query(...args)) as PgQuery,
     target,

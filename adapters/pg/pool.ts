@@ -26,6 +26,7 @@ import { AcquireTimeoutError, ConfigError, ConnectError, LeaseReleasedError, Poo
 import type { CallSite, Lease, LeaseRecord } from '../../src/lease';
 import { consoleLogger, type Logger } from '../../src/logger';
 import type { MetricsOptions } from '../../src/metrics';
+import type { OpenTelemetryOptions } from '../../src/telemetry/types';
 import { show } from '../../src/options';
 import { createPool, type LeaseScopeOptions, type Pool as LeasePool, type PoolStats } from '../../src/pool';
 import { redact, redactError } from '../../src/redact';
@@ -68,6 +69,8 @@ export interface PgPoolLeasepoolOptions {
   resetOnRelease?: boolean;
   /** Prometheus metrics (`leasepool_*`) into this prom-client registry. Default off. */
   metrics?: MetricsOptions | false | undefined;
+  /** OpenTelemetry spans and `db.client.connection.*` metrics (leasepool's `openTelemetry`; needs `@opentelemetry/api`). Default off. */
+  openTelemetry?: OpenTelemetryOptions | boolean | undefined;
   /** Where warnings go (leaks, background connection errors nobody listens to): `{ warn, error, info?, debug? }`. Default: console. */
   logger?: Logger;
   /** Most callers waiting for a client; one more fails at once (`PoolQueueFullError`). Default `Infinity`. */
@@ -287,6 +290,7 @@ export class Pool extends EventEmitter {
       ...(lp.maxWaiting !== undefined ? { maxWaiting: lp.maxWaiting } : {}),
       metrics: lp.metrics ?? false,
       logger: this.#logger,
+      ...(lp.openTelemetry !== undefined ? { openTelemetry: lp.openTelemetry } : {}),
     });
     // Background connection errors are reported by this facade, with pg's (err, client) shape
     // (see #clientError); the core must not log them a second time. Failed connects reach the
@@ -805,6 +809,7 @@ const LEASEPOOL_KEYS: ReadonlySet<string> = new Set([
   'leaseTimeoutMs',
   'resetOnRelease',
   'metrics',
+  'openTelemetry',
   'logger',
   'maxWaiting',
   'endTimeoutMs',

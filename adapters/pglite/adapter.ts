@@ -138,6 +138,7 @@ export function pgliteAdapter(source?: PgliteAdapterOptions | PgliteInstance): A
 
   return {
     name: 'pglite',
+    server: { system: 'postgresql' },
     queryFunction: (conn: PgliteConnection): PgliteConnection['query'] =>
       ((text: string, params?: unknown[], options?: QueryOptions) => conn.query(text, params, options)) as PgliteConnection['query'],
     target,
