@@ -97,7 +97,7 @@ export class Acquirer<C extends object> {
     const first = connection instanceof PooledConnection ? connection : undefined;
     const tracer = this.host.tracer;
     if (tracer !== undefined) {
-      if (first === undefined) tracer.acquireWaiting(connection as Promise<unknown>, this.waiters.size, signal);
+      if (first === undefined) tracer.acquireWaiting(connection as Promise<unknown>, this.waiters.size, signal, startedAt);
       else tracer.idleAcquire?.();
     }
     return { connection, grant };

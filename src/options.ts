@@ -115,7 +115,7 @@ export const DEFAULT_POOL_OPTIONS = {
 } as const;
 
 const KNOWN_KEYS = new Set<string>([...Object.keys(DEFAULT_POOL_OPTIONS), 'metrics', 'logger', 'openTelemetry']);
-const OTEL_KEYS: ReadonlySet<string> = new Set(['tracing', 'metrics', 'tracerProvider', 'meterProvider', 'traceIdleAcquires']);
+const OTEL_KEYS: ReadonlySet<string> = new Set(['tracing', 'metrics', 'tracerProvider', 'meterProvider', 'minAcquireWaitMs', 'traceIdleAcquires']);
 const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 const METRICS_KEYS: ReadonlySet<string> = new Set(['registry', 'prefix', 'buckets']);
 
@@ -243,7 +243,7 @@ export function resolvePoolOptions(input: PoolOptions | undefined): ResolvedPool
 function checkOpenTelemetry(problems: Problem[], value: unknown): void {
   if (value === undefined || typeof value === 'boolean') return;
   if (typeof value !== 'object' || value === null) {
-    problems.push({ field: 'openTelemetry', problem: `must be a boolean or { tracing, metrics, tracerProvider, meterProvider, traceIdleAcquires } (got ${show(value)})` });
+    problems.push({ field: 'openTelemetry', problem: `must be a boolean or { tracing, metrics, tracerProvider, meterProvider, minAcquireWaitMs, traceIdleAcquires } (got ${show(value)})` });
     return;
   }
   const o = value as Record<string, unknown>;
@@ -253,6 +253,7 @@ function checkOpenTelemetry(problems: Problem[], value: unknown): void {
   for (const key of ['tracing', 'metrics', 'traceIdleAcquires']) {
     if (o[key] !== undefined) check.boolean(problems, `openTelemetry.${key}`, o[key]);
   }
+  if (o['minAcquireWaitMs'] !== undefined) check.duration(problems, 'openTelemetry.minAcquireWaitMs', o['minAcquireWaitMs'], { allowZero: true, allowInfinity: true });
   const provider = (key: string, method: string): void => {
     const p = o[key];
     if (p !== undefined && typeof (p as Record<string, unknown> | null)?.[method] !== 'function') {

@@ -157,15 +157,15 @@ async function topLevel<C extends object, R>(pool: TxHost<C>, lease: Lease<C>, f
       throw record.useError();
     }
     record.committing = true;
-    const commitDone = span?.commit();
+    const commitAt = span === undefined ? 0 : now();
     let reply: unknown;
     try {
       reply = await adapter.exec(raw, adapter.sql.commit);
-      commitDone?.();
+      span?.committed(commitAt);
       record.committing = false;
       record.txDepth = 0;
     } catch (error) {
-      commitDone?.(error);
+      span?.committed(commitAt, error);
       record.committing = false;
       record.txDepth = 0;
       if (adapter.isFatal(error) || record.connection.broken) {

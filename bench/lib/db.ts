@@ -9,6 +9,8 @@
  *   and a check that every counted commit is in the table.
  * - {@link facadeScenario}: `pool.query('SELECT 1')` through leasepool's drop-in facade against the
  *   driver pool's own `query`, both built from the same options (≥ 0.95x at 16; 1 and 64 shown).
+ * - {@link tracingScenario}: `withLease` + SELECT 1 and the `withTx` UPDATE at 16 callers with
+ *   OpenTelemetry tracing on (an SDK tracer provider exporting to nowhere) against off (≥ 0.95x).
  *
  * Each driver file supplies what differs: how to reach its server, its pools and statements.
  */
@@ -194,6 +196,53 @@ export function facadeScenario(spec: FacadeSpec): Scenario {
           runMs: SELECT_RUN_MS,
         }),
       );
+    },
+  };
+}
+
+export interface TracingSpec extends DbScenarioInfo {
+  createAccounts(): Promise<AccountsTable>;
+  /** `withLease(conn => conn.query('SELECT 1'))`, traced or not. */
+  select(traced: boolean): VariantInstance;
+  /** The `withTx` UPDATE of the tx scenario, traced or not. */
+  tx(traced: boolean, committed: () => void): VariantInstance;
+}
+
+/** One process: the four variants share it, and the scenario adds a fraction of a full run's time. */
+export function tracingScenario(spec: TracingSpec): Scenario {
+  return {
+    name: spec.name,
+    title: spec.title,
+    service: spec.service,
+    forks: 1,
+    async run(options) {
+      const accounts = await spec.createAccounts();
+      try {
+        let commits = 0;
+        const committed = (): void => {
+          commits++;
+        };
+        const budget = (variant: string, baseline: string): Budget => ({ variant, baseline, at: 16, metric: 'throughput', limit: LIMIT, note: 'tracing on vs off' });
+        const out = await measure(
+          { ...options, forks: 1 },
+          {
+            concurrencies: [16],
+            variants: [
+              { name: 'withLease', open: () => spec.select(false) },
+              { name: 'withLease traced', open: () => spec.select(true) },
+              { name: 'withTx', open: () => spec.tx(false, committed) },
+              { name: 'withTx traced', open: () => spec.tx(true, committed) },
+            ],
+            baseline: 'withLease',
+            budgets: [budget('withLease traced', 'withLease'), budget('withTx traced', 'withTx')],
+            runMs: TX_RUN_MS,
+          },
+        );
+        const total = await accounts.total();
+        return asResult(out, [{ label: 'every commit landed once', ok: total === commits, detail: `sum(balance) ${fmt(total)}, commits counted ${fmt(commits)}` }]);
+      } finally {
+        await accounts.dispose();
+      }
     },
   };
 }

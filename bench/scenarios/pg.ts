@@ -14,7 +14,8 @@
 import { Client, Pool as PgPool } from 'pg';
 import { redact } from '../../src/redact';
 import type { VariantInstance } from '../lib/harness';
-import { ACCOUNTS, ACCOUNTS_TABLE, DB_MAX, facadeScenario, fmt, randomAccount, selectScenario, txScenario, type AccountsTable } from '../lib/db';
+import { ACCOUNTS, ACCOUNTS_TABLE, DB_MAX, facadeScenario, fmt, randomAccount, selectScenario, tracingScenario, txScenario, type AccountsTable } from '../lib/db';
+import { benchTracing } from '../lib/tracing';
 import type { Service } from '../lib/scenario';
 import { leasepool, pgAdapterModule } from '../lib/subject';
 
@@ -38,8 +39,36 @@ export const pgService: Service = {
   },
 };
 
+/** A fresh accounts table for the transaction scenarios. */
+async function createAccounts(): Promise<AccountsTable> {
+  const admin = new Client({ connectionString: PG_URL });
+  admin.on('error', () => undefined);
+  await admin.connect();
+  const dispose = async (): Promise<void> => {
+    await admin.query(`DROP TABLE IF EXISTS ${ACCOUNTS_TABLE}`).catch(() => undefined);
+    await admin.end();
+  };
+  try {
+    await admin.query(`DROP TABLE IF EXISTS ${ACCOUNTS_TABLE}`);
+    await admin.query(`CREATE TABLE ${ACCOUNTS_TABLE} (id int PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)`);
+    await admin.query(`INSERT INTO ${ACCOUNTS_TABLE} (id) SELECT generate_series(1, ${ACCOUNTS})`);
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return {
+    async total() {
+      const { rows } = await admin.query<{ total: string }>(`SELECT coalesce(sum(balance), 0)::text AS total FROM ${ACCOUNTS_TABLE}`);
+      return Number(rows[0]?.total);
+    },
+    dispose,
+  };
+}
+
 const leasepoolPool = (leakDetectionMs?: number) =>
   leasepool().createPool(pgAdapterModule().pgAdapter(PG_URL), leakDetectionMs === undefined ? { max: DB_MAX } : { max: DB_MAX, leakDetectionMs });
+const tracedPool = (traced: boolean) =>
+  leasepool().createPool(pgAdapterModule().pgAdapter(PG_URL), traced ? { max: DB_MAX, openTelemetry: { tracerProvider: benchTracing(), metrics: false } } : { max: DB_MAX });
 const pgPool = (): PgPool => {
   const pool = new PgPool(POOL_CONFIG);
   pool.on('error', () => undefined);
@@ -81,30 +110,7 @@ export const pgTx = txScenario({
   name: 'pg-tx',
   title: `BEGIN; UPDATE 1 random row of ${fmt(ACCOUNTS)}; COMMIT on PostgreSQL, max ${DB_MAX}, 16 callers`,
   service: pgService,
-  async createAccounts(): Promise<AccountsTable> {
-    const admin = new Client({ connectionString: PG_URL });
-    admin.on('error', () => undefined);
-    await admin.connect();
-    const dispose = async (): Promise<void> => {
-      await admin.query(`DROP TABLE IF EXISTS ${ACCOUNTS_TABLE}`).catch(() => undefined);
-      await admin.end();
-    };
-    try {
-      await admin.query(`DROP TABLE IF EXISTS ${ACCOUNTS_TABLE}`);
-      await admin.query(`CREATE TABLE ${ACCOUNTS_TABLE} (id int PRIMARY KEY, balance bigint NOT NULL DEFAULT 0)`);
-      await admin.query(`INSERT INTO ${ACCOUNTS_TABLE} (id) SELECT generate_series(1, ${ACCOUNTS})`);
-    } catch (err) {
-      await dispose();
-      throw err;
-    }
-    return {
-      async total() {
-        const { rows } = await admin.query<{ total: string }>(`SELECT coalesce(sum(balance), 0)::text AS total FROM ${ACCOUNTS_TABLE}`);
-        return Number(rows[0]?.total);
-      },
-      dispose,
-    };
-  },
+  createAccounts,
   leasepool(committed) {
     const pool = leasepoolPool();
     return {
@@ -153,4 +159,25 @@ export const pgFacade = facadeScenario({
     },
   },
   driver: { name: 'pg.Pool.query', open: pgQuery },
+});
+
+export const pgTracing = tracingScenario({
+  name: 'pg-tracing',
+  title: `OpenTelemetry tracing on (SDK tracer, batch processor, exporter to nowhere) vs off: SELECT 1 in withLease and the withTx UPDATE on PostgreSQL, max ${DB_MAX}, 16 callers`,
+  service: pgService,
+  createAccounts,
+  select(traced) {
+    const pool = tracedPool(traced);
+    return { op: () => pool.withLease((conn) => conn.query('SELECT 1')), close: async () => void (await pool.close()) };
+  },
+  tx(traced, committed) {
+    const pool = tracedPool(traced);
+    return {
+      async op() {
+        await pool.withTx((conn) => conn.query(UPDATE, [randomAccount()]));
+        committed();
+      },
+      close: async () => void (await pool.close()),
+    };
+  },
 });

@@ -10,6 +10,7 @@ import { ConfigError, TxOutcomeUnknownError } from '../errors';
 import type { GaugeSource, MetricsSink } from '../metrics';
 import type { PoolEvents } from '../pool-types';
 import { createOtelMetrics } from './otel-metrics';
+import { now } from '../time';
 import type { AcquireSpanOutcome, OpenTelemetryOptions, PoolTracer, TxSpan } from './types';
 
 /** The pool as its telemetry sees it. */
@@ -35,7 +36,7 @@ export function createTelemetry(option: OpenTelemetryOptions | boolean | undefin
   const api = loadApi();
   const attributes = baseAttributes(host);
   return {
-    tracer: tracing ? new OtelTracer(api, tracerOf(api, opts), host, attributes, opts.traceIdleAcquires === true) : undefined,
+    tracer: tracing ? new OtelTracer(api, tracerOf(api, opts), host, attributes, opts.traceIdleAcquires === true, opts.minAcquireWaitMs ?? 1) : undefined,
     metrics: metrics ? createOtelMetrics(meterOf(api, opts), host, attributes, min) : undefined,
   };
 }
@@ -81,6 +82,7 @@ class OtelTracer implements PoolTracer {
     host: TelemetryHost,
     private readonly attributes: Api.Attributes,
     traceIdleAcquires: boolean,
+    private readonly minAcquireWaitMs: number,
   ) {
     this.idleAcquire = traceIdleAcquires ? () => this.#instant('leasepool.acquire', { 'leasepool.acquire.outcome': 'success', 'leasepool.acquire.waited': false }) : undefined;
     // Leaks, reclaims and deadlines happen in timers, outside any caller's context: their own spans.
@@ -103,19 +105,21 @@ class OtelTracer implements PoolTracer {
     );
   }
 
-  acquireWaiting(wait: Promise<unknown>, queuePosition: number, signal: AbortSignal | undefined): void {
-    const span = this.tracer.startSpan('leasepool.acquire', { attributes: { ...this.attributes, 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.waited': true } });
+  acquireWaiting(wait: Promise<unknown>, queuePosition: number, signal: AbortSignal | undefined, startedAt: number): void {
+    // The span is made when the wait is over, and only for one long enough (or failed): most waits
+    // on a busy pool are hand-offs of a few microseconds.
+    const parent = this.api.context.active();
+    const span = (outcome: AcquireSpanOutcome, error?: unknown): void => {
+      const attributes: Api.Attributes = { ...this.attributes, 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.waited': true, 'leasepool.acquire.outcome': outcome };
+      const s = this.tracer.startSpan('leasepool.acquire', { attributes, startTime: performance.timeOrigin + startedAt }, parent);
+      if (error !== undefined) fail(this.api, s, error);
+      s.end();
+    };
     wait.then(
       () => {
-        span.setAttribute('leasepool.acquire.outcome', 'success');
-        span.end();
+        if (now() - startedAt >= this.minAcquireWaitMs) span('success');
       },
-      (err: unknown) => {
-        const outcome = acquireOutcome(err, signal);
-        span.setAttribute('leasepool.acquire.outcome', outcome);
-        fail(this.api, span, err);
-        span.end();
-      },
+      (err: unknown) => span(acquireOutcome(err, signal), err),
     );
   }
 
@@ -126,7 +130,7 @@ class OtelTracer implements PoolTracer {
     if (begin.readOnly !== undefined) attributes['leasepool.transaction.read_only'] = begin.readOnly;
     const span = this.tracer.startSpan('leasepool.transaction', { attributes });
     const context = api.trace.setSpan(api.context.active(), span);
-    const tx = new OtelTxSpan(this, span, context);
+    const tx = new OtelTxSpan(this, span);
     let running: Promise<R>;
     try {
       running = api.context.with(context, run, undefined, tx);
@@ -144,15 +148,6 @@ class OtelTracer implements PoolTracer {
         throw err;
       },
     );
-  }
-
-  /** @internal A child span of `context` from now until the returned function is called. */
-  child(name: string, context: Api.Context): (error?: unknown) => void {
-    const span = this.tracer.startSpan(name, { attributes: this.attributes }, context);
-    return (error?: unknown) => {
-      if (error !== undefined) fail(this.api, span, error);
-      span.end();
-    };
   }
 
   /** @internal */
@@ -173,7 +168,6 @@ class OtelTxSpan implements TxSpan {
   constructor(
     private readonly owner: OtelTracer,
     private readonly span: Api.Span,
-    private readonly context: Api.Context,
   ) {}
 
   retry(attempt: number, error: unknown): void {
@@ -181,8 +175,10 @@ class OtelTxSpan implements TxSpan {
     this.span.addEvent('leasepool.transaction.retry', { 'leasepool.transaction.attempt': attempt, 'error.type': errorType(error) });
   }
 
-  commit(): (error?: unknown) => void {
-    return this.owner.child('leasepool.commit', this.context);
+  committed(startedAt: number, error?: unknown): void {
+    const attributes: Api.Attributes = { 'leasepool.commit.duration_ms': now() - startedAt };
+    if (error !== undefined) attributes['error.type'] = errorType(error);
+    this.span.addEvent('leasepool.commit', attributes);
   }
 
   end(outcome: 'commit' | 'release' | 'rollback' | 'unknown', error: unknown): void {

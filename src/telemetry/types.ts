@@ -11,7 +11,7 @@ import type { BeginOptions } from '../adapter';
  * `true` turns on both tracing and metrics with the global tracer and meter providers.
  */
 export interface OpenTelemetryOptions {
-  /** Spans `leasepool.acquire`, `leasepool.transaction` (+ `leasepool.commit`), `leasepool.leak`, `leasepool.reclaim`, `leasepool.deadline`. Default `true`. */
+  /** Spans `leasepool.acquire`, `leasepool.transaction` (with a `leasepool.commit` event), `leasepool.leak`, `leasepool.reclaim`, `leasepool.deadline`. Default `true`. */
   tracing?: boolean | undefined;
   /** The `db.client.connection.*` metrics. Default `true`. */
   metrics?: boolean | undefined;
@@ -19,6 +19,12 @@ export interface OpenTelemetryOptions {
   tracerProvider?: object | undefined;
   /** A `MeterProvider` of `@opentelemetry/api`; default the global one (`metrics.getMeterProvider()`). */
   meterProvider?: object | undefined;
+  /**
+   * A `leasepool.acquire` span for an acquire that waited at least this long (one that failed always
+   * has one). Below it a wait is a hand-off between callers, and a span for each would cost more
+   * than the wait. `0`: every wait. Default 1.
+   */
+  minAcquireWaitMs?: number | undefined;
   /** Also a `leasepool.acquire` span for an acquire that found an idle connection at once. Default `false`. */
   traceIdleAcquires?: boolean | undefined;
 }
@@ -30,14 +36,14 @@ export type AcquireSpanOutcome = 'success' | 'timeout' | 'aborted' | 'rejected' 
 export interface TxSpan {
   /** A failed attempt is rolled back and rerun (attempt is the one that failed). */
   retry(attempt: number, error: unknown): void;
-  /** COMMIT is sent now; the returned function ends its `leasepool.commit` span. */
-  commit(): (error?: unknown) => void;
+  /** COMMIT, sent at `startedAt` (`now()`), got its answer (or `error`): the `leasepool.commit` event. */
+  committed(startedAt: number, error?: unknown): void;
 }
 
 /** Per-pool tracing, called on the pool's paths only when tracing is on. */
 export interface PoolTracer {
-  /** An acquire waits: a span from now until the connection (or the failure) arrives. */
-  acquireWaiting(wait: Promise<unknown>, queuePosition: number, signal: AbortSignal | undefined): void;
+  /** An acquire waits since `startedAt` (`now()`): a span until the connection (or the failure) arrives, if long enough. */
+  acquireWaiting(wait: Promise<unknown>, queuePosition: number, signal: AbortSignal | undefined, startedAt: number): void;
   /** An acquire took an idle connection at once (only when `traceIdleAcquires`). */
   readonly idleAcquire: (() => void) | undefined;
   /**

@@ -90,7 +90,8 @@ import {
   type LeakEvent, type LeakReturnedEvent, type ReclaimEvent, type PoolEvents, type ActiveLeaseInfo, type LeaseState, type Logger,
   type MetricsOptions, type AcquireOutcome, type TxOutcome, type CloseReason, type RecoveryKind, type Adapter, type BeginOptions,
   type CallerStack, type ConnectionEvents, type IsolationLevel, type QueryFunction, type TxDialect, type TxStatus, type Cleanup,
-  type ShutdownOptions, type MetricsServer, type MetricsRegistryLike, type ServeMetricsOptions,
+  type ShutdownOptions, type MetricsServer, type MetricsRegistryLike, type ServeMetricsOptions, type DeadlineEvent,
+  type OpenTelemetryOptions, type ServerIdentity,
 } from 'leasepool';
 import { pgAdapter, Pool as PgPool, type PgAdapterOptions, type PgQuery, type PgPoolConfig } from 'leasepool/adapters/pg';
 import { mysqlAdapter, createPool as createMysqlPool, type MysqlAdapter, type MysqlAdapterOptions, type RowDataPacket } from 'leasepool/adapters/mysql2';
@@ -105,11 +106,11 @@ export type Types = [PoolOptions, TxOptions, LeaseScopeOptions, AcquireOptions, 
   LeakReturnedEvent, ReclaimEvent, PoolEvents, ActiveLeaseInfo, LeaseState, Logger, MetricsOptions, AcquireOutcome, TxOutcome,
   CloseReason, RecoveryKind, Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, QueryFunction, TxDialect, TxStatus,
   Cleanup, ShutdownOptions, MetricsServer, MetricsRegistryLike, ServeMetricsOptions, PgAdapterOptions, PgQuery, PgPoolConfig,
-  MysqlAdapter, MysqlAdapterOptions, PgliteAdapterOptions, PgliteInstance];
+  MysqlAdapter, MysqlAdapterOptions, PgliteAdapterOptions, PgliteInstance, DeadlineEvent, OpenTelemetryOptions, ServerIdentity];
 
 /** Never called: type-checked only (no database in this app). */
 export async function typed(): Promise<void> {
-  const pool = createPool(pgAdapter('postgres://app@127.0.0.1/app'), { max: 2, leaseTimeoutMs: undefined, allowExitOnIdle: true });
+  const pool = createPool(pgAdapter('postgres://app@127.0.0.1/app'), { max: 2, leaseTimeoutMs: undefined, allowExitOnIdle: true, openTelemetry: false });
   const result = await pool.query<{ n: number }>('SELECT $1::int AS n', [1]);
   const n: number | undefined = result.rows[0]?.n;
   const conn: Client = await pool.withLease(async (c) => c, { timeoutMs: undefined });

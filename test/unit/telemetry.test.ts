@@ -82,6 +82,26 @@ describe('openTelemetry option', () => {
     await h.shutdown();
   });
 
+  test('an acquire span for a wait of at least minAcquireWaitMs, or a failed one; none for a hand-off', async () => {
+    const h = otelHarness();
+    const { pool } = setup({ name: 'otel_waits', max: 1, openTelemetry: { tracerProvider: h.tracerProvider, metrics: false, minAcquireWaitMs: 15 } });
+    const first = await pool.acquire();
+    const handedOff = pool.acquire();
+    await first.release(); // at once: the waiter gets the connection within microseconds
+    const second = await handedOff;
+    const long = pool.acquire();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    await second.release();
+    await (await long).release();
+    const held = await pool.acquire();
+    await expect(pool.acquire({ timeoutMs: 1 })).rejects.toMatchObject({ code: 'ACQUIRE_TIMEOUT' });
+    await held.release();
+    const spans = h.named('leasepool.acquire').map((s) => ({ outcome: s.attributes['leasepool.acquire.outcome'], ms: (s.duration[0] * 1e9 + s.duration[1]) / 1e6 }));
+    expect(spans.map((s) => s.outcome)).toEqual(['success', 'timeout']);
+    expect(spans[0]!.ms).toBeGreaterThanOrEqual(25); // the span covers the wait: it starts when the wait did
+    await h.shutdown();
+  });
+
   test('tracing through the global tracer provider (no SDK registered: the API no-op tracer) changes no result', async () => {
     const { pool } = setup({ name: 'otel_global', openTelemetry: { metrics: false, traceIdleAcquires: true } });
     await expect(pool.withTx(async (c) => (await c.query('SELECT 1'), 42))).resolves.toBe(42);
