@@ -125,9 +125,14 @@ class OtelTracer implements PoolTracer {
 
   transaction<R>(begin: BeginOptions, depth: number, run: (span: TxSpan) => Promise<R>): Promise<R> {
     const { api } = this;
-    const attributes: Api.Attributes = { ...this.attributes, 'leasepool.transaction.savepoint_depth': depth - 1 };
-    if (begin.isolation !== undefined) attributes['leasepool.transaction.isolation'] = begin.isolation;
-    if (begin.readOnly !== undefined) attributes['leasepool.transaction.read_only'] = begin.readOnly;
+    // Only what differs from the defaults: the SDK checks every attribute against its limits.
+    let attributes = this.attributes;
+    if (depth > 1 || begin.isolation !== undefined || begin.readOnly !== undefined) {
+      attributes = { ...attributes };
+      if (depth > 1) attributes['leasepool.transaction.savepoint_depth'] = depth - 1;
+      if (begin.isolation !== undefined) attributes['leasepool.transaction.isolation'] = begin.isolation;
+      if (begin.readOnly !== undefined) attributes['leasepool.transaction.read_only'] = begin.readOnly;
+    }
     const span = this.tracer.startSpan('leasepool.transaction', { attributes });
     const context = api.trace.setSpan(api.context.active(), span);
     const tx = new OtelTxSpan(this, span);
@@ -183,8 +188,10 @@ class OtelTxSpan implements TxSpan {
 
   end(outcome: 'commit' | 'release' | 'rollback' | 'unknown', error: unknown): void {
     this.span.setAttribute('leasepool.transaction.outcome', outcome);
-    this.span.setAttribute('leasepool.transaction.attempts', this.#retries + 1);
-    this.span.setAttribute('leasepool.transaction.retries', this.#retries);
+    if (this.#retries > 0) {
+      this.span.setAttribute('leasepool.transaction.attempts', this.#retries + 1);
+      this.span.setAttribute('leasepool.transaction.retries', this.#retries);
+    }
     if (error !== undefined) this.owner.fail(this.span, error);
     this.span.end();
   }

@@ -81,7 +81,7 @@ export function describeOtel<C extends object>(t: OtelTarget<C>): void {
       });
       expect(attempt).toBe(2);
       const txs = h.named('leasepool.transaction');
-      const top = txs.filter((s) => attr(s, 'leasepool.transaction.savepoint_depth') === 0);
+      const top = txs.filter((s) => attr(s, 'leasepool.transaction.savepoint_depth') === undefined);
       const savepoints = txs.filter((s) => attr(s, 'leasepool.transaction.savepoint_depth') === 1);
       expect(top).toHaveLength(1);
       const tx = top[0] as ReadableSpan;
