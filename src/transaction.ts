@@ -77,7 +77,11 @@ export function runTransaction<C extends object, R>(
 
 /** A top-level transaction on a lease of its own. */
 function ownLease<C extends object, R>(pool: TxHost<C>, fn: TxBody<C, R>, opts: ResolvedTxOptions, site: CallSite | undefined, span: TxSpan | undefined): Promise<R> {
-  const acquired = pool.acquireLease(opts.acquireTimeoutMs ?? pool.options.acquireTimeoutMs, opts.signal, site, opts.timeoutMs, false);
+  const timeoutMs = opts.acquireTimeoutMs ?? pool.options.acquireTimeoutMs;
+  const acquired =
+    span === undefined
+      ? pool.acquireLease(timeoutMs, opts.signal, site, opts.timeoutMs, false)
+      : span.acquire(() => pool.acquireLease(timeoutMs, opts.signal, site, opts.timeoutMs, false));
   return pool.runAndRelease(acquired, (l) => topLevel(pool, l, fn, opts, span));
 }
 

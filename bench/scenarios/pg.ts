@@ -15,7 +15,7 @@ import { Client, Pool as PgPool } from 'pg';
 import { redact } from '../../src/redact';
 import type { VariantInstance } from '../lib/harness';
 import { ACCOUNTS, ACCOUNTS_TABLE, DB_MAX, facadeScenario, fmt, randomAccount, selectScenario, tracingScenario, txScenario, type AccountsTable } from '../lib/db';
-import { benchTracing } from '../lib/tracing';
+import { benchTracing, inRequest } from '../lib/tracing';
 import type { Service } from '../lib/scenario';
 import { leasepool, pgAdapterModule } from '../lib/subject';
 
@@ -163,20 +163,22 @@ export const pgFacade = facadeScenario({
 
 export const pgTracing = tracingScenario({
   name: 'pg-tracing',
-  title: `OpenTelemetry tracing on (SDK tracer, batch processor, exporter to nowhere) vs off: SELECT 1 in withLease and the withTx UPDATE on PostgreSQL, max ${DB_MAX}, 16 callers`,
+  title: `OpenTelemetry tracing on (SDK tracer, batch processor, exporter to nowhere) vs off, each op inside a request's span: SELECT 1 in withLease and the withTx UPDATE on PostgreSQL, max ${DB_MAX}, 16 callers`,
   service: pgService,
   createAccounts,
   select(traced) {
     const pool = tracedPool(traced);
-    return { op: () => pool.withLease((conn) => conn.query('SELECT 1')), close: async () => void (await pool.close()) };
+    const select = (): Promise<unknown> => pool.withLease((conn) => conn.query('SELECT 1'));
+    return { op: () => inRequest(select), close: async () => void (await pool.close()) };
   },
   tx(traced, committed) {
     const pool = tracedPool(traced);
+    const transfer = async (): Promise<void> => {
+      await pool.withTx((conn) => conn.query(UPDATE, [randomAccount()]));
+      committed();
+    };
     return {
-      async op() {
-        await pool.withTx((conn) => conn.query(UPDATE, [randomAccount()]));
-        committed();
-      },
+      op: () => inRequest(transfer),
       close: async () => void (await pool.close()),
     };
   },

@@ -106,6 +106,14 @@ class OtelTracer implements PoolTracer {
   }
 
   acquireWaiting(wait: Promise<unknown>, queuePosition: number, signal: AbortSignal | undefined, startedAt: number): void {
+    const tx = this.#acquiringTx;
+    if (tx !== undefined) {
+      wait.then(
+        () => tx.waited(startedAt, queuePosition, 'success', this.minAcquireWaitMs),
+        (err: unknown) => tx.waited(startedAt, queuePosition, acquireOutcome(err, signal), 0),
+      );
+      return;
+    }
     // The span is made when the wait is over, and only for one long enough (or failed): most waits
     // on a busy pool are hand-offs of a few microseconds.
     const parent = this.api.context.active();
@@ -121,6 +129,20 @@ class OtelTracer implements PoolTracer {
       },
       (err: unknown) => span(acquireOutcome(err, signal), err),
     );
+  }
+
+  /** @internal The transaction whose own acquire is being started (see `TxSpan.acquire`). */
+  #acquiringTx: OtelTxSpan | undefined = undefined;
+
+  /** @internal */
+  acquiringFor<T>(tx: OtelTxSpan, acquire: () => T): T {
+    const previous = this.#acquiringTx;
+    this.#acquiringTx = tx;
+    try {
+      return acquire();
+    } finally {
+      this.#acquiringTx = previous;
+    }
   }
 
   transaction<R>(begin: BeginOptions, depth: number, run: (span: TxSpan) => Promise<R>): Promise<R> {
@@ -174,6 +196,17 @@ class OtelTxSpan implements TxSpan {
     private readonly owner: OtelTracer,
     private readonly span: Api.Span,
   ) {}
+
+  acquire<T>(acquire: () => T): T {
+    return this.owner.acquiringFor(this, acquire);
+  }
+
+  /** The transaction's own acquire waited (an event when long enough, or failed). */
+  waited(startedAt: number, queuePosition: number, outcome: AcquireSpanOutcome, minMs: number): void {
+    const waitMs = now() - startedAt;
+    if (outcome === 'success' && waitMs < minMs) return;
+    this.span.addEvent('leasepool.acquire', { 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.wait_ms': waitMs, 'leasepool.acquire.outcome': outcome });
+  }
 
   retry(attempt: number, error: unknown): void {
     this.#retries++;

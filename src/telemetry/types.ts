@@ -34,6 +34,11 @@ export type AcquireSpanOutcome = 'success' | 'timeout' | 'aborted' | 'rejected' 
 
 /** One open `leasepool.transaction` span (top level or savepoint). */
 export interface TxSpan {
+  /**
+   * Run `acquire` (which starts the transaction's own acquire, synchronously) so that its wait is an
+   * event of this span rather than a span of its own: the transaction span already covers it.
+   */
+  acquire<T>(acquire: () => T): T;
   /** A failed attempt is rolled back and rerun (attempt is the one that failed). */
   retry(attempt: number, error: unknown): void;
   /** COMMIT, sent at `startedAt` (`now()`), got its answer (or `error`): the `leasepool.commit` event. */
