@@ -1,14 +1,15 @@
 /**
  * Child of the `instructions` scenario, run under `valgrind --tool=callgrind`: one variant, a
- * warm-up of `warmup` ops, then `ops` ops, one caller, then exit. Callgrind counts every
- * instruction of the process; the scenario runs this twice, with `ops` = N and 2N, and takes the
- * difference (start-up, warm-up and exit are the same in both and cancel out).
+ * warm-up of `warmup` ops, then `ops` ops, then exit. The counted ops lie between two calls of
+ * node builtins nothing else calls (`os.loadavg()`, `os.uptime()`), on which callgrind dumps its
+ * counters: the dump between them holds the counted ops alone.
  *
  *   node instructions-child.js <variant> <warmup> <ops> [pgUrl] [mysqlUrl] [callers]
  *
  * With `callers` > 1 the ops are run by that many concurrent callers (each `ops / callers` in a
  * row), so the count includes what a pool does when callers queue for a connection.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import * as os from 'node:os';
 import type * as GenericPool from 'generic-pool';
 import type * as MysqlPromise from 'mysql2/promise';
@@ -52,6 +53,15 @@ export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Insta
       },
       close: () => pool.end(),
     };
+  },
+  /**
+   * pg.Pool in a process where an AsyncLocalStorage holds a store (an application with a request
+   * context, OpenTelemetry's context manager, an APM agent): on Node < 22 every promise then pays
+   * the async hooks that leasepool's own ambient scope also turns on.
+   */
+  'pg.Pool connect, ALS on'(pgUrl, mysqlUrl) {
+    new AsyncLocalStorage<object>().enterWith({ request: 1 });
+    return (VARIANTS['pg.Pool connect'] as (pgUrl: string, mysqlUrl: string) => Instance)(pgUrl, mysqlUrl);
   },
   'pg facade query'(pgUrl) {
     const pool = new (pgAdapterModule().Pool)({ connectionString: pgUrl, max: MAX, idleTimeoutMillis: 30_000, leasepool: { leakStacksPerSecond: 0 } });

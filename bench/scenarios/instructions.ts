@@ -5,8 +5,13 @@
  * of ops). The child calls two node builtins that nothing measured calls (`os.loadavg()` before the counted ops,
  * `os.uptime()` after them) and callgrind dumps its counters on entering each (`--dump-before`):
  * the second dump holds exactly the instructions of the counted ops, start-up and warm-up excluded.
- * `--single-threaded` keeps V8's compiler and GC on the main thread, so what they do is counted
- * the same way in every run.
+ * `--single-threaded` keeps V8's compiler and GC on the main thread, and `--predictable` with
+ * `--predictable-gc-schedule` makes when they run depend on the program, not on the clock (without
+ * them, how much background work ran while the client waited for the server changed a count by up
+ * to a third). The warm-ups are long enough for the hot code to be optimized before counting:
+ * with 500 ops, compiling it was most of what was counted, and the counts said more about V8's
+ * tiering than about the pools. The in-memory cycle is deterministic; a database pair still
+ * depends on how the server's replies arrive (one read or several), a few percent.
  *
  * Budgets (`--check`): leasepool `withLease` + SELECT 1 ≤ 1.05x the driver pool's
  * connect/query/release instructions per statement (pg, mysql2); the drop-ins' `pool.query` at 16
@@ -37,11 +42,19 @@ interface Pair {
 }
 
 const PAIRS: readonly Pair[] = [
-  { leasepool: 'pg withLease', peer: 'pg.Pool connect', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, PostgreSQL' },
-  { leasepool: 'mysql withLease', peer: 'mysql2 getConnection', limit: 1.05, warmup: 500, ops: 1_000, what: 'SELECT 1 per statement, MariaDB' },
-  { leasepool: 'pg facade query', peer: 'pg.Pool query', limit: 1.05, warmup: 500, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, PostgreSQL" },
-  { leasepool: 'mysql facade query', peer: 'mysql2 pool.query', limit: 1.05, warmup: 500, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, MariaDB" },
-  { leasepool: 'cycle withLease', peer: 'cycle generic-pool', limit: 1, warmup: 2_000, ops: 5_000, what: 'in-memory acquire → release' },
+  { leasepool: 'pg withLease', peer: 'pg.Pool connect', limit: 1.05, warmup: 3_000, ops: 1_000, what: 'SELECT 1 per statement, PostgreSQL' },
+  {
+    leasepool: 'pg withLease',
+    peer: 'pg.Pool connect, ALS on',
+    limit: 1.05,
+    warmup: 3_000,
+    ops: 1_000,
+    what: 'the same, pg.Pool in a process with an AsyncLocalStorage store (request context, OpenTelemetry)',
+  },
+  { leasepool: 'mysql withLease', peer: 'mysql2 getConnection', limit: 1.05, warmup: 3_000, ops: 1_000, what: 'SELECT 1 per statement, MariaDB' },
+  { leasepool: 'pg facade query', peer: 'pg.Pool query', limit: 1.05, warmup: 3_000, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, PostgreSQL" },
+  { leasepool: 'mysql facade query', peer: 'mysql2 pool.query', limit: 1.05, warmup: 3_000, ops: 2_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, MariaDB" },
+  { leasepool: 'cycle withLease', peer: 'cycle generic-pool', limit: 1, warmup: 20_000, ops: 20_000, what: 'in-memory acquire → release' },
 ];
 
 /** Instructions of the counted ops of one child run. */
@@ -57,6 +70,8 @@ function count(variant: string, warmup: number, ops: number, callers = 1): Promi
     '--dump-before=node::os::GetUptime*',
     process.execPath,
     '--single-threaded',
+    '--predictable',
+    '--predictable-gc-schedule',
     ...child,
     variant,
     String(warmup),
@@ -101,9 +116,17 @@ export const instructions: Scenario = {
     const checks: Check[] = [];
     const perOp: Record<string, number> = {};
     // Two children at a time (one core each): instruction counts do not depend on the clock.
+    // A variant that two pairs share (same warm-up, ops and callers) is counted once.
+    const counted = new Map<string, Promise<number>>();
+    const once = (variant: string, warmup: number, ops: number, callers: number | undefined): Promise<number> => {
+      const key = `${variant}|${warmup}|${ops}|${callers ?? 1}`;
+      let n = counted.get(key);
+      if (n === undefined) counted.set(key, (n = count(variant, warmup, ops, callers)));
+      return n;
+    };
     for (const pair of PAIRS) {
       const ops = Math.round(pair.ops * scale);
-      const [a, b] = await Promise.all([count(pair.leasepool, pair.warmup, ops, pair.callers), count(pair.peer, pair.warmup, ops, pair.callers)]);
+      const [a, b] = await Promise.all([once(pair.leasepool, pair.warmup, ops, pair.callers), once(pair.peer, pair.warmup, ops, pair.callers)]);
       process.stderr.write('.');
       const lp = a / ops;
       const peer = b / ops;
