@@ -65,20 +65,11 @@ export class Acquirer<C extends object> {
     holdTimeoutMs: number | undefined,
     trackDrop: boolean,
   ): PendingAcquire<C> {
-    if (this.host.closed) {
-      this.host.metrics.acquireFailed('rejected');
-      throw new PoolClosedError(this.host.name);
-    }
+    if (this.host.closed) throw this.#rejected(new PoolClosedError(this.host.name));
     const gp = this.gp;
     if (gp.available === 0 && gp.spareResourceCapacity <= 0) {
-      if (findAmbient(this.host)?.lease.state === 'active') {
-        this.host.metrics.acquireFailed('rejected');
-        throw new NestedAcquireError(this.host.name);
-      }
-      if (this.waiters.size >= this.host.options.maxWaiting) {
-        this.host.metrics.acquireFailed('rejected');
-        throw new PoolQueueFullError(this.host.name, this.host.options.maxWaiting);
-      }
+      if (findAmbient(this.host)?.lease.state === 'active') throw this.#rejected(new NestedAcquireError(this.host.name));
+      if (this.waiters.size >= this.host.options.maxWaiting) throw this.#rejected(new PoolQueueFullError(this.host.name, this.host.options.maxWaiting));
       if (this.host.listenerCount('enqueue') > 0) this.host.emit('enqueue');
     }
     const startedAt = now();
@@ -101,6 +92,13 @@ export class Acquirer<C extends object> {
       else tracer.idleAcquire?.();
     }
     return { connection, grant };
+  }
+
+  /** An acquire refused at once (closed pool, nested-acquire deadlock, full queue): counted and traced. */
+  #rejected(error: Error): Error {
+    this.host.metrics.acquireFailed('rejected');
+    this.host.tracer?.acquireRejected(error);
+    return error;
   }
 
   /**

@@ -131,6 +131,14 @@ class OtelTracer implements PoolTracer {
     );
   }
 
+  acquireRejected(error: Error): void {
+    const tx = this.#acquiringTx;
+    if (tx !== undefined) return tx.waited(now(), 0, 'rejected', 0);
+    const s = this.tracer.startSpan('leasepool.acquire', { attributes: { ...this.attributes, 'leasepool.acquire.waited': false, 'leasepool.acquire.outcome': 'rejected' } });
+    fail(this.api, s, error);
+    s.end();
+  }
+
   /** @internal The transaction whose own acquire is being started (see `TxSpan.acquire`). */
   #acquiringTx: OtelTxSpan | undefined = undefined;
 

@@ -49,6 +49,8 @@ export interface TxSpan {
 export interface PoolTracer {
   /** An acquire waits since `startedAt` (`now()`): a span until the connection (or the failure) arrives, if long enough. */
   acquireWaiting(wait: Promise<unknown>, queuePosition: number, signal: AbortSignal | undefined, startedAt: number): void;
+  /** An acquire was refused at once (closed pool, full queue, nested-acquire deadlock). */
+  acquireRejected(error: Error): void;
   /** An acquire took an idle connection at once (only when `traceIdleAcquires`). */
   readonly idleAcquire: (() => void) | undefined;
   /**

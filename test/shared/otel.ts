@@ -136,6 +136,15 @@ export function describeOtel<C extends object>(t: OtelTarget<C>): void {
       ]);
       expect(waits[0]?.attributes['error.type']).toBe('ACQUIRE_TIMEOUT');
       expect(waits[0]?.attributes).toMatchObject(t.server);
+      // A full queue refuses at once: a span with outcome rejected.
+      const full = make('full', { max: 1, maxWaiting: 0 });
+      const only = await full.acquire();
+      await h.inSpan('request', async () => {
+        expect(await rejection(full.acquire())).toMatchObject({ code: 'POOL_QUEUE_FULL' });
+      });
+      await only.release();
+      const refused = h.named('leasepool.acquire').filter((s) => s.attributes['leasepool.acquire.outcome'] === 'rejected');
+      expect(refused.map((s) => [s.attributes['error.type'], s.status.code, s.attributes['db.client.connection.pool.name']])).toEqual([['POOL_QUEUE_FULL', 2, `otel_${t.name}_full`]]);
       // A withTx whose acquire times out: its transaction span fails with the timeout, the wait an event of it.
       const again = await pool.acquire();
       expect(await rejection(pool.withTx(() => undefined, { acquireTimeoutMs: 50 }))).toMatchObject({ code: 'ACQUIRE_TIMEOUT' });
