@@ -132,6 +132,7 @@ export class Acquirer<C extends object> {
     this.active.add(record);
     const deadlineMs = holdTimeoutMs ?? this.host.options.leaseTimeoutMs;
     if (deadlineMs !== undefined) {
+      record.deadlineAt = acquiredAt + deadlineMs;
       void record.signal; // create the controller before the timer can fire
       record.deadlineTimer = setTimeout(
         () => void reclaimLease(record, 'leak_reclaimed', new LeaseTimeoutError(record.id, deadlineMs)),
