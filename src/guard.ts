@@ -180,6 +180,14 @@ function inflightEnded<C extends object>(record: LeaseRecord<C>): void {
 }
 
 /**
+ * @internal A statement a drop-in sends on the lease's raw connection (its `pool.query()`), counted
+ * in `record.inflight` by the sender: noted for the lease inspector while one is attached.
+ */
+export function noteSentStatement<C extends object>(record: LeaseRecord<C>, firstArg: unknown): void {
+  if (record.owner.guardConfig.trackStatements) noteStatement(record, firstArg);
+}
+
+/**
  * An inspector is attached: note the statement's SQL text (the text as written: a string, pg's
  * `{ text }`, mysql2's `{ sql }`; never its parameter values) and when it was sent.
  */

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import type { Connection } from 'mysql2/promise';
-import { mysqlAdapter } from '../../adapters/mysql2';
+import { createPool as createCompatPool, mysqlAdapter } from '../../adapters/mysql2';
 import { attachInspector, createPool, inspectLeases, type Pool } from '../../src';
 import { runBrowserScenario, until } from '../helpers/inspector-browser';
 
@@ -51,6 +51,28 @@ test('the JSON on MySQL: backend thread id, statement text without its parameter
     });
   } finally {
     detach();
+  }
+});
+
+test("the drop-in pool's query and its callback pool's show their statement text too, never the parameter", async () => {
+  const facade = createCompatPool({ uri: MYSQL_URL, connectionLimit: 2, leasepool: { name: 'mysql_inspector_facade', metrics: false } });
+  const detach = attachInspector(facade.leasepool);
+  try {
+    const running = facade.query('SELECT SLEEP(0.3), ? AS marker', [PARAM]);
+    await until('the statement shows', () => inspectLeases(facade.leasepool).pools[0]!.leases.some((l) => l.statement !== null));
+    let snap = inspectLeases(facade.leasepool);
+    expect(snap.pools[0]!.leases[0]).toMatchObject({ state: 'running', statement: { sql: 'SELECT SLEEP(0.3), ? AS marker' } });
+    expect(JSON.stringify(snap)).not.toContain(PARAM);
+    await running;
+    const viaCallback = new Promise<void>((resolve, reject) => facade.pool.query('SELECT SLEEP(0.3), ? AS other', [PARAM], (err) => (err ? reject(err) : resolve())));
+    await until('the callback statement shows', () => inspectLeases(facade.leasepool).pools[0]!.leases.some((l) => l.statement !== null));
+    snap = inspectLeases(facade.leasepool);
+    expect(snap.pools[0]!.leases[0]!.statement?.sql).toBe('SELECT SLEEP(0.3), ? AS other');
+    expect(JSON.stringify(snap)).not.toContain(PARAM);
+    await viaCallback;
+  } finally {
+    detach();
+    await facade.end();
   }
 });
 

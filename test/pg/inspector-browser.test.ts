@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import type { Client } from 'pg';
-import { pgAdapter } from '../../adapters/pg';
+import { pgAdapter, Pool as PgCompatPool } from '../../adapters/pg';
 import { createPool, inspectLeases, attachInspector, type Pool } from '../../src';
 import { runBrowserScenario, until } from '../helpers/inspector-browser';
 
@@ -56,6 +56,23 @@ test('the JSON on PostgreSQL: backend pid, statement text without its parameter,
     });
   } finally {
     detach();
+  }
+});
+
+test("the drop-in Pool's pool.query shows its statement text too, never its parameter", async () => {
+  const facade = new PgCompatPool({ connectionString: urlWithPassword(), max: 2, leasepool: { name: 'pg_inspector_facade', metrics: false } });
+  const detach = attachInspector(facade.leasepool);
+  try {
+    const running = facade.query('SELECT pg_sleep(0.3), $1::text AS marker', [PARAM]);
+    await until('the statement shows', () => inspectLeases(facade.leasepool).pools[0]!.leases.some((l) => l.statement !== null));
+    const snap = inspectLeases(facade.leasepool);
+    expect(snap.pools[0]!.leases[0]).toMatchObject({ state: 'running', statement: { sql: 'SELECT pg_sleep(0.3), $1::text AS marker' } });
+    expect(JSON.stringify(snap)).not.toContain(PARAM);
+    expect(JSON.stringify(snap)).not.toContain(PASSWORD);
+    await running;
+  } finally {
+    detach();
+    await facade.end();
   }
 });
 
