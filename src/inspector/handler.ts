@@ -7,12 +7,13 @@
  *   GET  …/debug/leases.json                  the snapshot (schema.ts)
  *   POST …/debug/leases/<pool>/<id>/reclaim   take lease <id> back (only with `allowReclaim`)
  *
- * Anything else: `next()` when the framework passed one, else 404.
+ * Anything else: `next()` when the framework passed one, else 404. Without a token, only requests
+ * from this machine that name a loopback host are answered (403 otherwise).
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { attachInspector, DEFAULT_RECENT_REPORTS, poolsOf, type InspectedPool } from './attach';
-import { digest, inspectorProblems, throwIfProblems, tokenMatches, type InspectorOptions } from './options';
+import { digest, inspectorProblems, isLoopback, throwIfProblems, tokenMatches, type InspectorOptions } from './options';
 import { inspectorPage } from './page';
 import { inspectInternals, reclaimFromInspector } from './snapshot';
 
@@ -62,8 +63,15 @@ export function inspectorHandler(pools: InspectedPool | readonly InspectedPool[]
       res.writeHead(404, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' }).end('not found: the lease inspector is at /debug/leases\n');
       return;
     }
-    if (expected !== undefined && !tokenMatches(expected, presentedToken(req, q === -1 ? '' : url.slice(q + 1)))) {
-      res.writeHead(401, { ...SECURITY_HEADERS, 'www-authenticate': 'Bearer' }).end();
+    if (expected !== undefined) {
+      if (!tokenMatches(expected, presentedToken(req, q === -1 ? '' : url.slice(q + 1)))) {
+        res.writeHead(401, { ...SECURITY_HEADERS, 'www-authenticate': 'Bearer' }).end();
+        return;
+      }
+    } else if (!fromLoopback(req)) {
+      // Without a token only this machine may look, by a loopback name: a page of another site
+      // whose name was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host.
+      res.writeHead(403, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' }).end('the lease inspector without a token answers loopback requests only (set a token)\n');
       return;
     }
     const method = req.method ?? 'GET';
@@ -109,6 +117,16 @@ export function inspectorHandler(pools: InspectedPool | readonly InspectedPool[]
       for (const off of detach) off();
     },
   });
+}
+
+/** A request from this machine (loopback peer) that names a loopback host (`localhost`, `127.0.0.1:port`, `[::1]:port`). */
+function fromLoopback(req: IncomingMessage): boolean {
+  const peer = req.socket?.remoteAddress;
+  if (peer === undefined || !isLoopback(peer)) return false;
+  const host = req.headers.host;
+  if (host === undefined) return true; // HTTP/1.0 without Host: not a browser's request
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':', 1)[0] ?? '';
+  return isLoopback(name);
 }
 
 /** `Authorization: Bearer <token>`, or for a GET the `token` query parameter. */

@@ -13,7 +13,9 @@ export interface InspectorOptions {
    * Required on every request when set: `Authorization: Bearer <token>`, or, for `GET` only, a
    * `?token=` query parameter (the page then sends it as a header and drops it from the address
    * bar). A wrong or missing token gets `401` with an empty body. At least 16 characters.
-   * Required for a non-loopback `host` and for `allowReclaim`.
+   * Required for a non-loopback `host` and for `allowReclaim`. Without one, the inspector answers
+   * only requests from this machine that name a loopback host (`localhost`, `127.0.0.1`, `[::1]`):
+   * 403 otherwise, so that no other site's page can read it through DNS rebinding.
    */
   token?: string | undefined;
   /**

@@ -334,6 +334,27 @@ test('no secret on the page or in the JSON: a password in the target or a revoke
   }
 });
 
+test('without a token: only loopback peers naming a loopback host (no DNS rebinding, no remote peer)', async () => {
+  const { pool } = setup({ name: 'local' });
+  const server = await start([pool], { port: 0 });
+  expect((await request(server.jsonUrl, { headers: { host: `localhost:${server.port}` } })).status).toBe(200);
+  expect((await request(server.jsonUrl, { headers: { host: `[::1]:${server.port}` } })).status).toBe(200);
+  const rebound = await request(server.jsonUrl, { headers: { host: `evil.example:${server.port}` } });
+  expect(rebound.status).toBe(403);
+  expect(rebound.body).not.toContain('local');
+  // A peer on another machine (the handler mounted on a public interface without a token).
+  const handler = inspectorHandler(pool);
+  try {
+    const replies: number[] = [];
+    const res = { writeHead: (status: number) => (replies.push(status), { end: () => undefined }), end: () => undefined };
+    const req = { url: '/debug/leases.json', method: 'GET', headers: { host: 'localhost' }, socket: { remoteAddress: '10.1.2.3' } };
+    handler(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse);
+    expect(replies).toEqual([403]);
+  } finally {
+    handler.close();
+  }
+});
+
 test('inspectorHandler mounts in an existing server: a prefix is fine, other paths go to next()', async () => {
   const { pool } = setup({ name: 'mounted' });
   const handler = inspectorHandler(pool);
