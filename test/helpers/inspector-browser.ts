@@ -150,12 +150,17 @@ export async function runBrowserScenario<C extends object>(s: BrowserScenario<C>
     await txRow.waitFor({ state: 'detached', timeout: 10_000 });
 
     // 4. Reclaim the leaked lease from the page (with the token): its row goes, the lease is revoked.
+    // Polling paused first: a re-render between mouse down and up would swallow the click. The
+    // page fetches once after the reclaim answers.
+    await page.check('#pause');
     await leakedRow.locator('button.reclaim').click();
     await leakedRow.waitFor({ state: 'detached', timeout: 10_000 });
     expect(leaked.state).toBe('revoked');
     await leakedQuery;
     await until('the reclaim is listed', async () => ((await page.locator('tr.report-reclaim').first().textContent({ timeout: 500 })) ?? '').includes('leak_reclaimed'));
     expect(await page.locator('tr.lease').count()).toBe(0);
+    await page.uncheck('#pause');
+    await until('the page is live again', async () => ((await page.textContent('#status')) ?? '').startsWith('live'));
     expect(pageErrors).toEqual([]);
     return shot;
   } finally {
