@@ -30,7 +30,7 @@ import { collect, evaluateBudget, mergeForks, resultTable, type BudgetResult, ty
 import type { BenchOptions, Scenario, ScenarioResult } from './lib/scenario';
 import { cycle } from './scenarios/cycle';
 import { mysqlFacade, mysqlSelect, mysqlTx } from './scenarios/mysql';
-import { pgFacade, pgSelect, pgTracing, pgTx } from './scenarios/pg';
+import { pgFacade, pgInspector, pgSelect, pgTracing, pgTx } from './scenarios/pg';
 import { soak } from './scenarios/soak';
 import { mysqlOverload, pgOverload } from './scenarios/overload';
 import { mysqlSpike, pgSpike } from './scenarios/spike';
@@ -41,7 +41,7 @@ import { writeReadmeTable } from './lib/readme';
 
 // The write-heavy transaction scenarios last: after tens of thousands of commits a server goes on
 // flushing and purging for seconds, on the same two cores as the scenario that runs next.
-const SCENARIOS: readonly Scenario[] = [cycle, soak, instructions, pgSelect, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgOutage, mysqlOutage, pgTracing, pgTx, mysqlTx];
+const SCENARIOS: readonly Scenario[] = [cycle, soak, instructions, pgSelect, pgInspector, pgFacade, mysqlSelect, mysqlFacade, pgOverload, mysqlOverload, pgSpike, mysqlSpike, pgOutage, mysqlOutage, pgTracing, pgTx, mysqlTx];
 
 interface Cli {
   readonly check: boolean;

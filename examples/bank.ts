@@ -9,7 +9,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { redact, serveMetrics, type MetricsServer, type PoolOptions } from '../src/index';
+import { redact, serveInspector, serveMetrics, type InspectorServer, type MetricsServer, type PoolOptions } from '../src/index';
 import { HELP, parseArgs, UsageError, type BankArgs } from './bank/args';
 import { openDb, probe, setupTable, totalBalance, type BankDb } from './bank/db';
 import { count, DemoLogger, firstLine, Output } from './bank/output';
@@ -123,8 +123,15 @@ async function main(): Promise<number> {
     logger,
   };
   let db: BankDb | undefined;
+  let inspector: InspectorServer | undefined;
   try {
     db = openDb(args, options);
+    // The live lease inspector next to /metrics: the demo's leaks and slow transactions show there while they happen.
+    inspector = await serveInspector([db.pool], { port: args.inspectorPort }).catch((err: unknown) => {
+      const inUse = (err as { code?: unknown }).code === 'EADDRINUSE';
+      out.line(`[warning] no lease inspector: ${oneLine(err)}${inUse ? ' (pick another with --inspector-port, or 0 for any free port)' : ''}`);
+      return undefined;
+    });
     if (db.kind === 'pglite') out.line('starting PGlite (PostgreSQL in WebAssembly, in this process: a few seconds)…');
     const probing = probe(db, t.probeTimeoutMs);
     probing.catch(() => undefined); // awaited below unless a signal comes first
@@ -139,6 +146,7 @@ async function main(): Promise<number> {
       );
       out.line(`  leakDetectionMs ${t.leakDetectionMs}, leaseTimeoutMs ${t.leaseTimeoutMs}, slow transaction timeoutMs ${t.slowTimeoutMs}`);
       out.line(`metrics: ${server.url}`);
+      if (inspector !== undefined) out.line(`inspector: ${inspector.url}`);
       logger.flush();
       await setupTable(db, args.table, args.accounts, args.balance);
     }
@@ -146,6 +154,7 @@ async function main(): Promise<number> {
     logger.discard();
     process.stderr.write(`bank: cannot use the database: ${oneLine(err)}\n`);
     await db?.close(1_000).catch(() => undefined);
+    await inspector?.close();
     await server.close();
     return EXIT.failed;
   }
@@ -153,6 +162,7 @@ async function main(): Promise<number> {
   if (stop.received !== undefined) {
     out.line(`${stop.received} before the run started: nothing to check`);
     await db.close(2_000).catch(() => undefined);
+    await inspector?.close();
     await server.close();
     return EXIT.ok;
   }
@@ -233,9 +243,10 @@ async function main(): Promise<number> {
   const code = actualTotal === expectedTotal ? EXIT.ok : EXIT.invariant;
 
   if (args.serve && stop.received === undefined) {
-    out.line(`still serving ${server.url} (--serve): Ctrl-C to exit`);
+    out.line(`still serving ${server.url}${inspector === undefined ? '' : ` and ${inspector.url}`} (--serve): Ctrl-C to exit`);
     await stop.promise;
   }
+  await inspector?.close();
   await server.close();
   return code;
 }

@@ -2,13 +2,15 @@
 # Make sure the external tools the test suites drive are installed:
 #   prometheus, promtool  (Debian package prometheus)  test/dashboard/
 #   pgbouncer             (Debian package pgbouncer)   test/chaos/pgbouncer.test.ts
+#   chromium              (Debian package chromium)    the lease inspector's browser tests (test/*/inspector-browser.test.ts,
+#                                                      driven by playwright-core with executablePath /usr/bin/chromium)
 # Idempotent: returns at once when every tool is there. Otherwise installs the missing packages
 # in one apt-get run WITHOUT starting their services: the tests run the binaries themselves, as
 # child processes with temporary configs on 127.0.0.1.
 set -euo pipefail
 
 # package:binary pairs; a package is needed when any of its binaries is missing.
-TOOLS=(prometheus:prometheus prometheus:promtool pgbouncer:pgbouncer)
+TOOLS=(prometheus:prometheus prometheus:promtool pgbouncer:pgbouncer chromium:chromium)
 
 found() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
@@ -18,7 +20,7 @@ for pair in "${TOOLS[@]}"; do
   if ! found "$binary" && [[ ! " ${missing[*]-} " == *" $package "* ]]; then missing+=("$package"); fi
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-tools: prometheus, promtool and pgbouncer are installed"
+  echo "ensure-tools: prometheus, promtool, pgbouncer and chromium are installed"
   exit 0
 fi
 

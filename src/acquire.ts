@@ -137,6 +137,7 @@ export class Acquirer<C extends object> {
     this.active.add(record);
     const deadlineMs = holdTimeoutMs ?? this.host.options.leaseTimeoutMs;
     if (deadlineMs !== undefined) {
+      record.deadlineAt = acquiredAt + deadlineMs;
       void record.signal; // create the controller before the timer can fire
       record.deadlineTimer = setTimeout(
         // A deadline is a policy the caller or the pool set; it counts as a leak only once the leak

@@ -129,6 +129,12 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
   dispose?(): Promise<void>;
   /** Cancel the statement running on `conn` (out of band); resolves when the request is sent. */
   cancel?(conn: C): Promise<void>;
+  /**
+   * Optional, for the lease inspector: the server's id of the session behind `conn` (PostgreSQL's
+   * backend `processID`, as in `pg_stat_activity.pid`; MySQL's `threadId`, as in
+   * `SHOW PROCESSLIST`). Must not throw or do I/O.
+   */
+  backendId?(conn: C): number | string | undefined;
   /** Reset session state (`DISCARD ALL`, `COM_RESET_CONNECTION`) for `resetOnRelease`. */
   reset?(conn: C): Promise<void>;
   /**

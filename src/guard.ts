@@ -7,6 +7,7 @@ import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { Adapter, CallerStack } from './adapter';
 import type { GuardConfig, LeaseRecord, MethodKind } from './lease-record';
 import { currentScope, runInScope } from './ambient-storage';
+import { now } from './time';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const noop: AnyFn = () => undefined;
@@ -106,6 +107,8 @@ function wrapMethod<C extends object>(
     const adapter = record.owner.adapter;
     if (record.txDepth > 0 && adapter.controlsTransaction?.(target, prop as string, args[0]) === true) refuseTxControl(record);
     adapter.observeStatement?.(target, prop as string, args[0]);
+    const tracking = record.owner.guardConfig.trackStatements;
+    if (tracking) noteStatement(record, args[0]);
     const last = args.length - 1;
     if (last >= 0 && typeof args[last] === 'function') {
       // Callback form: track the statement until the callback runs.
@@ -128,6 +131,7 @@ function wrapMethod<C extends object>(
       }
       const sent = sendThroughAdapter(record, target, prop as string, args, callerStack);
       if (sent !== undefined) return sent;
+      if (tracking) noteStatement(record, args[0]); // declined: its bookkeeping ended it
     }
     return callMethod(record, target, prop, method, args, true, proxyRef);
   };
@@ -169,7 +173,32 @@ function describe(err: unknown): string {
 
 /** One statement in flight on `record` has ended; wake a body waiting for its un-awaited statements. */
 function inflightEnded<C extends object>(record: LeaseRecord<C>): void {
-  if (--record.inflight === 0 && record.onDrained !== undefined) record.onDrained();
+  if (--record.inflight === 0) {
+    record.sqlText = undefined;
+    if (record.onDrained !== undefined) record.onDrained();
+  }
+}
+
+/**
+ * @internal A statement a drop-in sends on the lease's raw connection (its `pool.query()`), counted
+ * in `record.inflight` by the sender: noted for the lease inspector while one is attached.
+ */
+export function noteSentStatement<C extends object>(record: LeaseRecord<C>, firstArg: unknown): void {
+  if (record.owner.guardConfig.trackStatements) noteStatement(record, firstArg);
+}
+
+/**
+ * An inspector is attached: note the statement's SQL text (the text as written: a string, pg's
+ * `{ text }`, mysql2's `{ sql }`; never its parameter values) and when it was sent.
+ */
+function noteStatement<C extends object>(record: LeaseRecord<C>, firstArg: unknown): void {
+  let text: unknown = firstArg;
+  if (typeof firstArg === 'object' && firstArg !== null) {
+    const config = firstArg as { text?: unknown; sql?: unknown };
+    text = typeof config.text === 'string' ? config.text : config.sql;
+  }
+  record.sqlText = typeof text === 'string' ? text : '(statement text not available)';
+  record.sqlStartedAt = now();
 }
 
 /** Call the driver's own `method`; a statement's promise is tracked in flight, any failure noted. */
@@ -337,5 +366,5 @@ export function guardConfigOf(adapter: Adapter<object>): GuardConfig {
   for (const name of adapter.statementMethods ?? ['query', 'execute']) methodKinds.set(name, 'statement');
   for (const name of lifecycle?.destroy ?? []) methodKinds.set(name, 'destroy');
   for (const name of lifecycle?.release ?? []) methodKinds.set(name, 'release');
-  return { methodKinds, doubleReleaseMessage: lifecycle?.doubleReleaseMessage };
+  return { methodKinds, doubleReleaseMessage: lifecycle?.doubleReleaseMessage, trackStatements: false };
 }

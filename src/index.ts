@@ -39,6 +39,26 @@ export {
 } from './errors';
 export { redact } from './redact';
 export { serveMetrics, type MetricsServer, type MetricsRegistryLike, type ServeMetricsOptions } from './serve-metrics';
+export {
+  serveInspector,
+  inspectorHandler,
+  inspectLeases,
+  attachInspector,
+  INSPECTOR_SCHEMA_VERSION,
+  type InspectorServer,
+  type ServeInspectorOptions,
+  type InspectorHandler,
+  type InspectorOptions,
+  type InspectedPool,
+  type InspectorSnapshot,
+  type PoolSnapshot,
+  type LeaseSnapshot,
+  type LeaseActivity,
+  type LeaseTransaction,
+  type StatementSnapshot,
+  type WaiterSnapshot,
+  type ReportSnapshot,
+} from './inspector';
 
 /** `withTx(pool, fn, options)`: the same as `pool.withTx(fn, options)`. */
 export function withTx<C extends object, R>(

@@ -18,6 +18,11 @@ export interface GuardConfig {
   readonly methodKinds: ReadonlyMap<PropertyKey, MethodKind>;
   /** The adapter's `lifecycleMethods.doubleReleaseMessage`: a second release call throws it. */
   readonly doubleReleaseMessage: string | undefined;
+  /**
+   * Set while a lease inspector is attached to the pool (src/inspector/): the guard then notes
+   * each statement's SQL text and start time on its lease. Off, that bookkeeping costs one read.
+   */
+  trackStatements: boolean;
 }
 
 /** What the release path needs from the pool. */
@@ -63,6 +68,12 @@ export class LeaseRecord<C extends object = object> {
   txDepth = 0;
   /** Statements sent through `lease.conn` that have not settled. */
   inflight = 0;
+  /** With an inspector attached (`GuardConfig.trackStatements`): the SQL text of the last statement sent, until none is in flight. */
+  sqlText: string | undefined = undefined;
+  /** `now()` when `sqlText` was sent. */
+  sqlStartedAt = 0;
+  /** `now()` at which the lease's hold deadline revokes it (`Infinity`: no deadline). */
+  deadlineAt = Infinity;
   controller: AbortController | undefined = undefined;
   deadlineTimer: NodeJS.Timeout | undefined = undefined;
   revokedBy: Error | undefined = undefined;

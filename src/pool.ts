@@ -192,6 +192,10 @@ export class Pool<C extends object = object, Q extends QueryFunction = QueryFunc
     for (const record of this.#active) out.push(describeLease(this.adapter, record));
     return out;
   }
+  /** @internal What the lease inspector reads (src/inspector/): the active leases, oldest first, and the waiting room. */
+  inspectorView(): { readonly active: ActiveLeases<C>; readonly waiters: WaitingRoom<C> } {
+    return { active: this.#active, waiters: this.#waiters };
+  }
 
   /**
    * Stop new acquires (`PoolClosedError`), wait for active leases until `timeoutMs`, reclaim the

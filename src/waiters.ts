@@ -102,6 +102,13 @@ export class WaitingRoom<C extends object> {
     return promise;
   }
 
+  /** When each waiting caller began waiting (`now()`), longest-waiting first (the lease inspector). */
+  waitingSince(): number[] {
+    const out: number[] = [];
+    for (let w = this.#head; w !== undefined; w = w.next) out.push(w.startedAt);
+    return out;
+  }
+
   /** Give `conn` to the longest-waiting caller; false when nobody waits. */
   handOff(conn: PooledConnection<C>): boolean {
     const waiter = this.#head;

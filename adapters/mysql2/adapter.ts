@@ -248,6 +248,11 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       });
     },
 
+    backendId(conn: Connection): number | undefined {
+      const threadId = states.get(conn)?.core.threadId ?? conn.threadId;
+      return typeof threadId === 'number' ? threadId : undefined;
+    },
+
     txStatus(conn: Connection): TxStatus {
       const state = states.get(conn);
       if (state === undefined || state.broken || state.opaque || isDead(state.core)) return 'unknown';

@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import * as coreDriver from 'mysql2';
 import type { Connection as PromiseConnection, PoolConnection as PromisePoolConnection } from 'mysql2/promise';
 
-import { statementEnded } from '../../src/guard';
+import { noteSentStatement, statementEnded } from '../../src/guard';
 import type { CallSite, Lease } from '../../src/lease';
 import type { PoolStats } from '../../src/pool';
 
@@ -284,6 +284,7 @@ function coreHandle(slot: Slot, raw: PromiseConnection, port: CallbackPoolPort):
       const record = lease.record;
       record.owner.adapter.observeStatement?.(raw, prop, args[0]);
       record.inflight++;
+      noteSentStatement(record, args[0]);
       const last = args.length - 1;
       if (last >= 0 && typeof args[last] === 'function') {
         const callback = args[last] as Callback;

@@ -26,7 +26,7 @@ import type { Connection as PromiseConnection, PoolConnection, PoolOptions as My
 import { CallbackPool, warnEndDeprecated } from './callback-pool';
 
 import { findAmbient } from '../../src/context';
-import { statementEnded } from '../../src/guard';
+import { noteSentStatement, statementEnded } from '../../src/guard';
 import { ConfigError, ConnectError, PoolClosedError, PoolQueueFullError } from '../../src/errors';
 import type { Adapter } from '../../src/adapter';
 import type { CallSite, Lease } from '../../src/lease';
@@ -458,6 +458,7 @@ export class Pool extends EventEmitter<CompatPoolEvents> {
         };
         const driver = coreOf(raw) as unknown as CallbackStatements;
         record.inflight++;
+        noteSentStatement(record, sql);
         try {
           if (method === 'query') {
             if (values !== undefined) driver.query(sql, values, ended);

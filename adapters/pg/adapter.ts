@@ -323,6 +323,10 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
       if (typeof pid !== 'number' || typeof secret !== 'number') return Promise.resolve();
       return sendCancelRequest(client.host || host, client.port || port, pid, secret, cancelTimeoutMs);
     },
+    backendId(client: Client): number | undefined {
+      const pid = (client as unknown as BackendKey).processID;
+      return typeof pid === 'number' ? pid : undefined;
+    },
     async reset(client: Client): Promise<void> {
       await client.query('DISCARD ALL');
       markSessionChanged(client, false);

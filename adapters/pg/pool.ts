@@ -21,7 +21,7 @@ import type { ClientBase, ClientConfig, PoolClient, PoolConfig, QueryArrayConfig
 import type { Adapter, ConnectionEvents } from '../../src/adapter';
 import type { PooledConnection } from '../../src/connections';
 import { findAmbient } from '../../src/context';
-import { statementEnded } from '../../src/guard';
+import { noteSentStatement, statementEnded } from '../../src/guard';
 import { AcquireTimeoutError, ConfigError, ConnectError, LeaseReleasedError, PoolClosedError } from '../../src/errors';
 import type { CallSite, Lease, LeaseRecord } from '../../src/lease';
 import { consoleLogger, type Logger } from '../../src/logger';
@@ -542,6 +542,7 @@ export class Pool extends EventEmitter {
     };
     this.#core.adapter.observeStatement?.(raw, 'query', text);
     record.inflight++;
+    noteSentStatement(record, text);
     try {
       meta.query.call(raw, text, values, ended);
     } catch (err) {

@@ -7,6 +7,8 @@
  * - {@link txScenario}: one short transaction (UPDATE one random row of {@link ACCOUNTS}) at 16
  *   callers; leasepool's `withTx` against a hand-written transaction on the driver's pool (≥ 0.95x),
  *   and a check that every counted commit is in the table.
+ * - {@link inspectorScenario}: `SELECT 1` in `withLease` at 16 callers without the lease inspector,
+ *   with it served and nobody connected (budget ≥ 0.97x), and with one page open (shown).
  * - {@link facadeScenario}: `pool.query('SELECT 1')` through leasepool's drop-in facade against the
  *   driver pool's own `query`, both built from the same options (≥ 0.95x at 16; 1 and 64 shown).
  * - {@link tracingScenario}: `withLease` + SELECT 1 and the `withTx` UPDATE at 16 callers with
@@ -115,6 +117,39 @@ export function selectScenario(spec: SelectSpec): Scenario {
         spec.peer,
       ];
       return asResult(await measure(options, { concurrencies, variants, baseline: spec.peer.name, budgets, runMs: SELECT_RUN_MS }));
+    },
+  };
+}
+
+export interface InspectorSpec extends DbScenarioInfo {
+  /**
+   * A leasepool pool running `withLease(conn => conn.query('SELECT 1'))`, with its defaults;
+   * `inspector`: `'off'` none, `'idle'` the lease inspector served and nobody connected, `'page'`
+   * served with one page open (a client fetching `leases.json` at the page's default 1 s poll).
+   */
+  leasepool(inspector: 'off' | 'idle' | 'page'): VariantInstance;
+}
+
+/**
+ * The lease inspector's cost: `SELECT 1` in `withLease` at 16 callers, without it, with it served
+ * and nobody connected (budget: ≤ 3%, i.e. ≥ 0.97x ops/s), and with one page open (shown).
+ */
+export function inspectorScenario(spec: InspectorSpec): Scenario {
+  return {
+    name: spec.name,
+    title: spec.title,
+    service: spec.service,
+    forks: DB_FORKS,
+    async run(options) {
+      const budgets: Budget[] = [
+        { variant: 'leasepool-inspector', baseline: 'leasepool', at: 16, metric: 'throughput', limit: 0.97, note: 'the inspector enabled, nobody connected, costs ≤ 3%' },
+      ];
+      const variants: VariantDef[] = [
+        { name: 'leasepool', open: () => spec.leasepool('off') },
+        { name: 'leasepool-inspector', open: () => spec.leasepool('idle') },
+        { name: 'leasepool-inspector-page', open: () => spec.leasepool('page') },
+      ];
+      return asResult(await measure(options, { concurrencies: [16], variants, baseline: 'leasepool', budgets, runMs: SELECT_RUN_MS }));
     },
   };
 }

@@ -2,7 +2,9 @@
  * PostgreSQL scenarios (node-postgres), in the shapes of lib/db.ts: `pg-select` (SELECT 1 at 1,
  * 16, 64 callers over max 10), `pg-tx` (BEGIN; UPDATE one random row of 1 000; COMMIT at 16
  * callers) and `pg-facade` (`pool.query('SELECT 1')` through leasepool's drop-in `Pool` from
- * `leasepool/adapters/pg` vs `pg.Pool` itself, same options, at 1, 16, 64 callers).
+ * `leasepool/adapters/pg` vs `pg.Pool` itself, same options, at 1, 16, 64 callers); `pg-inspector`
+ * (SELECT 1 at 16 callers without the lease inspector, with it served and nobody connected, and
+ * with one page open).
  *
  * Peer settings: `pg.Pool` hands out its most recently used idle client (LIFO, `_idle.pop()`) and
  * cannot be told otherwise; leasepool rotates (generic-pool's default `fifo: true`, see
@@ -14,7 +16,7 @@
 import { Client, Pool as PgPool } from 'pg';
 import { redact } from '../../src/redact';
 import type { VariantInstance } from '../lib/harness';
-import { ACCOUNTS, ACCOUNTS_TABLE, DB_MAX, facadeScenario, fmt, randomAccount, selectScenario, tracingScenario, txScenario, type AccountsTable } from '../lib/db';
+import { ACCOUNTS, ACCOUNTS_TABLE, DB_MAX, facadeScenario, fmt, inspectorScenario, randomAccount, selectScenario, tracingScenario, txScenario, type AccountsTable } from '../lib/db';
 import { benchTracing, inRequest } from '../lib/tracing';
 import type { Service } from '../lib/scenario';
 import { leasepool, pgAdapterModule } from '../lib/subject';
@@ -103,6 +105,33 @@ export const pgSelect = selectScenario({
         close: () => pool.end(),
       };
     },
+  },
+});
+
+export const pgInspector = inspectorScenario({
+  name: 'pg-inspector',
+  title: `SELECT 1 in withLease on PostgreSQL, max ${DB_MAX}, 16 callers: without the lease inspector, with it served (nobody connected), with one page open`,
+  service: pgService,
+  leasepool(inspector) {
+    const pool = leasepoolPool();
+    const op = (): Promise<unknown> => pool.withLease((conn) => conn.query('SELECT 1'));
+    if (inspector === 'off') return { op, close: async () => void (await pool.close()) };
+    const served = leasepool().serveInspector([pool], { port: 0 });
+    let poller: NodeJS.Timeout | undefined;
+    if (inspector === 'page') {
+      // One page open: the page's default poll, one `leases.json` a second.
+      void served.then((server) => {
+        poller = setInterval(() => void fetch(server.jsonUrl).then((r) => r.arrayBuffer()).catch(() => undefined), 1_000);
+      });
+    }
+    return {
+      op,
+      async close() {
+        if (poller !== undefined) clearInterval(poller);
+        await (await served).close();
+        await pool.close();
+      },
+    };
   },
 });
 

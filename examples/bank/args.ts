@@ -18,6 +18,8 @@ export interface BankArgs {
   readonly slowRate: number;
   readonly killRate: number;
   readonly metricsPort: number;
+  /** The lease inspector's port (`--inspector-port`; by default the metrics port + 1, or 0 with `--metrics-port 0`). */
+  readonly inspectorPort: number;
   readonly serve: boolean;
   readonly table: string;
   readonly help: boolean;
@@ -77,7 +79,9 @@ faults (probability per transfer, 0 to 1; 0 turns one off; the first of each is 
 
 metrics
   --metrics-port N       serve /metrics on 127.0.0.1:N (default ${DEFAULTS.metricsPort}; 0 = any free port, printed)
-  --serve                keep serving /metrics after the run, until Ctrl-C
+  --inspector-port N     serve the live lease inspector (/debug/leases) on 127.0.0.1:N (default: the
+                         metrics port + 1, so ${DEFAULTS.metricsPort + 1}; any free port with --metrics-port 0; printed)
+  --serve                keep serving /metrics and the inspector after the run, until Ctrl-C
 
   --help                 this text
 
@@ -98,6 +102,7 @@ const VALUE_FLAGS = new Set([
   'slow-rate',
   'kill-rate',
   'metrics-port',
+  'inspector-port',
 ]);
 const BOOLEAN_FLAGS = new Set(['serve', 'help']);
 
@@ -161,6 +166,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Bank
   const slowRate = rate('slow-rate', DEFAULTS.slowRate);
   const killRate = rate('kill-rate', DEFAULTS.killRate);
   const metricsPort = int('metrics-port', DEFAULTS.metricsPort, 0, 65_535);
+  const inspectorPort = int('inspector-port', metricsPort === 0 ? 0 : Math.min(65_535, metricsPort + 1), 0, 65_535);
   const table = values.get('table') ?? DEFAULTS.table;
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(table)) {
     throw new UsageError(`--table must be a lowercase SQL identifier: letters, digits, _ (got ${quote(table)})`);
@@ -181,6 +187,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Bank
     slowRate,
     killRate,
     metricsPort,
+    inspectorPort,
     serve: flags.has('serve'),
     table,
     help,

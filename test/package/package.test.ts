@@ -27,9 +27,10 @@ const PEERS = ['pg', '@types/pg', 'mysql2', '@electric-sql/pglite', 'prom-client
 /** The public runtime exports of each entry point: anything else exported is an internal leaking out. */
 const EXPORTS: Record<string, string[]> = {
   leasepool: [
-    'AcquireTimeoutError', 'CleanupError', 'ConfigError', 'ConnectError', 'Lease', 'LeaseMisuseError', 'LeaseReleasedError',
+    'AcquireTimeoutError', 'CleanupError', 'ConfigError', 'ConnectError', 'INSPECTOR_SCHEMA_VERSION', 'Lease', 'LeaseMisuseError', 'LeaseReleasedError',
     'LeaseRevokedError', 'LeaseTimeoutError', 'LeasepoolError', 'NestedAcquireError', 'Pool', 'PoolClosedError', 'PoolQueueFullError',
-    'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'createPool', 'redact', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
+    'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'attachInspector', 'createPool', 'inspectLeases', 'inspectorHandler', 'redact',
+    'serveInspector', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
   ],
   'leasepool/adapters/pg': ['Pool', 'pgAdapter'],
   'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'createPool', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
@@ -90,8 +91,12 @@ import {
   type LeakEvent, type LeakReturnedEvent, type ReclaimEvent, type PoolEvents, type ActiveLeaseInfo, type LeaseState, type Logger,
   type MetricsOptions, type AcquireOutcome, type TxOutcome, type CloseReason, type RecoveryKind, type Adapter, type BeginOptions,
   type CallerStack, type ConnectionEvents, type IsolationLevel, type QueryFunction, type TxDialect, type TxStatus, type Cleanup,
-  type ShutdownOptions, type MetricsServer, type MetricsRegistryLike, type ServeMetricsOptions, type DeadlineEvent,
-  type OpenTelemetryOptions, type ServerIdentity,
+  type ShutdownOptions, type MetricsServer, type MetricsRegistryLike, type ServeMetricsOptions,
+  serveInspector, inspectorHandler, inspectLeases, attachInspector, INSPECTOR_SCHEMA_VERSION,
+  type InspectorServer, type ServeInspectorOptions, type InspectorHandler, type InspectorOptions, type InspectedPool,
+  type InspectorSnapshot, type PoolSnapshot, type LeaseSnapshot, type LeaseActivity, type LeaseTransaction,
+  type StatementSnapshot, type WaiterSnapshot, type ReportSnapshot,
+  type DeadlineEvent, type OpenTelemetryOptions, type ServerIdentity,
 } from 'leasepool';
 import { pgAdapter, Pool as PgPool, type PgAdapterOptions, type PgQuery, type PgPoolConfig } from 'leasepool/adapters/pg';
 import { mysqlAdapter, createPool as createMysqlPool, type MysqlAdapter, type MysqlAdapterOptions, type RowDataPacket } from 'leasepool/adapters/mysql2';
@@ -101,12 +106,14 @@ export const entries = { leasepool: core, 'leasepool/adapters/pg': pgEntry, 'lea
 export const values = [createPool, withTx, shutdownOnSignals, serveMetrics, suppressedErrors, redact, Pool, Lease, LeasepoolError, ConfigError,
   ConnectError, PoolClosedError, AcquireTimeoutError, PoolQueueFullError, LeaseReleasedError, LeaseRevokedError, LeaseTimeoutError,
   NestedAcquireError, TxOutcomeUnknownError, TxAbortedError, LeaseMisuseError, CleanupError, pgAdapter, PgPool, mysqlAdapter,
-  createMysqlPool, pgliteAdapter, PgliteConnection];
+  createMysqlPool, pgliteAdapter, PgliteConnection, serveInspector, inspectorHandler, inspectLeases, attachInspector, INSPECTOR_SCHEMA_VERSION];
 export type Types = [PoolOptions, TxOptions, LeaseScopeOptions, AcquireOptions, Transaction, PoolStats, CloseSummary, LeakEvent,
   LeakReturnedEvent, ReclaimEvent, PoolEvents, ActiveLeaseInfo, LeaseState, Logger, MetricsOptions, AcquireOutcome, TxOutcome,
   CloseReason, RecoveryKind, Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, QueryFunction, TxDialect, TxStatus,
   Cleanup, ShutdownOptions, MetricsServer, MetricsRegistryLike, ServeMetricsOptions, PgAdapterOptions, PgQuery, PgPoolConfig,
-  MysqlAdapter, MysqlAdapterOptions, PgliteAdapterOptions, PgliteInstance, DeadlineEvent, OpenTelemetryOptions, ServerIdentity];
+  MysqlAdapter, MysqlAdapterOptions, PgliteAdapterOptions, PgliteInstance, InspectorServer, ServeInspectorOptions, InspectorHandler,
+  InspectorOptions, InspectedPool, InspectorSnapshot, PoolSnapshot, LeaseSnapshot, LeaseActivity, LeaseTransaction, StatementSnapshot,
+  WaiterSnapshot, ReportSnapshot, DeadlineEvent, OpenTelemetryOptions, ServerIdentity];
 
 /** Never called: type-checked only (no database in this app). */
 export async function typed(): Promise<void> {
@@ -122,7 +129,11 @@ export async function typed(): Promise<void> {
   const notes = await lite.query<{ body: string }>('SELECT $1::text AS body', ['x']);
   const body: string | undefined = notes.rows[0]?.body;
   const compat: PgPool = new PgPool({ max: 1, leasepool: { name: 'compat' } });
-  void [n, conn, rows, body, compat];
+  // Pools of different drivers share one inspector.
+  const inspector: InspectorServer = await serveInspector([pool, my, lite], { port: 0, token: undefined, allowReclaim: false });
+  const snapshot: InspectorSnapshot = inspectLeases([pool, my]);
+  const sql: string | undefined = snapshot.pools[0]?.leases[0]?.statement?.sql;
+  void [n, conn, rows, body, compat, inspector, sql];
 }
 `;
 
