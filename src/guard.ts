@@ -7,7 +7,6 @@ import { LeaseReleasedError, TxAbortedError } from './errors';
 import type { Adapter, CallerStack } from './adapter';
 import type { GuardConfig, LeaseRecord, MethodKind } from './lease-record';
 import { currentScope, runInScope } from './ambient-storage';
-import { now } from './time';
 
 type AnyFn = (...args: unknown[]) => unknown;
 const noop: AnyFn = () => undefined;
@@ -198,7 +197,9 @@ function noteStatement<C extends object>(record: LeaseRecord<C>, firstArg: unkno
     text = typeof config.text === 'string' ? config.text : config.sql;
   }
   record.sqlText = typeof text === 'string' ? text : '(statement text not available)';
-  record.sqlStartedAt = now();
+  // Date.now(), not the monotonic now(): under callgrind performance.now() costs about 2% of a
+  // whole `withLease` + SELECT 1 on PostgreSQL, Date.now() a quarter of that (bench: instructions).
+  record.sqlStartedAt = Date.now();
 }
 
 /** Call the driver's own `method`; a statement's promise is tracked in flight, any failure noted. */

@@ -70,7 +70,7 @@ export class LeaseRecord<C extends object = object> {
   inflight = 0;
   /** With an inspector attached (`GuardConfig.trackStatements`): the SQL text of the last statement sent, until none is in flight. */
   sqlText: string | undefined = undefined;
-  /** `now()` when `sqlText` was sent. */
+  /** `Date.now()` when `sqlText` was sent (wall clock: the cheapest clock read per statement). */
   sqlStartedAt = 0;
   /** `now()` at which the lease's hold deadline revokes it (`Infinity`: no deadline). */
   deadlineAt = Infinity;

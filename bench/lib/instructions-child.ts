@@ -39,6 +39,18 @@ export const VARIANTS: Record<string, (pgUrl: string, mysqlUrl: string) => Insta
     const pool = leasepool().createPool(pgAdapterModule().pgAdapter(pgUrl), LEASEPOOL_OPTIONS);
     return { op: () => pool.withLease((conn) => conn.query('SELECT 1')), close: () => pool.close() };
   },
+  'pg withLease inspector'(pgUrl) {
+    // The lease inspector served, nobody connected: every statement notes its text and start time.
+    const pool = leasepool().createPool(pgAdapterModule().pgAdapter(pgUrl), LEASEPOOL_OPTIONS);
+    const served = leasepool().serveInspector([pool], { port: 0 });
+    return {
+      op: () => pool.withLease((conn) => conn.query('SELECT 1')),
+      close: async () => {
+        await (await served).close();
+        await pool.close();
+      },
+    };
+  },
   'pg.Pool connect'(pgUrl) {
     const pool = new (pg().Pool)({ connectionString: pgUrl, max: MAX, idleTimeoutMillis: 30_000 });
     pool.on('error', () => undefined);

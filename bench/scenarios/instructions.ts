@@ -56,6 +56,7 @@ const PAIRS: readonly Pair[] = [
   { leasepool: 'mysql withLease', peer: 'mysql2 getConnection', limit: 1.05, warmup: 3_000, ops: 1_000, what: 'SELECT 1 per statement, MariaDB' },
   { leasepool: 'pg facade query', peer: 'pg.Pool query', limit: 1.05, warmup: 3_000, ops: 1_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, PostgreSQL" },
   { leasepool: 'mysql facade query', peer: 'mysql2 pool.query', limit: 1.05, warmup: 3_000, ops: 1_000, callers: 16, what: "pool.query('SELECT 1'), 16 callers, MariaDB" },
+  { leasepool: 'pg withLease inspector', peer: 'pg withLease', limit: 1.03, warmup: 3_000, ops: 1_000, callers: 16, what: 'the lease inspector served (nobody connected) vs not, SELECT 1, 16 callers, PostgreSQL' },
   { leasepool: 'cycle withLease', peer: 'cycle generic-pool', limit: 1, warmup: 20_000, ops: 20_000, what: 'in-memory acquire → release', parallel: true },
 ];
 

@@ -39,7 +39,8 @@ function snapshotPool(pool: PoolInternals): PoolSnapshot {
   const at = now();
   const view = pool.inspectorView();
   const leases: LeaseSnapshot[] = [];
-  for (const record of view.active) leases.push(snapshotLease(pool.adapter, record, at));
+  const wallAt = Date.now();
+  for (const record of view.active) leases.push(snapshotLease(pool.adapter, record, at, wallAt));
   const stats = pool.stats();
   return {
     name: pool.name,
@@ -54,7 +55,8 @@ function snapshotPool(pool: PoolInternals): PoolSnapshot {
   };
 }
 
-function snapshotLease(adapter: Adapter<object>, record: LeaseRecord<object>, at: number): LeaseSnapshot {
+/** `at`: `now()`, for the lease's times; `wallAt`: `Date.now()`, for its statement's (see guard.ts). */
+function snapshotLease(adapter: Adapter<object>, record: LeaseRecord<object>, at: number, wallAt: number): LeaseSnapshot {
   const transaction = transactionOf(adapter, record);
   const state: LeaseActivity =
     record.inflight > 0 ? 'running' : transaction === 'failed' ? 'failed_transaction' : transaction === 'open' ? 'in_transaction' : 'idle';
@@ -74,7 +76,7 @@ function snapshotLease(adapter: Adapter<object>, record: LeaseRecord<object>, at
     txDepth: record.txDepth,
     savepointDepth: Math.max(0, record.txDepth - 1),
     inflight: record.inflight,
-    statement: sql === undefined ? null : { sql: sql.length > MAX_SQL_CHARS ? `${sql.slice(0, MAX_SQL_CHARS)}…` : sql, runningMs: Math.max(0, Math.round(at - record.sqlStartedAt)) },
+    statement: sql === undefined ? null : { sql: sql.length > MAX_SQL_CHARS ? `${sql.slice(0, MAX_SQL_CHARS)}…` : sql, runningMs: Math.max(0, wallAt - record.sqlStartedAt) },
     backendId,
     deadlineLeftMs: record.deadlineAt === Infinity ? null : Math.max(0, Math.round(record.deadlineAt - at)),
     leaked: record.leakReported,

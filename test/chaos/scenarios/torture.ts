@@ -698,7 +698,12 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
     return [...byKind].map(([k, n]) => `${n} ${k}`).join(', ');
   };
   if (verdict.lostCommits.length > 0) problems.push(`${verdict.lostCommits.length} operations resolved but are not in the log (${named(verdict.lostCommits)})`);
-  if (verdict.phantomCommits.length > 0) problems.push(`${verdict.phantomCommits.length} operations rejected but are in the log (${named(verdict.phantomCommits)})`);
+  if (verdict.phantomCommits.length > 0) {
+    // What the caller was told, for each: the error's code and message.
+    const told = new Map(outcomes.map((o) => [o.op, o]));
+    const errors = verdict.phantomCommits.map((op) => `${told.get(op)?.code ?? '?'}: ${told.get(op)?.message ?? ''}`.slice(0, 160)).join('; ');
+    problems.push(`${verdict.phantomCommits.length} operations rejected but are in the log (${named(verdict.phantomCommits)}; told ${errors})`);
+  }
   const count = (k: OutcomeKind): number => outcomes.filter((o) => o.kind === k).length;
   if (count('committed') === 0) problems.push('nothing committed at all');
   const counted = new Map<string, number>();
