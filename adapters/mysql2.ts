@@ -12,6 +12,7 @@
  */
 export { mysqlAdapter, type MysqlAdapter, type MysqlAdapterOptions } from './mysql2/adapter';
 export { mysqlDialect, validateBeginOptions as validateMysqlBegin } from './mysql2/dialect';
+export type { MysqlConnectionConfig } from './mysql2/config';
 export * from './mysql2/pool';
 import * as mysql2Promise from './mysql2/pool';
 export default mysql2Promise;

@@ -12,6 +12,7 @@ export { Lease } from './lease';
 export type { ActiveLeaseInfo, LeaseState } from './lease';
 export type { Transaction, TxOptions } from './transaction';
 export type { PoolOptions } from './options';
+export type { PasswordSource } from './credentials';
 export type { Logger } from './logger';
 export type { MetricsOptions, AcquireOutcome, TxOutcome, CloseReason, RecoveryKind } from './metrics';
 export type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, QueryFunction, ServerIdentity, TxDialect, TxStatus } from './adapter';
