@@ -9,6 +9,8 @@ import { pgAdapter } from '../../adapters/pg';
 import { createCluster, type Cluster, type ClusterOptions, type ClusterTarget } from '../../src';
 import { startPgReplicaSet, type ReplicaSet } from './replication';
 import { captureLogger } from '../helpers/unit';
+import { FaultProxy } from '../helpers/fault-proxy';
+import { TxOutcomeUnknownError } from '../../src';
 
 let set: ReplicaSet;
 const clusters: Cluster<Client>[] = [];
@@ -207,6 +209,40 @@ test('bad options: one ConfigError naming every bad field', () => {
   expect(err).toMatchObject({ code: 'INVALID_CONFIG' });
   for (const field of ['hosts[0].name', 'hosts[1].adapter', 'maxLagMs', 'replicaFallback', 'readOnlyTarget', 'healthCheckIntervalMs', 'bogus']) {
     expect((err as Error).message).toContain(field);
+  }
+});
+
+test('the connection to the primary lost during COMMIT: TxOutcomeUnknownError, never a retry; the host is probed back in', async () => {
+  const proxy = await FaultProxy.start({ host: set.primary.host, port: set.primary.port });
+  try {
+    const { cluster: c } = cluster({
+      hosts: [
+        { name: 'b', adapter: pgAdapter(set.replica.url) },
+        { name: 'a', adapter: pgAdapter(`postgres://postgres@127.0.0.1:${proxy.port}/postgres`) },
+      ],
+    });
+    await c.ready();
+    expect(c.primary()).toBe('a');
+    let runs = 0;
+    // Replies held a little, so the cut surely lands between COMMIT and its reply.
+    proxy.setLatency(50);
+    const cut = proxy.cutNext((chunk) => chunk.includes('COMMIT'));
+    const err = await c
+      .withTx(async (conn) => {
+        runs++;
+        await conn.query("INSERT INTO items (note) VALUES ('commit-cut')");
+      })
+      .catch((e: unknown) => e);
+    await cut;
+    proxy.setLatency(0);
+    expect(err).toBeInstanceOf(TxOutcomeUnknownError);
+    expect(runs).toBe(1);
+    // The server did commit (the reply was lost): the outcome really was unknown to the client.
+    expect(await set.query(set.primary, "SELECT count(*)::int AS n FROM items WHERE note = 'commit-cut'")).toEqual([{ n: 1 }]);
+    await until('the primary is back in', () => c.primary() === 'a' && c.hosts().find((h) => h.name === 'a')?.healthy === true);
+    expect(await c.withTx(port)).toBe(set.primary.port);
+  } finally {
+    await proxy.close();
   }
 });
 

@@ -27,9 +27,9 @@ const PEERS = ['pg', '@types/pg', 'mysql2', '@electric-sql/pglite', 'prom-client
 /** The public runtime exports of each entry point: anything else exported is an internal leaking out. */
 const EXPORTS: Record<string, string[]> = {
   leasepool: [
-    'AcquireTimeoutError', 'CleanupError', 'ConfigError', 'ConnectError', 'Lease', 'LeaseMisuseError', 'LeaseReleasedError',
+    'AcquireTimeoutError', 'CleanupError', 'Cluster', 'ConfigError', 'ConnectError', 'Lease', 'LeaseMisuseError', 'LeaseReleasedError',
     'LeaseRevokedError', 'LeaseTimeoutError', 'LeasepoolError', 'NestedAcquireError', 'Pool', 'PoolClosedError', 'PoolQueueFullError',
-    'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'createPool', 'redact', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
+    'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'createCluster', 'createPool', 'redact', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
   ],
   'leasepool/adapters/pg': ['Pool', 'pgAdapter'],
   'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'createPool', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
