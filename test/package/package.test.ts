@@ -32,7 +32,7 @@ const EXPORTS: Record<string, string[]> = {
     'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'createCluster', 'createPool', 'redact', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
   ],
   'leasepool/adapters/pg': ['Pool', 'pgAdapter'],
-  'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'createPool', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
+  'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'PoolCluster', 'PoolNamespace', 'createPool', 'createPoolCluster', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
   'leasepool/adapters/pglite': ['PgliteConnection', 'pgliteAdapter'],
 };
 
