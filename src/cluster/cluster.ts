@@ -65,12 +65,12 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
         });
         hosts.push(new Host(hostName, config.adapter, pool));
       });
+      this.#hosts = hosts;
       this.#metrics = options.metrics ? createClusterMetrics(options.metrics, resolved.name, () => this.hosts()) : NOOP_CLUSTER_METRICS;
     } catch (err) {
       for (const h of hosts) void h.pool.close({ timeoutMs: 0 });
       throw err;
     }
-    this.#hosts = hosts;
     this.#router = new Router(hosts, resolved.maxLagMs, resolved.replicaFallback, () => this.#primary);
     this.#monitor = new Monitor(hosts, resolved, {
       up: (host) => this.emit('hostUp', { host: host.name, role: host.role }),
@@ -194,9 +194,13 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
         if (route !== undefined) return route;
       }
       const left = deadline - now();
-      if (left <= 0) {
+      // A read with no host to go to fails at once once every host has been asked; only calls that
+      // need the primary wait (for a promotion) up to failoverTimeoutMs.
+      const allAsked = this.#hosts.every((h) => h.role !== 'unknown' || h.failures > 0);
+      if (left <= 0 || (isRead && allAsked)) {
         const seen = this.#hosts.map((h) => `${h.name}: ${h.healthy ? h.role : 'down'}`).join(', ');
-        throw new ConnectError(`cluster "${this.name}": no host fits target ${target} after ${this.#options.failoverTimeoutMs} ms (${seen})`);
+        const waited = left <= 0 ? ` after ${this.#options.failoverTimeoutMs} ms` : '';
+        throw new ConnectError(`cluster "${this.name}": no host fits target ${target}${waited} (${seen})`);
       }
       // No host fits (a failover in progress, or the first probes not back yet): ask every host again.
       for (const h of this.#hosts) if (h.healthy) h.nextProbeAt = 0;

@@ -6,6 +6,7 @@
  * writes wait for a primary).
  */
 import type { QueryFunction, SessionRole } from '../adapter';
+import { AcquireTimeoutError, NestedAcquireError, PoolQueueFullError } from '../errors';
 import { now } from '../time';
 import type { Host } from './host';
 
@@ -100,6 +101,14 @@ export class Monitor<C extends object, Q extends QueryFunction> {
           if (host.answered(role, this.config.healthCheckIntervalMs)) this.events.up(host);
         },
         (err: unknown) => {
+          // Every connection leased: the host is loaded, not gone (a connect that hangs is not this:
+          // then connections are missing, not busy). Ask again at the next interval.
+          const stats = host.pool.stats();
+          const saturated = stats.active >= stats.max;
+          if ((err instanceof AcquireTimeoutError && saturated) || err instanceof PoolQueueFullError || err instanceof NestedAcquireError) {
+            host.nextProbeAt = now() + this.config.healthCheckIntervalMs;
+            return;
+          }
           const error = err instanceof Error ? err : new Error(String(err));
           if (host.failed(this.config.probeBackoffMaxMs) || host.failures === 1) this.events.down(host, error);
         },
