@@ -19,7 +19,7 @@
  * - connect errors are `ConnectError`s naming `host:port/database` only; their cause is a redacted copy.
  */
 import type { Connection, ConnectionOptions } from 'mysql2/promise';
-import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, SessionRole, TxStatus } from '../../src/adapter';
+import type { Adapter, BeginOptions, CallerStack, ConnectionEvents, TxStatus } from '../../src/adapter';
 import { ConfigError, ConnectError } from '../../src/errors';
 import { unknownOption } from '../../src/options';
 import { applyCallerStack, controlsTransactionText, statementEffect, statementInfo } from './statements';
@@ -27,6 +27,7 @@ import { states, sqlOf, noteSession, markSession, noteSent, noteResult, noteSess
 import { sessionMarked } from '../../src/session-mark';
 import { resolveConfig, checkPositive, withPassword, type MysqlConnectionConfig } from './config';
 import { fetchPassword } from '../../src/credentials';
+import { mysqlSessionRole } from './cluster';
 import { SERVER_ROLLBACK_ERRNOS, someInChain, isFatalError, isRetryableError } from './errors';
 import { validateBeginOptions, mysqlDialect } from './dialect';
 import { hardDestroy, NO_EVENTS, openConnection, closeConnection } from './connect';
@@ -75,27 +76,6 @@ export const OPTION_KEYS: ReadonlySet<string> = new Set(['retryOnLockWaitTimeout
 
 export const DEFAULT_CLOSE_TIMEOUT_MS = 1_000;
 export const DEFAULT_CANCEL_TIMEOUT_MS = 2_000;
-
-/**
- * `Adapter.sessionRole` for MySQL / MariaDB: a replica is `@@read_only` (its sessions refuse
- * writes); its lag is `Seconds_Behind_Master` from `SHOW SLAVE STATUS`, `null` while replication is
- * stopped (or the status cannot be read).
- */
-export async function mysqlSessionRole(conn: Connection): Promise<SessionRole> {
-  const [rows] = await conn.query('SELECT @@read_only AS ro');
-  const readOnly = Number((rows as { ro?: unknown }[])[0]?.ro) === 1;
-  let status: Record<string, unknown> | undefined;
-  try {
-    const [statusRows] = await conn.query('SHOW SLAVE STATUS');
-    status = (statusRows as Record<string, unknown>[])[0];
-  } catch {
-    status = undefined; // no REPLICATION CLIENT privilege: lag unknown on a replica
-  }
-  if (!readOnly && status === undefined) return { standby: false, readOnly: false, lagMs: 0 };
-  const seconds = status?.Seconds_Behind_Master;
-  const lagMs = seconds === null || seconds === undefined ? null : Number(seconds) * 1000;
-  return { standby: readOnly, readOnly, lagMs: readOnly ? lagMs : 0 };
-}
 
 /** Methods of a mysql2 promise connection that talk to the server. */
 export const STATEMENT_METHODS = [

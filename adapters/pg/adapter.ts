@@ -13,7 +13,7 @@
  * `pool.ts`): `import { Pool } from 'leasepool/adapters/pg'`.
  */
 import { Client, type ClientConfig, type QueryResult, type QueryResultRow } from 'pg';
-import type { Adapter, CallerStack, ConnectionEvents, SessionRole, TxStatus } from '../../src/adapter';
+import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../../src/adapter';
 import { changesSessionCached, commitRolledBack, endsTransactionTextCached, errorMessage, isRetryableServerError, postgresDialect, sameRealmError } from '../../src/dialects/postgres';
 import { fetchPassword, secretsOf } from '../../src/credentials';
 import { ConfigError, ConnectError } from '../../src/errors';
@@ -22,6 +22,7 @@ import { markSessionChanged, sessionMarked } from '../../src/session-mark';
 import { type PgAdapterOptions, STARTUP_PARAMS, validateOptions, checkConnectionString, formatHost } from './config';
 import { keepDriverError, isFatal } from './errors';
 import { sendCancelRequest } from './cancel';
+import { hasReplayed, sessionRole, writePosition } from './cluster';
 
 /** `pool.query` on a pool of the pg adapter: pg's `client.query(text, values)`. */
 export type PgQuery = <R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]) => Promise<QueryResult<R>>;
@@ -35,27 +36,6 @@ export interface BackendKey {
 /** pg sets `readyForQuery` false while a statement is on the wire, true on ReadyForQuery (not in its typings). */
 export interface WireState {
   readonly readyForQuery?: boolean;
-}
-
-/**
- * One round trip: standby or not (`pg_is_in_recovery()`), read-only sessions
- * (`transaction_read_only`), and the replay lag: 0 on a primary or when everything received is
- * replayed, `now() - pg_last_xact_replay_timestamp()` while WAL waits to be replayed (a paused or
- * slow replay), NULL when no WAL receiver is streaming.
- */
-export const SESSION_ROLE_SQL = `SELECT pg_is_in_recovery() AS standby,
-  current_setting('transaction_read_only') = 'on' AS read_only,
-  (CASE WHEN NOT pg_is_in_recovery() THEN 0
-        WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN NULL
-        WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
-        ELSE GREATEST(0, extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000) END)::float8 AS lag_ms`;
-
-/** `Adapter.sessionRole` for pg. */
-export async function sessionRole(client: Client): Promise<SessionRole> {
-  const { rows } = await client.query<{ standby: boolean; read_only: boolean; lag_ms: number | null }>(SESSION_ROLE_SQL);
-  const row = rows[0];
-  if (row === undefined) throw new Error('pg: the session role query returned no row');
-  return { standby: row.standby === true, readOnly: row.read_only === true, lagMs: row.lag_ms === null ? null : Number(row.lag_ms) };
 }
 
 /** Per-client bookkeeping: suppress our own end, report the first unexpected error once. */
@@ -315,14 +295,8 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   return {
     name: 'pg',
     sessionRole,
-    async writePosition(client: Client): Promise<string> {
-      const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-      return String(rows[0]?.lsn);
-    },
-    async hasReplayed(client: Client, position: string): Promise<boolean> {
-      const { rows } = await client.query<{ ok: boolean | null }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [position]);
-      return rows[0]?.ok === true;
-    },
+    writePosition,
+    hasReplayed,
     server: { system: 'postgresql', address: host, port, namespace: probe.database ?? undefined },
     refConnection: setRef,
     queryFunction: (conn: Client): PgQuery => ((...args: [string, unknown[]?]) => conn.query(...args)) as PgQuery,

@@ -155,7 +155,9 @@ test('failover: the primary killed mid-transaction (the transaction fails, not a
   await inBody;
   await set.primary.stop('immediate');
   const failed = await inFlight;
-  expect(failed).toBeInstanceOf(Error);
+  // The driver's error for a lost connection (an Error of the driver's realm under jest's vm: duck-typed).
+  expect(failed).not.toBe('committed');
+  expect(failed).toMatchObject({ message: expect.any(String) });
   const started = Date.now();
   const write = c.withTx(async (conn) => {
     await conn.query("INSERT INTO test.items (note) VALUES ('after-failover')");

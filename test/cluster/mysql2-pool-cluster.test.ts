@@ -19,7 +19,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterEach(async () => {
-  proxy.setMode('pass');
+  proxy?.setMode('pass');
   await Promise.all(clusters.splice(0).map((c) => c.end()));
 });
 
@@ -99,7 +99,7 @@ test('restoreNodeTimeout: after removeNodeErrorCount failures the node goes offl
   for (let i = 0; i < 2; i++) await expect(c.getConnection('REPLICA1')).rejects.toBeInstanceOf(Error);
   expect(events).toEqual(['offline:REPLICA1']);
   await expect(c.getConnection('REPLICA1')).rejects.toMatchObject({ code: 'POOL_NONEONLINE' });
-  proxy.setMode('pass');
+  proxy?.setMode('pass');
   const deadline = Date.now() + 5_000;
   let port: number | undefined;
   while (port === undefined && Date.now() < deadline) {
@@ -117,7 +117,7 @@ test('without restoreNodeTimeout a failing node is removed for good (mysql2 sema
   proxy.setMode('drop');
   await expect(c.getConnection('REPLICA1')).rejects.toBeInstanceOf(Error);
   expect(removed).toEqual(['REPLICA1']);
-  proxy.setMode('pass');
+  proxy?.setMode('pass');
   await expect(c.getConnection('REPLICA1')).rejects.toMatchObject({ code: 'POOL_NOEXIST' });
 });
 

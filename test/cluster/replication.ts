@@ -17,7 +17,35 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import { createConnection, type Connection } from 'mysql2/promise';
-import { freePort, isRoot, onExit, pgBin, pgTool, run, until } from '../chaos/scenarios/private-server';
+import * as net from 'node:net';
+import { isRoot, onExit, pgBin, pgTool, run, until } from '../chaos/scenarios/private-server';
+
+/** `n` distinct free ports: all held open until all are known (two calls of freePort may agree). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const server = net.createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return server;
+    }),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
+}
+
+/** Remove a directory; a server process that has just exited may still be closing files in it. */
+async function removeDir(dir: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    } catch (err) {
+      if (attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
 
 export interface Node {
   readonly name: string;
@@ -92,7 +120,7 @@ export async function startPgReplicaSet(): Promise<ReplicaSet> {
     const gid = Number((await run('id', ['-g', 'postgres'])).trim());
     chownSync(dir, uid, gid);
   }
-  const [primaryPort, replicaPort] = [await freePort(), await freePort()];
+  const [primaryPort = 0, replicaPort = 0] = await freePorts(2);
   const primary = pgNode('primary', dir, path.join(dir, 'primary'), primaryPort);
   const replica = pgNode('replica', dir, path.join(dir, 'replica'), replicaPort);
   const nodes = [primary, replica];
@@ -131,7 +159,7 @@ export async function startPgReplicaSet(): Promise<ReplicaSet> {
         if (node.running) await node.stop('immediate').catch(() => undefined);
       }
       onExit.delete(emergencyStop);
-      rmSync(dir, { recursive: true, force: true });
+      await removeDir(dir);
     },
   };
   try {
@@ -141,7 +169,7 @@ export async function startPgReplicaSet(): Promise<ReplicaSet> {
     await replica.start();
     await until('the replica streams', async () => (await pgQuery(primary, 'SELECT count(*)::int AS n FROM pg_stat_replication'))[0]?.n === 1, 20_000);
   } catch (err) {
-    await set.destroy();
+    await set.destroy().catch(() => undefined); // the set-up's own error is the one to see
     throw err;
   }
   return set;
@@ -216,7 +244,7 @@ function mariaNode(name: string, dir: string, port: number, serverId: number, ex
 /** A private MariaDB primary (binary log) with one replica. */
 export async function startMariadbReplicaSet(): Promise<ReplicaSet> {
   const dir = mkdtempSync(path.join(tmpdir(), 'lp-cluster-my-'));
-  const [primaryPort, replicaPort] = [await freePort(), await freePort()];
+  const [primaryPort = 0, replicaPort = 0] = await freePorts(2);
   const primary = mariaNode('primary', dir, primaryPort, 1, ['--log-bin=primary-bin', '--binlog-format=ROW']);
   const replica = mariaNode('replica', dir, replicaPort, 2, ['--skip-log-bin', '--read-only=1', '--relay-log=replica-relay', '--skip-slave-start']);
   const nodes = [primary, replica];
@@ -244,16 +272,18 @@ export async function startMariadbReplicaSet(): Promise<ReplicaSet> {
     async destroy() {
       for (const node of nodes) await node.stop('immediate').catch(() => undefined);
       onExit.delete(emergencyStop);
-      rmSync(dir, { recursive: true, force: true });
+      await removeDir(dir);
     },
   };
   try {
     const userArgs = isRoot ? ['--user=root'] : [];
-    await Promise.all(
+    // allSettled: a failed install must not leave the other one writing while the set-up is removed.
+    const installs = await Promise.allSettled(
       nodes.map((node) =>
         run('mariadb-install-db', ['--no-defaults', `--datadir=${path.join(dir, node.name)}`, ...userArgs, '--auth-root-authentication-method=normal', '--skip-test-db'], 120_000),
       ),
     );
+    for (const result of installs) if (result.status === 'rejected') throw result.reason;
     await Promise.all(nodes.map((node) => node.start()));
     const [status] = await myQuery(primary, 'SHOW MASTER STATUS');
     await myQuery(
@@ -265,7 +295,7 @@ export async function startMariadbReplicaSet(): Promise<ReplicaSet> {
     await myQuery(primary, 'CREATE DATABASE IF NOT EXISTS test');
     await set.caughtUp(20_000);
   } catch (err) {
-    await set.destroy();
+    await set.destroy().catch(() => undefined); // the set-up's own error is the one to see
     throw err;
   }
   return set;
