@@ -13,7 +13,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Adapter, QueryFunction } from '../adapter';
-import { ConnectError, PoolClosedError } from '../errors';
+import { ConfigError, ConnectError, PoolClosedError } from '../errors';
 import type { Lease } from '../lease';
 import type { LeaseScopeOptions } from '../pool-types';
 import { createPool, type Pool } from '../pool';
@@ -36,6 +36,12 @@ const REPLAY_POLL_MS = 20;
 
 export class Cluster<C extends object = object, Q extends QueryFunction = QueryFunction> extends EventEmitter<ClusterEvents> {
   readonly name: string;
+  /**
+   * One statement on the primary (the driver's `query` signature: pg `(text, values)`, mysql2
+   * `(sql, values)`); inside a call of this cluster, on that call's connection. For a read on a
+   * replica use `withLease(fn, { target: 'replica' })`.
+   */
+  readonly query: Q;
   readonly #options: ResolvedClusterOptions;
   readonly #hosts: Host<C, Q>[];
   readonly #router: Router<C, Q>;
@@ -78,6 +84,14 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
       probed: () => this.#notePrimary(),
     });
     this.#ready = this.#monitor.probeAll().then(() => this.#monitor.start());
+    this.query = ((...args: unknown[]) =>
+      this.#run('read-write', (pool, started) =>
+        pool.withLease(() => {
+          started();
+          // Inside the lease, the pool's query runs on it (the ambient lease).
+          return (pool.query as unknown as (...a: unknown[]) => Promise<unknown>)(...args);
+        }),
+      )) as unknown as Q;
   }
 
   /** Resolves once every host has answered (or failed) its first probe. */
@@ -128,7 +142,7 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
   /** The leasepool pool of one host (its stats, leases, events). */
   pool(host: string): Pool<C, Q> {
     const found = this.#hosts.find((h) => h.name === host);
-    if (found === undefined) throw new ConnectError(`cluster "${this.name}" has no host "${host}"`);
+    if (found === undefined) throw new ConfigError([{ field: 'host', problem: `cluster "${this.name}" has no host ${JSON.stringify(host)} (hosts: ${this.#hosts.map((h) => h.name).join(', ')})` }]);
     return found.pool;
   }
 

@@ -105,7 +105,7 @@ export interface HostInfo {
 export interface ClusterEvents {
   /** A host stopped answering (taken out of routing). */
   hostDown: [{ readonly host: string; readonly error: Error }];
-  /** A host answers again (back in routing). */
+  /** A host answers (its first probe, or again after it was down): in routing. */
   hostUp: [{ readonly host: string; readonly role: HostInfo['role'] }];
   /** A different host is now the primary (`from` undefined at start). */
   primaryChanged: [{ readonly from: string | undefined; readonly to: string }];

@@ -5,7 +5,7 @@
  */
 import { Registry } from 'prom-client';
 import type { Client } from 'pg';
-import { pgAdapter } from '../../adapters/pg';
+import { pgAdapter, type PgQuery } from '../../adapters/pg';
 import { createCluster, type Cluster, type ClusterOptions, type ClusterTarget } from '../../src';
 import { startPgReplicaSet, type ReplicaSet } from './replication';
 import { captureLogger } from '../helpers/unit';
@@ -13,7 +13,7 @@ import { FaultProxy } from '../helpers/fault-proxy';
 import { TxOutcomeUnknownError } from '../../src';
 
 let set: ReplicaSet;
-const clusters: Cluster<Client>[] = [];
+const clusters: Cluster<Client, PgQuery>[] = [];
 
 beforeAll(async () => {
   set = await startPgReplicaSet();
@@ -38,9 +38,9 @@ async function until(what: string, check: () => Promise<boolean> | boolean, time
   }
 }
 
-function cluster(extra: Partial<ClusterOptions<Client>> = {}): { cluster: Cluster<Client>; registry: Registry } {
+function cluster(extra: Partial<ClusterOptions<Client, PgQuery>> = {}): { cluster: Cluster<Client, PgQuery>; registry: Registry } {
   const registry = new Registry();
-  const c = createCluster<Client>({
+  const c = createCluster<Client, PgQuery>({
     name: 'pgc',
     // The replica first: who is primary is asked, not taken from the order.
     hosts: [
@@ -54,7 +54,7 @@ function cluster(extra: Partial<ClusterOptions<Client>> = {}): { cluster: Cluste
     metrics: { registry },
     logger: captureLogger().logger,
     ...extra,
-  } as ClusterOptions<Client>);
+  } as ClusterOptions<Client, PgQuery>);
   clusters.push(c);
   return { cluster: c, registry };
 }
@@ -107,6 +107,22 @@ test("'any' uses both hosts; nested calls stay on the host of the outer call (a 
   expect(seen).toEqual(new Set([set.primary.port, set.replica.port]));
   const ports = await c.withTx(async (conn) => [await port(conn), await c.withLease(port, { target: 'replica' })]);
   expect(ports).toEqual([set.primary.port, set.primary.port]);
+});
+
+test('cluster.query: one statement on the primary; inside a call, on that call\'s connection', async () => {
+  const { cluster: c } = cluster();
+  await c.ready();
+  const { rows } = await c.query<{ p: number }>('SELECT inet_server_port() AS p');
+  expect(rows[0]?.p).toBe(set.primary.port);
+  const inside = await c.withLease(async (conn) => {
+    const [mine, viaQuery] = await Promise.all([
+      conn.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'),
+      c.query<{ pid: number; p: number }>('SELECT pg_backend_pid() AS pid, inet_server_port() AS p'),
+    ]);
+    return { same: mine.rows[0]?.pid === viaQuery.rows[0]?.pid, port: viaQuery.rows[0]?.p };
+  }, { target: 'replica' });
+  expect(inside).toEqual({ same: true, port: set.replica.port });
+  expect(() => c.pool('nope')).toThrow(/no host "nope" \(hosts: b, a\)/);
 });
 
 test('read-your-writes: inside a session a read after a write stays on the primary and sees it; outside, reads go to the replica', async () => {
