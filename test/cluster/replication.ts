@@ -12,7 +12,7 @@
  * exit hook stops what a killed test left running.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
@@ -186,6 +186,13 @@ async function myQuery(node: Node, sql: string): Promise<Record<string, unknown>
   }
 }
 
+/** A node's own temporary directory (created on first use). */
+function tmpOf(dir: string, name: string): string {
+  const tmp = path.join(dir, `${name}-tmp`);
+  mkdirSync(tmp, { recursive: true });
+  return tmp;
+}
+
 function mariaNode(name: string, dir: string, port: number, serverId: number, extra: readonly string[]): Node & { child?: ChildProcess; exited: Promise<void> } {
   const data = path.join(dir, name);
   const userArgs = isRoot ? ['--user=root'] : [];
@@ -215,6 +222,7 @@ function mariaNode(name: string, dir: string, port: number, serverId: number, ex
           `--socket=${path.join(dir, `${name}.sock`)}`,
           `--pid-file=${path.join(dir, `${name}.pid`)}`,
           `--server-id=${serverId}`,
+          `--tmpdir=${tmpOf(dir, name)}`,
           '--innodb-buffer-pool-size=16M',
           '--innodb-log-file-size=8M',
           '--max-connections=60',
@@ -280,7 +288,9 @@ export async function startMariadbReplicaSet(): Promise<ReplicaSet> {
     // allSettled: a failed install must not leave the other one writing while the set-up is removed.
     const installs = await Promise.allSettled(
       nodes.map((node) =>
-        run('mariadb-install-db', ['--no-defaults', `--datadir=${path.join(dir, node.name)}`, ...userArgs, '--auth-root-authentication-method=normal', '--skip-test-db'], 120_000),
+        // Its own tmpdir: the bootstrap's temporary tables in a shared /tmp collide with other
+        // installs running at the same time ("Unknown table 'mysql.tmp_user_sys'").
+        run('mariadb-install-db', ['--no-defaults', `--datadir=${path.join(dir, node.name)}`, `--tmpdir=${tmpOf(dir, node.name)}`, ...userArgs, '--auth-root-authentication-method=normal', '--skip-test-db'], 120_000),
       ),
     );
     for (const result of installs) if (result.status === 'rejected') throw result.reason;
