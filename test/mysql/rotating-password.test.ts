@@ -5,7 +5,7 @@
  */
 import { inspect } from 'node:util';
 import { createConnection, type Connection } from 'mysql2/promise';
-import { mysqlAdapter } from '../../adapters/mysql2';
+import { createPool as createDropInPool, mysqlAdapter } from '../../adapters/mysql2';
 import { ConnectError, createPool, type Pool as LeasePool } from '../../src';
 import { errorSurfaces } from '../shared/behaviour';
 import { captureLogger } from '../helpers/unit';
@@ -119,4 +119,17 @@ test('a synchronous password function works too, and a throwing one is a Connect
     }).pool,
   ).catch((e: unknown) => e);
   expect(err).toBeInstanceOf(ConnectError);
+});
+
+test('the mysql2 drop-in createPool takes the same password function', async () => {
+  await admin.query(`ALTER USER '${USER}'@'%' IDENTIFIED BY ?`, [FIRST]);
+  let calls = 0;
+  const dropIn = createDropInPool({ host: HOST, port: PORT, database: DB, user: USER, password: async () => (calls++, FIRST), connectionLimit: 1, leasepool: { leakDetectionMs: 0 } });
+  try {
+    const [rows] = await dropIn.query('SELECT CURRENT_USER() AS u');
+    expect(rows).toEqual([{ u: `${USER}@%` }]);
+    expect(calls).toBe(1);
+  } finally {
+    await dropIn.end();
+  }
 });
