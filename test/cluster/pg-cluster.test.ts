@@ -157,6 +157,25 @@ test('read-your-writes with waitForReplayMs: the read goes to the replica once i
   expect(seen).toEqual({ port: set.replica.port, rows: 1 });
 });
 
+test('waitForReplayMs with the replay paused: the read waits that long for the replica, then goes to the primary', async () => {
+  const { cluster: c, registry } = cluster({ waitForReplayMs: 300 });
+  await c.ready();
+  await set.query(set.replica, 'SELECT pg_wal_replay_pause()');
+  try {
+    const seen = await c.session(async () => {
+      const id = await c.withTx(async (conn) => (await conn.query<{ id: number }>("INSERT INTO items (note) VALUES ('lsn-paused') RETURNING id")).rows[0]!.id);
+      const started = Date.now();
+      const read = await c.withTx(async (conn) => ({ port: await port(conn), rows: (await conn.query('SELECT 1 FROM items WHERE id = $1', [id])).rowCount }), { readOnly: true });
+      return { ...read, waitedMs: Date.now() - started };
+    });
+    expect(seen).toMatchObject({ port: set.primary.port, rows: 1 });
+    expect(seen.waitedMs).toBeGreaterThanOrEqual(290);
+    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc', host: 'a', reason: 'read_your_writes' })).toBe(1);
+  } finally {
+    await set.query(set.replica, 'SELECT pg_wal_replay_resume()');
+  }
+});
+
 test('the lag gauge moves under a paused replay; past maxLagMs the replica is skipped, and comes back when it catches up', async () => {
   const { cluster: c, registry } = cluster({ maxLagMs: 300 });
   await c.ready();

@@ -274,3 +274,18 @@ test('a bad target on a call is a ConfigError', async () => {
   const c = cluster([host('p', PRIMARY)]);
   expect(() => c.withTx(async () => undefined, { target: 'sideways' as never })).toThrow(/target/);
 });
+
+test('leak reports stay per host: the host pool named <cluster>:<host> reports its own leak', async () => {
+  const warnings: unknown[] = [];
+  const hosts = [host('p', PRIMARY), host('r', STANDBY)];
+  const c = cluster(hosts, { pool: { max: 2, leakDetectionMs: 30, acquireTimeoutMs: 500 }, logger: { warn: (obj: unknown) => warnings.push(obj), error: () => undefined } });
+  await c.ready();
+  const leaks: string[] = [];
+  c.pool('r').on('leak', () => leaks.push('r'));
+  c.pool('p').on('leak', () => leaks.push('p'));
+  await c.withLease(async () => {
+    await until('the leak is reported', () => leaks.length > 0);
+  }, { target: 'replica' });
+  expect(leaks).toEqual(['r']);
+  expect(JSON.stringify(warnings)).toContain('u:r');
+});
