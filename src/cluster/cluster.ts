@@ -161,6 +161,7 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
     await Promise.all(this.#hosts.map((h) => h.pool.close(options)));
   }
 
+  /** True once `close()` was called. */
   get closed(): boolean {
     return this.#closed;
   }

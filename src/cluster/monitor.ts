@@ -98,9 +98,11 @@ export class Monitor<C extends object, Q extends QueryFunction> {
       })
       .then(
         (role) => {
+          if (this.#stopped) return;
           if (host.answered(role, this.config.healthCheckIntervalMs)) this.events.up(host);
         },
         (err: unknown) => {
+          if (this.#stopped) return; // the cluster is closing: its pools refuse, the host is not down
           // Every connection leased: the host is loaded, not gone (a connect that hangs is not this:
           // then connections are missing, not busy). Ask again at the next interval.
           const stats = host.pool.stats();
