@@ -22,7 +22,7 @@ import type { TxOptions } from '../tx-options';
 import { now, sleep } from '../time';
 import { hostGone, refusedAsReadOnly } from './failures';
 import { Host } from './host';
-import { createClusterMetrics, NOOP_CLUSTER_METRICS, type ClusterMetricsSink } from './metrics';
+import { createClusterMetrics, hostPool, NOOP_CLUSTER_METRICS, type ClusterMetricsSink } from './metrics';
 import { Monitor } from './monitor';
 import { checkTarget, resolveClusterOptions, type ResolvedClusterOptions } from './options';
 import { Router, type Route } from './routing';
@@ -65,7 +65,7 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
         const pool = createPool(config.adapter, {
           ...shared,
           ...config.pool,
-          name: `${resolved.name}:${hostName}`,
+          name: hostPool(resolved.name, hostName),
           ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
           ...(options.logger !== undefined ? { logger: options.logger } : {}),
         });
@@ -264,7 +264,7 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
     if (next === undefined || next === this.#lastPrimary) return;
     const from = this.#lastPrimary;
     this.#lastPrimary = next;
-    if (from !== undefined) this.#metrics.primaryChanged();
+    if (from !== undefined) this.#metrics.primaryChanged(next.name);
     this.emit('primaryChanged', { from: from?.name, to: next.name });
   }
 

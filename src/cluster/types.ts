@@ -44,7 +44,7 @@ export interface ClusterHost<C extends object, Q extends QueryFunction = QueryFu
 export interface ClusterOptions<C extends object, Q extends QueryFunction = QueryFunction> {
   /** The servers, primary and replicas in any order: who is what is asked, not configured. */
   readonly hosts: readonly ClusterHost<C, Q>[];
-  /** Cluster name: the prefix of each host pool's name and the `pool` label of cluster metrics. Default `'cluster'`. */
+  /** Cluster name: the prefix of each host pool's name (`<name>:<host>`) and the `cluster` label of cluster metrics. Default `'cluster'`. */
   readonly name?: string | undefined;
   /** Pool options for every host pool (`name` is set per host: `<cluster>:<host>`; `metrics` and `logger` are the cluster's). */
   readonly pool?: Omit<PoolOptions, 'name' | 'metrics' | 'logger'> | undefined;

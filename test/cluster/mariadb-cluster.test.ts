@@ -108,9 +108,9 @@ test('STOP SLAVE: the lag gauge counts up (Seconds_Behind_Master is NULL), past 
   await set.query(set.replica, 'STOP SLAVE');
   try {
     await until('the lag passes maxLagMs', () => (lagOf() ?? 0) > 300);
-    expect(await metric(registry, 'leasepool_cluster_replica_lag_seconds', { pool: 'myc', host: 'b' })).toBeGreaterThan(0.3);
+    expect(await metric(registry, 'leasepool_cluster_replica_lag_seconds', { pool: 'myc:b', cluster: 'myc', host: 'b' })).toBeGreaterThan(0.3);
     expect(await c.withTx(port, { readOnly: true })).toBe(set.primary.port);
-    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'myc', host: 'a', reason: 'no_replica' })).toBe(1);
+    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'myc:a', cluster: 'myc', host: 'a', reason: 'no_replica' })).toBe(1);
   } finally {
     await set.query(set.replica, 'START SLAVE');
   }

@@ -141,7 +141,7 @@ test('read-your-writes: inside a session a read after a write stays on the prima
     // Outside the session: the replica, which (replay paused) has not got the row.
     const outside = await c.withTx(async (conn) => ({ port: await port(conn), rows: (await conn.query('SELECT 1 FROM items WHERE id = $1', [seen.id])).rowCount }), { readOnly: true });
     expect(outside).toEqual({ port: set.replica.port, rows: 0 });
-    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc', host: 'a', reason: 'read_your_writes' })).toBe(1);
+    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc:a', cluster: 'pgc', host: 'a', reason: 'read_your_writes' })).toBe(1);
   } finally {
     await set.query(set.replica, 'SELECT pg_wal_replay_resume()');
   }
@@ -170,7 +170,7 @@ test('waitForReplayMs with the replay paused: the read waits that long for the r
     });
     expect(seen).toMatchObject({ port: set.primary.port, rows: 1 });
     expect(seen.waitedMs).toBeGreaterThanOrEqual(290);
-    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc', host: 'a', reason: 'read_your_writes' })).toBe(1);
+    expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc:a', cluster: 'pgc', host: 'a', reason: 'read_your_writes' })).toBe(1);
   } finally {
     await set.query(set.replica, 'SELECT pg_wal_replay_resume()');
   }
@@ -188,10 +188,10 @@ test('the lag gauge moves under a paused replay; past maxLagMs the replica is sk
     const writer = setInterval(() => void set.query(set.primary, "INSERT INTO items (note) VALUES ('lag')").catch(() => undefined), 50);
     try {
       await until('the lag passes maxLagMs', () => (lagOf() ?? 0) > 300);
-      const gauge = await metric(registry, 'leasepool_cluster_replica_lag_seconds', { pool: 'pgc', host: 'b' });
+      const gauge = await metric(registry, 'leasepool_cluster_replica_lag_seconds', { pool: 'pgc:b', cluster: 'pgc', host: 'b' });
       expect(gauge).toBeGreaterThan(0.3);
       expect(await c.withTx(port, { readOnly: true })).toBe(set.primary.port);
-      expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc', host: 'a', reason: 'no_replica' })).toBeGreaterThanOrEqual(1);
+      expect(await metric(registry, 'leasepool_cluster_reads_total', { pool: 'pgc:a', cluster: 'pgc', host: 'a', reason: 'no_replica' })).toBeGreaterThanOrEqual(1);
     } finally {
       clearInterval(writer);
     }
@@ -215,7 +215,7 @@ test("a replica stopped: reads go to the primary (no_replica), or fail with repl
     await until('the replica is seen down', () => c.hosts().find((h) => h.name === 'b')?.healthy === false);
     expect(downs).toContain('b');
     expect(await c.withTx(port, { readOnly: true })).toBe(set.primary.port);
-    expect(await metric(registry, 'leasepool_cluster_host_up', { pool: 'pgc', host: 'b' })).toBe(0);
+    expect(await metric(registry, 'leasepool_cluster_host_up', { pool: 'pgc:b', cluster: 'pgc', host: 'b' })).toBe(0);
     await until('strict sees it down', () => strict.hosts().find((h) => h.name === 'b')?.healthy === false);
     await expect(strict.withTx(port, { readOnly: true })).rejects.toMatchObject({ code: 'CONNECT_FAILED', message: expect.stringContaining('no host fits target replica') });
   } finally {
@@ -320,7 +320,7 @@ test('failover: the primary goes away mid-transaction (that transaction fails, n
   expect(Date.now() - started).toBeLessThan(15_000);
   expect(c.primary()).toBe('b');
   expect(changes).toContainEqual({ from: 'a', to: 'b' });
-  expect(await metric(registry, 'leasepool_cluster_primary_changes_total', { pool: 'pgc' })).toBe(1);
+  expect(await metric(registry, 'leasepool_cluster_primary_changes_total', { pool: 'pgc:b', host: 'b' })).toBe(1);
   // Never half-applied: the in-flight row is not on the new primary, the later one is.
   const rows = await set.query(set.replica, "SELECT note FROM items WHERE note IN ('in-flight', 'after-failover')");
   expect(rows).toEqual([{ note: 'after-failover' }]);

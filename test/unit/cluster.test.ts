@@ -232,12 +232,13 @@ test('metrics: every host pool under <cluster>:<host>, plus the cluster series',
   const text = await registry.metrics();
   expect(text).toContain('leasepool_acquires_total{pool="u:p",outcome="success"}');
   expect(text).toContain('leasepool_acquires_total{pool="u:r",outcome="success"}');
-  expect(text).toContain('leasepool_cluster_host_up{pool="u",host="r",role="standby"} 1');
-  expect(text).toContain('leasepool_cluster_replica_lag_seconds{pool="u",host="p"} 0');
-  expect(text).toContain('leasepool_cluster_reads_total{pool="u",host="r",reason="target"} 1');
+  expect(text).toContain('leasepool_cluster_host_up{pool="u:r",cluster="u",host="r",role="standby"} 1');
+  expect(text).toContain('leasepool_cluster_replica_lag_seconds{pool="u:p",cluster="u",host="p"} 0');
+  expect(text).toContain('leasepool_cluster_reads_total{pool="u:r",cluster="u",host="r",reason="target"} 1');
+  expect(text).toContain('leasepool_cluster_primary_changes_total{pool="u:p",cluster="u",host="p"} 0');
   await c.close();
   // Closed: the gauges of this cluster are gone; the name is free again.
-  expect(await registry.metrics()).not.toContain('leasepool_cluster_host_up{pool="u"');
+  expect(await registry.metrics()).not.toContain('leasepool_cluster_host_up{pool="u:');
 });
 
 test('options: one ConfigError naming every bad field; an adapter that cannot tell roles; waitForReplayMs needs positions', () => {
