@@ -22,7 +22,7 @@ import type { TxOptions } from '../tx-options';
 import { now, sleep } from '../time';
 import { hostGone, refusedAsReadOnly } from './failures';
 import { Host } from './host';
-import { createClusterMetrics, hostPool, NOOP_CLUSTER_METRICS, type ClusterMetricsSink } from './metrics';
+import { createClusterMetrics, NOOP_CLUSTER_METRICS, type ClusterMetricsSink } from './metrics';
 import { Monitor } from './monitor';
 import { checkTarget, resolveClusterOptions, type ResolvedClusterOptions } from './options';
 import { Router, type Route } from './routing';
@@ -62,10 +62,11 @@ export class Cluster<C extends object = object, Q extends QueryFunction = QueryF
     try {
       options.hosts.forEach((config, i) => {
         const hostName = resolved.hostNames[i] as string;
+        const poolName = resolved.poolNames[i] as string;
         const pool = createPool(config.adapter, {
           ...shared,
           ...config.pool,
-          name: hostPool(resolved.name, hostName),
+          name: poolName,
           ...(options.metrics !== undefined ? { metrics: options.metrics } : {}),
           ...(options.logger !== undefined ? { logger: options.logger } : {}),
         });

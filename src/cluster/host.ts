@@ -72,6 +72,6 @@ export class Host<C extends object, Q extends QueryFunction = QueryFunction> {
   }
 
   info(): HostInfo {
-    return { name: this.name, role: this.role, readOnly: this.readOnly, healthy: this.healthy, lagMs: this.lagMs, failures: this.failures };
+    return { name: this.name, pool: this.pool.name, role: this.role, readOnly: this.readOnly, healthy: this.healthy, lagMs: this.lagMs, failures: this.failures };
   }
 }

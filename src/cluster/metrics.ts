@@ -10,7 +10,7 @@
  *   `read_your_writes`: to the primary after a write in the session);
  * - `leasepool_cluster_primary_changes_total{pool,cluster,host}` counter: times this host became the
  *   primary after another one (failovers).
- * Gauges are computed at scrape time.
+ * Gauges are computed at scrape time. (`pool` is `<cluster>:<host>` unless the host's `poolName` says otherwise.)
  */
 import type { Counter, Registry } from 'prom-client';
 import { ConfigError } from '../errors';
@@ -39,9 +39,6 @@ const setsByRegistry = new WeakMap<Registry, Map<string, ClusterMetricSet>>();
 
 const REASONS: readonly RouteReason[] = ['target', 'no_replica', 'read_your_writes'];
 
-/** The pool a host's series belong to. */
-export const hostPool = (cluster: string, host: string): string => `${cluster}:${host}`;
-
 function createSet(registry: Registry, prefix: string): ClusterMetricSet {
   const prom = loadPromClient();
   const registers = [registry];
@@ -54,7 +51,7 @@ function createSet(registry: Registry, prefix: string): ClusterMetricSet {
     collect() {
       this.reset();
       for (const [cluster, hosts] of sources) {
-        for (const h of hosts()) this.set({ pool: hostPool(cluster, h.name), cluster, host: h.name, role: h.role }, h.healthy ? 1 : 0);
+        for (const h of hosts()) this.set({ pool: h.pool, cluster, host: h.name, role: h.role }, h.healthy ? 1 : 0);
       }
     },
   });
@@ -67,7 +64,7 @@ function createSet(registry: Registry, prefix: string): ClusterMetricSet {
     collect() {
       this.reset();
       for (const [cluster, hosts] of sources) {
-        for (const h of hosts()) if (h.lagMs !== null) this.set({ pool: hostPool(cluster, h.name), cluster, host: h.name }, h.lagMs / 1000);
+        for (const h of hosts()) if (h.lagMs !== null) this.set({ pool: h.pool, cluster, host: h.name }, h.lagMs / 1000);
       }
     },
   });
@@ -103,7 +100,8 @@ export function createClusterMetrics(options: MetricsOptions, cluster: string, h
   if (set.sources.has(cluster)) throw new ConfigError([{ field: 'name', problem: `"${cluster}" is already used by an open cluster on this metrics registry` }]);
   set.sources.set(cluster, hosts);
   const m = set;
-  const labels = (host: string): Record<Labels, string> => ({ pool: hostPool(cluster, host), cluster, host });
+  const poolOf = new Map(hosts().map((h) => [h.name, h.pool]));
+  const labels = (host: string): Record<Labels, string> => ({ pool: poolOf.get(host) ?? host, cluster, host });
   // Every series at 0 from the start, so increase() sees the first event.
   for (const h of hosts()) {
     m.primaryChanges.labels(labels(h.name)).inc(0);

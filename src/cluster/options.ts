@@ -11,6 +11,8 @@ import type { ClusterOptions, ClusterTarget } from './types';
 export interface ResolvedClusterOptions {
   readonly name: string;
   readonly hostNames: readonly string[];
+  /** The pool name of each host. */
+  readonly poolNames: readonly string[];
   readonly healthCheckIntervalMs: number;
   readonly probeTimeoutMs: number;
   readonly probeBackoffMaxMs: number;
@@ -38,7 +40,8 @@ const KEYS = new Set([
   'waitForReplayMs',
   'failoverTimeoutMs',
 ]);
-const HOST_KEYS = new Set(['adapter', 'name', 'pool']);
+const HOST_KEYS = new Set(['adapter', 'name', 'poolName', 'pool']);
+const POOL_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 const NAME = /^[A-Za-z0-9_.:-]{1,40}$/;
 
 /** `address:port` of an adapter's server, made fit for a pool name. */
@@ -56,6 +59,7 @@ export function resolveClusterOptions<C extends object, Q extends QueryFunction>
   if (typeof name !== 'string' || !NAME.test(name)) problems.push({ field: 'name', problem: `must be 1-40 characters of [A-Za-z0-9_.:-] (got ${show(name)})` });
 
   const hostNames: string[] = [];
+  const poolNames: string[] = [];
   if (!Array.isArray(input.hosts) || input.hosts.length === 0) {
     problems.push({ field: 'hosts', problem: 'must be a non-empty array of { adapter, name?, pool? }' });
   } else {
@@ -73,6 +77,10 @@ export function resolveClusterOptions<C extends object, Q extends QueryFunction>
       if (typeof hostName !== 'string' || !NAME.test(hostName)) problems.push({ field: `${at}.name`, problem: `must be 1-40 characters of [A-Za-z0-9_.:-] (got ${show(hostName)})` });
       else if (hostNames.includes(hostName)) problems.push({ field: `${at}.name`, problem: `"${hostName}" names two hosts` });
       hostNames.push(String(hostName));
+      const poolName = host.poolName ?? `${String(name)}:${String(hostName)}`;
+      if (typeof poolName !== 'string' || !POOL_NAME.test(poolName)) problems.push({ field: `${at}.poolName`, problem: `must be 1-64 characters of [A-Za-z0-9_.:-] (got ${show(poolName)})` });
+      else if (poolNames.includes(poolName)) problems.push({ field: `${at}.poolName`, problem: `"${poolName}" names two host pools` });
+      poolNames.push(String(poolName));
     });
   }
 
@@ -106,6 +114,7 @@ export function resolveClusterOptions<C extends object, Q extends QueryFunction>
   return {
     name,
     hostNames,
+    poolNames,
     healthCheckIntervalMs,
     probeTimeoutMs,
     probeBackoffMaxMs,

@@ -36,6 +36,12 @@ export interface ClusterHost<C extends object, Q extends QueryFunction = QueryFu
    * characters. Default: the adapter's `address:port`.
    */
   readonly name?: string | undefined;
+  /**
+   * The name of this host's pool (the `pool` label of its metrics and of the cluster series about
+   * it, the prefix of its log lines). Default `<cluster>:<host>`. Set it to keep the name a single
+   * pool had before it became a cluster host (dashboards and alerts keep working).
+   */
+  readonly poolName?: string | undefined;
   /** Pool options of this host only, over the cluster's `pool` options (`name` is set by the cluster). */
   readonly pool?: Omit<PoolOptions, 'name'> | undefined;
 }
@@ -90,6 +96,8 @@ export interface ClusterCallOptions {
 /** What the cluster knows about one host (`cluster.hosts()`). */
 export interface HostInfo {
   readonly name: string;
+  /** The name of the host's pool (`<cluster>:<host>` unless `poolName` was given). */
+  readonly pool: string;
   /** `'primary'`, `'standby'`, or `'unknown'` before it first answered. */
   readonly role: 'primary' | 'standby' | 'unknown';
   readonly readOnly: boolean;

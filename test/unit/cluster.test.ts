@@ -59,10 +59,10 @@ afterEach(async () => {
   await Promise.all(clusters.splice(0).map((c) => c.close({ timeoutMs: 100 })));
 });
 
-function cluster(hosts: readonly FakeHost[], extra: Partial<ClusterOptions<FakeConnection>> = {}): Cluster<FakeConnection> {
+function cluster(hosts: readonly FakeHost[], extra: Partial<ClusterOptions<FakeConnection>> = {}, poolNames: Record<string, string> = {}): Cluster<FakeConnection> {
   const c = createCluster<FakeConnection>({
     name: 'u',
-    hosts: hosts.map((h) => ({ name: h.name, adapter: h.adapter })),
+    hosts: hosts.map((h) => ({ name: h.name, adapter: h.adapter, ...(poolNames[h.name] !== undefined ? { poolName: poolNames[h.name] } : {}) })),
     pool: { max: 2, acquireTimeoutMs: 500, connectTimeoutMs: 200, leakDetectionMs: 0 },
     logger: { warn: () => undefined, error: () => undefined },
     healthCheckIntervalMs: 20,
@@ -239,6 +239,13 @@ test('metrics: every host pool under <cluster>:<host>, plus the cluster series',
   await c.close();
   // Closed: the gauges of this cluster are gone; the name is free again.
   expect(await registry.metrics()).not.toContain('leasepool_cluster_host_up{pool="u:');
+  // poolName: a host pool keeps the name it had as a single pool; the cluster series follow it.
+  const named = cluster([host('p', PRIMARY)], { metrics: { registry } }, { p: 'legacy' });
+  await named.ready();
+  expect(named.hosts()[0]).toMatchObject({ name: 'p', pool: 'legacy' });
+  const after = await registry.metrics();
+  expect(after).toContain('leasepool_connections_max{pool="legacy"} 2');
+  expect(after).toContain('leasepool_cluster_host_up{pool="legacy",cluster="u",host="p",role="primary"} 1');
 });
 
 test('options: one ConfigError naming every bad field; an adapter that cannot tell roles; waitForReplayMs needs positions', () => {
@@ -253,7 +260,12 @@ test('options: one ConfigError naming every bad field; an adapter that cannot te
   };
   const err = catchErr(() =>
     createCluster({
-      hosts: [{ adapter: plain }, { adapter: host('x', PRIMARY).adapter, name: 'x' }, { adapter: host('x', PRIMARY).adapter, name: 'x' }],
+      hosts: [
+        { adapter: plain },
+        { adapter: host('x', PRIMARY).adapter, name: 'x' },
+        { adapter: host('x', PRIMARY).adapter, name: 'x' },
+        { adapter: host('y', PRIMARY).adapter, name: 'y', poolName: 'has space' },
+      ],
       probeTimeoutMs: -1,
       failoverTimeoutMs: Infinity,
       maxLagMS: 5,
@@ -263,6 +275,7 @@ test('options: one ConfigError naming every bad field; an adapter that cannot te
   expect(err.message).toContain('hosts[0].adapter');
   expect(err.message).toContain('no sessionRole');
   expect(err.message).toContain('hosts[2].name');
+  expect(err.message).toContain('hosts[3].poolName');
   expect(err.message).toContain('probeTimeoutMs');
   expect(err.message).toContain('failoverTimeoutMs');
   expect(err.message).toMatch(/maxLagMS.*maxLagMs/);
