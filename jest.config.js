@@ -21,7 +21,7 @@ module.exports = {
   globalSetup: '<rootDir>/test/helpers/global-setup.js',
   reporters: ['default', '<rootDir>/test/helpers/summary-reporter.js'],
   testTimeout: 30_000,
-  projects: ['unit', 'pg', 'mysql', 'pglite', 'chaos', 'dashboard', 'package'].map((name) => ({
+  projects: ['unit', 'pg', 'mysql', 'pglite', 'cluster', 'chaos', 'dashboard', 'package'].map((name) => ({
     ...base,
     displayName: name,
     testMatch: [`<rootDir>/test/${name}/**/*.test.ts`],

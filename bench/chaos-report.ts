@@ -10,12 +10,14 @@
  *
  * Exit code 1 if any scenario broke a promise (the list is printed under the table).
  * Reads PG_URL / MYSQL_URL like the tests; the restart scenario starts private servers
- * (see test/chaos/scenarios/private-server.ts). Run with --expose-gc (the npm script does).
+ * (see test/chaos/scenarios/private-server.ts), the failover scenario a private primary + standby
+ * per database (test/cluster/replication.ts). Run with --expose-gc (the npm script does).
  */
 import { problems, DB_SCENARIOS, type ScenarioReport } from '../test/chaos/scenarios/scenarios';
 import { TARGETS } from '../test/chaos/scenarios/targets';
 import { soak, type SoakReport } from '../test/chaos/scenarios/soak';
 import { describeFailures, torture, type TortureSummary } from '../test/chaos/scenarios/torture';
+import { failoverProblems, runFailover, type FailoverReport } from '../test/cluster/failover-scenario';
 
 interface Row {
   readonly cells: readonly string[];
@@ -55,6 +57,27 @@ function rowOf(r: ScenarioReport): Row {
       `${r.returnedInTransaction + r.probedInTransaction} of ${fmt(r.returned)}`,
       r.recoveryMs === undefined ? 'n/a' : `${Math.round(r.recoveryMs)} ms`,
       r.verdict.invariantHeld && bad.length === 0 ? 'yes' : 'NO',
+    ],
+  };
+}
+
+/** The cluster failover (test/cluster/failover-scenario.ts): private primary + standby, primary crashed, standby promoted. */
+function failoverRow(r: FailoverReport): Row {
+  const s = r.summary;
+  const lost = r.verdict.lostCommits.length;
+  return {
+    cells: [
+      `failover (${r.synchronous ? 'sync' : 'async'} replication)`,
+      r.database,
+      fmt(s.attempted),
+      lost === 0 ? fmt(s.committed) : `${fmt(s.committed)} (${fmt(lost)} lost: async)`,
+      fmt(s.rolled_back),
+      fmt(s.not_started),
+      s.unknown === 0 ? '0' : `${fmt(s.unknown)} (${r.verdict.unknownCommitted} committed)`,
+      fmt(s.unclear),
+      'n/a',
+      `${Math.round(r.resumedMs)} ms (writes on the new primary)`,
+      r.verdict.invariantHeld && failoverProblems(r).length === 0 ? 'yes' : 'NO',
     ],
   };
 }
@@ -146,6 +169,19 @@ async function main(): Promise<number> {
         for (const f of describeFailures(summary)) failures.push(`torture / ${target.name}: ${f}`);
       } catch (err) {
         failures.push(`torture / ${target.name}: threw ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      }
+    }
+  }
+  if (only === undefined || 'failover'.includes(only)) {
+    for (const database of ['postgres', 'mariadb'] as const) {
+      process.stderr.write(`running failover on ${database} (private primary + standby) …\n`);
+      try {
+        const report = await runFailover(database);
+        reports.push(report);
+        rows.push(failoverRow(report));
+        for (const p of failoverProblems(report)) failures.push(`failover / ${database}: ${p}`);
+      } catch (err) {
+        failures.push(`failover / ${database}: threw ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
       }
     }
   }

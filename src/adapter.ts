@@ -223,6 +223,32 @@ export interface Adapter<C extends object = object, Q extends QueryFunction = Qu
    * connection is open (unref its socket), true keeps it alive again. Must not throw.
    */
   refConnection?(conn: C, ref: boolean): void;
+  /**
+   * For clusters (`createCluster`): ask the server what it is right now, in one round trip:
+   * whether it is a standby / replica, whether its sessions are read-only, and how far it lags.
+   */
+  sessionRole?(conn: C): Promise<SessionRole>;
+  /**
+   * For read-your-writes on a cluster (PostgreSQL): the server's current write position (WAL LSN),
+   * read on the primary after a write committed.
+   */
+  writePosition?(conn: C): Promise<string>;
+  /** True when this (standby) server has replayed up to `position` from {@link Adapter.writePosition}. */
+  hasReplayed?(conn: C, position: string): Promise<boolean>;
+}
+
+/** What a server says it is (`Adapter.sessionRole`). */
+export interface SessionRole {
+  /** In recovery / a replica (PostgreSQL `pg_is_in_recovery()`; MariaDB `@@read_only`). */
+  readonly standby: boolean;
+  /** New sessions are read-only (PostgreSQL `transaction_read_only`; MariaDB `@@read_only`). */
+  readonly readOnly: boolean;
+  /**
+   * Replication lag in milliseconds: `0` on a primary or a caught-up replica; `null` when the server
+   * is a replica whose replication is not running (MariaDB `Seconds_Behind_Master` NULL, no WAL
+   * receiver on PostgreSQL): the cluster then counts the lag up from the last value it knew.
+   */
+  readonly lagMs: number | null;
 }
 
 /** A captured stack (`Error.captureStackTrace` target), formatted only if an error needs it. */

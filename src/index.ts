@@ -12,9 +12,10 @@ export { Lease } from './lease';
 export type { ActiveLeaseInfo, LeaseState } from './lease';
 export type { Transaction, TxOptions } from './transaction';
 export type { PoolOptions } from './options';
+export type { PasswordSource } from './credentials';
 export type { Logger } from './logger';
 export type { MetricsOptions, AcquireOutcome, TxOutcome, CloseReason, RecoveryKind } from './metrics';
-export type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, QueryFunction, ServerIdentity, TxDialect, TxStatus } from './adapter';
+export type { Adapter, BeginOptions, CallerStack, ConnectionEvents, IsolationLevel, QueryFunction, ServerIdentity, SessionRole, TxDialect, TxStatus } from './adapter';
 export type { OpenTelemetryOptions } from './telemetry/types';
 export type { Cleanup } from './defer';
 export { shutdownOnSignals } from './shutdown';
@@ -76,3 +77,5 @@ export function withTx<C extends object, R>(
   const site = pool.captureAcquireSite(withTx);
   return runTransaction(pool, fn, options, site);
 }
+export { Cluster, createCluster } from './cluster/cluster';
+export type { ClusterCallOptions, ClusterEvents, ClusterHost, ClusterOptions, ClusterTarget, HostInfo, TargetSessionAttrs } from './cluster/types';

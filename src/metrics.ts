@@ -97,7 +97,7 @@ interface MetricSet {
 const setsByRegistry = new WeakMap<Registry, Map<string, MetricSet>>();
 
 type PromClient = typeof import('prom-client');
-function loadPromClient(): PromClient {
+export function loadPromClient(): PromClient {
   try {
     // Optional peer dependency: loaded only when metrics are asked for.
     // eslint-disable-next-line @typescript-eslint/no-require-imports

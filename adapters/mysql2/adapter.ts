@@ -25,7 +25,9 @@ import { unknownOption } from '../../src/options';
 import { applyCallerStack, controlsTransactionText, statementEffect, statementInfo } from './statements';
 import { states, sqlOf, noteSession, markSession, noteSent, noteResult, noteSessionReset, driverBusy, isDead } from './state';
 import { sessionMarked } from '../../src/session-mark';
-import { resolveConfig, checkPositive } from './config';
+import { resolveConfig, checkPositive, withPassword, type MysqlConnectionConfig } from './config';
+import { fetchPassword } from '../../src/credentials';
+import { mysqlSessionRole } from './cluster';
 import { SERVER_ROLLBACK_ERRNOS, someInChain, isFatalError, isRetryableError } from './errors';
 import { validateBeginOptions, mysqlDialect } from './dialect';
 import { hardDestroy, NO_EVENTS, openConnection, closeConnection } from './connect';
@@ -97,7 +99,7 @@ export const STATEMENT_METHODS = [
  * @throws ConfigError for an unparseable URL or invalid adapter options (the message never
  *   contains the URL).
  */
-export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlAdapterOptions = {}): MysqlAdapter {
+export function mysqlAdapter(config: MysqlConnectionConfig | ConnectionOptions | string, options: MysqlAdapterOptions = {}): MysqlAdapter {
   const problems: { field: string; problem: string }[] = [];
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) problems.push({ field: key, problem: unknownOption(key, OPTION_KEYS, 'an option of mysqlAdapter') });
@@ -199,8 +201,18 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     }
   };
 
+  /** Open a connection, with a freshly fetched password when `password` is a function. */
+  const open = (signal: AbortSignal, events: ConnectionEvents): Promise<Connection> => {
+    const fn = resolved.passwordFn;
+    if (fn === undefined) return openConnection(resolved, signal, events);
+    return fetchPassword(fn, signal, 'mysql2', resolved.target, resolved.secrets).then((password) =>
+      openConnection(withPassword(resolved, password), signal, events),
+    );
+  };
+
   return {
     name: 'mysql2',
+    sessionRole: mysqlSessionRole,
     refConnection(conn: Connection, ref: boolean): void {
       const stream = states.get(conn)?.core.stream;
       if (ref) stream?.ref?.();
@@ -217,7 +229,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
     lifecycleMethods: { release: ['release', Symbol.asyncDispose], destroy: ['end', 'destroy', 'close'] },
 
     connect(signal: AbortSignal, events: ConnectionEvents): Promise<Connection> {
-      const opening = openConnection(resolved, signal, events);
+      const opening = open(signal, events);
       return rollbackOnTimeout !== undefined ? opening : opening.then((conn) => learnRollbackOnTimeout(conn, signal));
     },
 
@@ -307,7 +319,7 @@ export function mysqlAdapter(config: ConnectionOptions | string, options: MysqlA
       const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
       let killer: Connection | undefined;
       try {
-        killer = await openConnection(resolved, controller.signal, NO_EVENTS);
+        killer = await open(controller.signal, NO_EVENTS);
         await Promise.race([killer.query(`KILL QUERY ${threadId}`), aborted]);
       } catch {
         // Best effort: the pool destroys the connection anyway when a cancel does not land.

@@ -4,10 +4,22 @@
  */
 import type { ConnectionOptions } from 'mysql2/promise';
 import type { ServerIdentity } from '../../src/adapter';
+import { secretsOf, type PasswordSource } from '../../src/credentials';
 import { ConfigError } from '../../src/errors';
 import { redact } from '../../src/redact';
 
+/**
+ * mysql2's connection options, except that `password` may also be a function called for every
+ * new connection (a rotating credential, e.g. an IAM token), within the pool's `connectTimeoutMs`.
+ */
+export type MysqlConnectionConfig = Omit<ConnectionOptions, 'password'> & {
+  /** The password, or a function returning it (called once per new connection). */
+  password?: PasswordSource | undefined;
+};
+
 export interface Resolved {
+  /** The password function, when `password` is one: called before each connect. */
+  readonly passwordFn?: (() => string | Promise<string>) | undefined;
   /** Options given to mysql2 for each new connection (a fresh copy each time: mysql2 mutates it). */
   readonly driverOptions: () => ConnectionOptions;
   readonly target: string;
@@ -32,8 +44,11 @@ export function decode(text: string): string {
   }
 }
 
-export function resolveConfig(config: ConnectionOptions | string): Resolved {
-  const base: ConnectionOptions = typeof config === 'string' ? { uri: config } : { ...config };
+export function resolveConfig(config: MysqlConnectionConfig | string): Resolved {
+  const given: MysqlConnectionConfig = typeof config === 'string' ? { uri: config } : { ...config };
+  const passwordFn = typeof given.password === 'function' ? given.password : undefined;
+  if (passwordFn !== undefined) delete given.password;
+  const base = given as ConnectionOptions;
   const uri = typeof base.uri === 'string' ? parseUrl(base.uri) : undefined;
   if (typeof base.uri === 'string' && uri === undefined) {
     // Never echo the URL: it may carry the password.
@@ -71,7 +86,13 @@ export function resolveConfig(config: ConnectionOptions | string): Resolved {
     ...(base.socketPath !== undefined ? { address: base.socketPath } : { address: host, port }),
     namespace: database,
   };
-  return { driverOptions: () => ({ ...frozen }), target, server, secrets: secretList };
+  return { driverOptions: () => ({ ...frozen }), target, server, secrets: secretList, passwordFn };
+}
+
+/** `resolved` for one connect with a password a password function just returned. */
+export function withPassword(resolved: Resolved, password: string): Resolved {
+  const secrets = [...resolved.secrets, ...secretsOf(password)].sort((a, b) => b.length - a.length);
+  return { ...resolved, passwordFn: undefined, secrets, driverOptions: () => ({ ...resolved.driverOptions(), password }) };
 }
 
 export function checkPositive(problems: { field: string; problem: string }[], field: string, value: unknown): void {

@@ -36,6 +36,8 @@ import type { OpenTelemetryOptions } from '../../src/telemetry/types';
 import { createPool as createLeasepool, type Pool as Leasepool, type PoolStats } from '../../src/pool';
 import { runTransaction, type Transaction, type TxOptions } from '../../src/transaction';
 import { mysqlAdapter, type MysqlAdapterOptions } from './adapter';
+import type { MysqlConnectionConfig } from './config';
+import type { PasswordSource } from '../../src/credentials';
 import { applyCallerStack, captureCaller } from './statements';
 
 // `mysql2/promise` with createPool replaced: the local `createPool`, `Pool` and `PoolOptions` shadow mysql2's.
@@ -71,8 +73,13 @@ export interface CompatLeasepoolOptions {
   adapter?: MysqlAdapterOptions;
 }
 
-/** mysql2's `PoolOptions` (connection options and pool options), plus leasepool's under `leasepool`. */
-export interface PoolOptions extends Mysql2PoolOptions {
+/**
+ * mysql2's `PoolOptions` (connection options and pool options), plus leasepool's under `leasepool`;
+ * `password` may also be a function, called for every new connection (a rotating credential).
+ */
+export interface PoolOptions extends Omit<Mysql2PoolOptions, 'password'> {
+  /** The password, or a (sync or async) function returning it, called once per new connection. */
+  password?: PasswordSource | undefined;
   leasepool?: CompatLeasepoolOptions;
 }
 
@@ -694,7 +701,7 @@ export function createPool(config: string | PoolOptions): Pool {
   for (const key of POOL_KEYS) delete options[key];
 
   // The mysql2 adapter, plus hooks that turn connection life events into mysql2's pool events.
-  const base = mysqlAdapter(options as Mysql2PoolOptions, lp.adapter ?? {});
+  const base = mysqlAdapter(options as MysqlConnectionConfig, lp.adapter ?? {});
   let facade: Pool | undefined;
   const adapter: Adapter<PromiseConnection> = {
     ...base,

@@ -15,12 +15,14 @@
 import { Client, type ClientConfig, type QueryResult, type QueryResultRow } from 'pg';
 import type { Adapter, CallerStack, ConnectionEvents, TxStatus } from '../../src/adapter';
 import { changesSessionCached, commitRolledBack, endsTransactionTextCached, errorMessage, isRetryableServerError, postgresDialect, sameRealmError } from '../../src/dialects/postgres';
+import { fetchPassword, secretsOf } from '../../src/credentials';
 import { ConfigError, ConnectError } from '../../src/errors';
 import { redact, redactError } from '../../src/redact';
 import { markSessionChanged, sessionMarked } from '../../src/session-mark';
 import { type PgAdapterOptions, STARTUP_PARAMS, validateOptions, checkConnectionString, formatHost } from './config';
 import { keepDriverError, isFatal } from './errors';
 import { sendCancelRequest } from './cancel';
+import { hasReplayed, sessionRole, writePosition } from './cluster';
 
 /** `pool.query` on a pool of the pg adapter: pg's `client.query(text, values)`. */
 export type PgQuery = <R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]) => Promise<QueryResult<R>>;
@@ -129,6 +131,9 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     if (value !== undefined) startup[param] = String(value);
   }
   const clientConfig = { ...base, ...startup } as ClientConfig;
+  // A password function is called by us, once per new connection and under the connect deadline,
+  // so the value it returns is known and masked in every error of that connect.
+  const passwordFn = typeof base.password === 'function' ? base.password : undefined;
 
   // A client that never connects resolves host, port, database and password the way pg will
   // (connection string, environment, defaults) and opens no socket.
@@ -148,7 +153,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   const states = new WeakMap<Client, ConnState>();
 
-  const connectError = (err: unknown): ConnectError => {
+  const connectErrorOf = (err: unknown, secrets: readonly string[]): ConnectError => {
     const code = (err as { code?: unknown } | null)?.code;
     const suffix = typeof code === 'string' ? ` [${code}]` : '';
     const error = new ConnectError(`pg: cannot connect to ${target}: ${redact(errorMessage(err), secrets)}${suffix}`, {
@@ -157,7 +162,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
     keepDriverError(error, err, secrets);
     return error;
   };
-  const abortError = (signal: AbortSignal): ConnectError =>
+  const abortError = (signal: AbortSignal, secrets: readonly string[]): ConnectError =>
     new ConnectError(`pg: connecting to ${target} was aborted (${redact(errorMessage(signal.reason), secrets)})`, {
       cause: redactError(sameRealmError(signal.reason), secrets),
     });
@@ -183,10 +188,19 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
   }
 
   function connect(signal: AbortSignal, events: ConnectionEvents): Promise<Client> {
-    if (signal.aborted) return Promise.reject(abortError(signal));
+    if (signal.aborted) return Promise.reject(abortError(signal, secrets));
+    if (passwordFn === undefined) return connectWith(clientConfig, signal, events, secrets);
+    return fetchPassword(passwordFn, signal, 'pg', target, secrets).then((password) =>
+      connectWith({ ...clientConfig, password }, signal, events, [...secrets, ...secretsOf(password)]),
+    );
+  }
+
+  function connectWith(config: ClientConfig, signal: AbortSignal, events: ConnectionEvents, secrets: readonly string[]): Promise<Client> {
+    if (signal.aborted) return Promise.reject(abortError(signal, secrets));
+    const connectError = (err: unknown): ConnectError => connectErrorOf(err, secrets);
     let client: Client;
     try {
-      client = new ClientClass(clientConfig);
+      client = new ClientClass(config);
     } catch (err) {
       return Promise.reject(connectError(err));
     }
@@ -216,7 +230,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
         settled = true;
         state.phase = 'closed';
         destroySocket(client);
-        reject(abortError(signal));
+        reject(abortError(signal, secrets));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       const done = (err: Error | null): void => {
@@ -236,7 +250,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
         }
         if (signal.aborted) {
           void close(client);
-          reject(abortError(signal));
+          reject(abortError(signal, secrets));
           return;
         }
         if (onConnect === undefined) {
@@ -249,7 +263,7 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
             if (state.hookError !== undefined) return failHook(state.hookError);
             if (signal.aborted) {
               void close(client);
-              return reject(abortError(signal));
+              return reject(abortError(signal, secrets));
             }
             opened();
           },
@@ -280,6 +294,9 @@ export function pgAdapter(config: ClientConfig | string, options: PgAdapterOptio
 
   return {
     name: 'pg',
+    sessionRole,
+    writePosition,
+    hasReplayed,
     server: { system: 'postgresql', address: host, port, namespace: probe.database ?? undefined },
     refConnection: setRef,
     queryFunction: (conn: Client): PgQuery => ((...args: [string, unknown[]?]) => conn.query(...args)) as PgQuery,

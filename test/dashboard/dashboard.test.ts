@@ -12,6 +12,7 @@ import {
   ALERTS_FILE,
   ALERTS_TEST_FILE,
   ALLOWED_SERIES,
+  CLUSTER_METRICS,
   DESIGN_METRICS,
   NODE_METRICS,
   dataPanels,
@@ -145,7 +146,7 @@ describe('dashboard JSON (grafana/leasepool.json)', () => {
   test('counters and histograms are read with rate()/increase() over $__rate_interval, never since start', () => {
     const problems: string[] = [];
     const cumulative = new Set(
-      Object.entries(DESIGN_METRICS)
+      Object.entries({ ...DESIGN_METRICS, ...CLUSTER_METRICS })
         .filter(([, d]) => d.type !== 'gauge')
         .flatMap(([name]) => seriesNamesOf(name)),
     );
@@ -167,7 +168,7 @@ describe('dashboard JSON (grafana/leasepool.json)', () => {
 
   test('shows every metric of the design table, and the Node.js event-loop lag with a note on collectDefaultMetrics', () => {
     const used = new Set(panelQueries(dash).flatMap((q) => selectorsIn(q.expr).map((s) => s.name)));
-    const missing = Object.keys(DESIGN_METRICS).filter((m) => !seriesNamesOf(m).some((s) => used.has(s)));
+    const missing = [...Object.keys(DESIGN_METRICS), ...Object.keys(CLUSTER_METRICS)].filter((m) => !seriesNamesOf(m).some((s) => used.has(s)));
     expect(missing).toEqual([]);
     for (const n of NODE_METRICS) expect(used).toContain(n);
     const lag = dataPanels(dash).find((p) => (p.targets ?? []).some((t) => (t.expr ?? '').includes('nodejs_eventloop_lag_p99_seconds')));
@@ -335,6 +336,26 @@ describe('a real Prometheus scraping a real pool', () => {
       }
     }
     expect([...new Set(problems)]).toEqual([]);
+  });
+
+  test('the cluster series (per host: pool is the host pool) are exposed with their labels', async () => {
+    const exposed = await (workload as Workload).registry.getMetricsAsJSON();
+    const problems: string[] = [];
+    for (const [name, def] of Object.entries(CLUSTER_METRICS)) {
+      const metric = exposed.find((m) => m.name === name);
+      if (metric === undefined) {
+        problems.push(`${name}: not exposed`);
+        continue;
+      }
+      if (String(metric.type) !== def.type) problems.push(`${name}: type ${metric.type}, expected ${def.type}`);
+      for (const v of metric.values) {
+        const labels = v.labels as Record<string, string>;
+        if (labels['pool'] !== (workload as Workload).poolName) problems.push(`${name}: series without pool="${(workload as Workload).poolName}"`);
+        if (labels['host'] !== 'primary' || labels['cluster'] === undefined) problems.push(`${name}: host / cluster labels missing`);
+        for (const [label, values] of Object.entries(def.labels)) if (!values.includes(labels[label] ?? '')) problems.push(`${name}: ${label}=${String(labels[label])}`);
+      }
+    }
+    expect(problems).toEqual([]);
   });
 
   test('the workload went through every path it provokes, and nothing else failed', () => {

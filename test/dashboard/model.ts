@@ -38,18 +38,26 @@ export const DESIGN_METRICS: Readonly<Record<string, { type: MetricType; labels:
   },
 };
 
+/** The series of a cluster (createCluster, docs/cluster.md): `pool` is the host's pool. Labels besides `pool`. */
+export const CLUSTER_METRICS: Readonly<Record<string, { type: MetricType; labels: Readonly<Record<string, readonly string[]>> }>> = {
+  leasepool_cluster_host_up: { type: 'gauge', labels: { role: ['primary', 'standby', 'unknown'] } },
+  leasepool_cluster_replica_lag_seconds: { type: 'gauge', labels: {} },
+  leasepool_cluster_reads_total: { type: 'counter', labels: { reason: ['target', 'no_replica', 'read_your_writes'] } },
+  leasepool_cluster_primary_changes_total: { type: 'counter', labels: {} },
+};
+
 /** prom-client default metrics the dashboard may use (needs `collectDefaultMetrics`). */
 export const NODE_METRICS: readonly string[] = ['nodejs_eventloop_lag_p99_seconds'];
 
 /** Series names a PromQL expression may use for a design metric (histograms expose three). */
 export function seriesNamesOf(metric: string): string[] {
-  const def = DESIGN_METRICS[metric];
+  const def = DESIGN_METRICS[metric] ?? CLUSTER_METRICS[metric];
   if (def === undefined) return [];
   return def.type === 'histogram' ? [`${metric}_bucket`, `${metric}_sum`, `${metric}_count`] : [metric];
 }
 
 /** Every series name a dashboard or alert expression may reference. */
-export const ALLOWED_SERIES: ReadonlySet<string> = new Set([...Object.keys(DESIGN_METRICS).flatMap(seriesNamesOf), ...NODE_METRICS]);
+export const ALLOWED_SERIES: ReadonlySet<string> = new Set([...Object.keys(DESIGN_METRICS).flatMap(seriesNamesOf), ...Object.keys(CLUSTER_METRICS), ...NODE_METRICS]);
 
 /** The metric selectors of an expression: `name{matchers}` (matchers text) or a bare name. */
 export function selectorsIn(expr: string): Array<{ name: string; matchers: string | undefined }> {

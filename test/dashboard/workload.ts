@@ -4,11 +4,12 @@
  * contention (waiting callers, acquire waits, saturation), withTx commits and rollbacks, a raw
  * BEGIN left open (rollback_on_release), leaks (leakDetectionMs), reclaimed leases
  * (leaseTimeoutMs), a scoped lease past its deadline (withLease timeoutMs), acquire timeouts,
- * retried serialization failures, broken connections, connection churn (maxUses).
+ * retried serialization failures, broken connections, connection churn (maxUses), and reads through
+ * a cluster (the pool is its one host) for the cluster panels.
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { createPool } from '../../src/index';
-import { FakeError, fakeAdapter } from '../helpers/fake-adapter';
+import { createCluster, type SessionRole } from '../../src/index';
+import { FakeError, fakeAdapter, type FakeConnection } from '../helpers/fake-adapter';
 import { serveRegistry } from './metrics-server';
 
 export const WORKLOAD_POOL = 'dashboard';
@@ -40,17 +41,20 @@ export async function startWorkload(): Promise<Workload> {
   const unexpected: unknown[] = [];
   const provoked = new Map<string, number>();
 
-  // connectDelayMs: connections spend a moment in pending_create, as real ones do.
-  const pool = createPool(fakeAdapter({ connectDelayMs: 2, recordStatements: false }), {
-    name: WORKLOAD_POOL,
-    max: 4,
-    acquireTimeoutMs: 300,
-    leakDetectionMs: 100,
-    leaseTimeoutMs: 400,
-    maxUses: 25,
+  // The pool is the one host of a cluster (createCluster), named WORKLOAD_POOL (poolName), so the
+  // cluster panels (host up, replica lag, reads by reason, primary changes) have data for this pool
+  // too. connectDelayMs: connections spend a moment in pending_create, as real ones do.
+  const base = fakeAdapter({ connectDelayMs: 2, recordStatements: false });
+  const primary: SessionRole = { standby: false, readOnly: false, lagMs: 0 };
+  const cluster = createCluster<FakeConnection>({
+    name: 'dashboard_cluster',
+    hosts: [{ name: 'primary', poolName: WORKLOAD_POOL, adapter: { ...base, sessionRole: async () => primary } }],
+    pool: { max: 4, acquireTimeoutMs: 300, leakDetectionMs: 100, leaseTimeoutMs: 400, maxUses: 25 },
     metrics: { registry },
     logger: { warn: (obj: unknown) => warnings.push(obj), error: (obj: unknown) => warnings.push(obj) },
   });
+  await cluster.ready();
+  const pool = cluster.pool('primary');
 
   const classify = (err: unknown): void => {
     const code = (err as { code?: unknown } | null)?.code;
@@ -127,6 +131,8 @@ export async function startWorkload(): Promise<Workload> {
     // A scoped lease past its own deadline (withLease timeoutMs, shorter than leakDetectionMs):
     // revoked, LeaseTimeoutError, counted as kind deadline and never alerting as a leak.
     loop(600, () => pool.withLease(() => sleep(250), { timeoutMs: 60 })),
+    // Read-only transactions through the cluster: no replica, so they go to the primary (reason no_replica).
+    loop(50, () => cluster.withTx(async (conn) => conn.query('SELECT 1'), { readOnly: true })),
     // An impatient caller: times out while the pool is saturated.
     loop(250, async () => {
       const lease = await pool.acquire({ timeoutMs: 1 });
@@ -145,7 +151,7 @@ export async function startWorkload(): Promise<Workload> {
     async stop() {
       running = false;
       await Promise.all(loops);
-      await pool.close({ timeoutMs: 2_000 });
+      await cluster.close({ timeoutMs: 2_000 });
       await server.close();
     },
   };

@@ -1,5 +1,5 @@
 /**
- * `leasepool/adapters/mysql2` is `mysql2/promise` with `createPool` replaced: every runtime export of
+ * `leasepool/adapters/mysql2` is `mysql2/promise` with `createPool` and `createPoolCluster` replaced: every runtime export of
  * mysql2/promise is there, the same value (createPool aside), named and default, in CommonJS and
  * from ESM. The type side is checked by test/types/mysql2-exports.ts (`npm run typecheck`).
  *
@@ -14,6 +14,7 @@ import * as mysql2 from 'mysql2/promise';
 import * as facade from '../../adapters/mysql2';
 import facadeDefault from '../../adapters/mysql2';
 import { createPool } from '../../adapters/mysql2/pool';
+import { createPoolCluster } from '../../adapters/mysql2/pool-cluster';
 
 const ROOT = path.join(__dirname, '..', '..');
 
@@ -30,18 +31,20 @@ function run(file: string, args: string[], cwd: string): Promise<string> {
 const mysql2Names = Object.keys(mysql2).filter((k) => k !== 'default' && k !== '__esModule');
 
 describe('runtime exports (CommonJS, as loaded here)', () => {
-  test('every export of mysql2/promise is there, the same value, except createPool', () => {
+  test('every export of mysql2/promise is there, the same value, except createPool and createPoolCluster (the drop-ins)', () => {
     expect(mysql2Names).toEqual(expect.arrayContaining(['createConnection', 'createPool', 'createPoolCluster', 'format', 'escape', 'escapeId', 'raw', 'Types', 'Charsets']));
     const module = facade as unknown as Record<string, unknown>;
     const real = mysql2 as unknown as Record<string, unknown>;
     expect(mysql2Names.filter((name) => !(name in module))).toEqual([]);
     for (const name of mysql2Names) {
-      if (name === 'createPool') continue;
+      if (name === 'createPool' || name === 'createPoolCluster') continue;
       expect([name, module[name]]).toEqual([name, real[name]]);
       expect(module[name] === real[name]).toBe(true);
     }
     expect(module.createPool).toBe(createPool);
     expect(module.createPool).not.toBe(mysql2.createPool);
+    expect(module.createPoolCluster).toBe(createPoolCluster);
+    expect(module.createPoolCluster).not.toBe(mysql2.createPoolCluster);
   });
 
   test('the default import is the same module: mysql.format, mysql.createConnection, mysql.createPool (the drop-in)', () => {
@@ -81,7 +84,7 @@ describe('the compiled package, from plain node', () => {
   `;
 
   function expected(names: string[]): Record<string, string> {
-    return Object.fromEntries(names.map((name) => [name, name === 'createPool' ? 'replaced' : 'same']));
+    return Object.fromEntries(names.map((name) => [name, name === 'createPool' || name === 'createPoolCluster' ? 'replaced' : 'same']));
   }
 
   test('ESM: import mysql, { createPool, format, … } from the package gives what mysql2/promise gives', async () => {

@@ -27,13 +27,14 @@ const PEERS = ['pg', '@types/pg', 'mysql2', '@electric-sql/pglite', 'prom-client
 /** The public runtime exports of each entry point: anything else exported is an internal leaking out. */
 const EXPORTS: Record<string, string[]> = {
   leasepool: [
-    'AcquireTimeoutError', 'CleanupError', 'ConfigError', 'ConnectError', 'INSPECTOR_SCHEMA_VERSION', 'Lease', 'LeaseMisuseError', 'LeaseReleasedError',
-    'LeaseRevokedError', 'LeaseTimeoutError', 'LeasepoolError', 'NestedAcquireError', 'Pool', 'PoolClosedError', 'PoolQueueFullError',
-    'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'attachInspector', 'createPool', 'inspectLeases', 'inspectorHandler', 'redact',
-    'serveInspector', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors', 'withTx',
+    'AcquireTimeoutError', 'CleanupError', 'Cluster', 'ConfigError', 'ConnectError', 'INSPECTOR_SCHEMA_VERSION', 'Lease',
+    'LeaseMisuseError', 'LeaseReleasedError', 'LeaseRevokedError', 'LeaseTimeoutError', 'LeasepoolError', 'NestedAcquireError', 'Pool',
+    'PoolClosedError', 'PoolQueueFullError', 'TxAbortedError', 'TxEndedError', 'TxOutcomeUnknownError', 'attachInspector', 'createCluster',
+    'createPool', 'inspectLeases', 'inspectorHandler', 'redact', 'serveInspector', 'serveMetrics', 'shutdownOnSignals', 'suppressedErrors',
+    'withTx',
   ],
   'leasepool/adapters/pg': ['Pool', 'pgAdapter'],
-  'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'createPool', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
+  'leasepool/adapters/mysql2': ['MYSQL2_MESSAGES', 'Pool', 'PoolCluster', 'PoolNamespace', 'createPool', 'createPoolCluster', 'mysqlAdapter', 'mysqlDialect', 'validateMysqlBegin'],
   'leasepool/adapters/pglite': ['PgliteConnection', 'pgliteAdapter'],
 };
 

@@ -11,8 +11,12 @@ type Values = typeof mysql2;
 
 /** Every value export of mysql2/promise is there… */
 export const noneMissing: Same<Exclude<keyof Values, keyof typeof facade>, never> = true;
-/** …with mysql2's own type, createPool (and the classes named Pool) aside. */
-export const sameValues: Same<{ [K in Exclude<keyof Values, 'createPool'>]: (typeof facade)[K] }, { [K in Exclude<keyof Values, 'createPool'>]: Values[K] }> = true;
+/** …with mysql2's own type, createPool and createPoolCluster (the drop-ins) aside. */
+type Replaced = 'createPool' | 'createPoolCluster';
+export const sameValues: Same<{ [K in Exclude<keyof Values, Replaced>]: (typeof facade)[K] }, { [K in Exclude<keyof Values, Replaced>]: Values[K] }> = true;
+/** createPoolCluster returns the drop-in cluster, usable where mysql2's PoolCluster is expected. */
+export const cluster: mysql2.PoolCluster = facade.createPoolCluster({ restoreNodeTimeout: 1_000 });
+export const namespace: mysql2.PoolNamespace = cluster.of('REPLICA*', 'RR');
 /** The default import is the same module. */
 export const defaultIsModule: Same<typeof mysqlDefault.format, typeof mysql2.format> = true;
 export const defaultCreatePool: Same<typeof mysqlDefault.createPool, typeof facade.createPool> = true;
@@ -33,7 +37,7 @@ export type TypeExports = [
   Same<facade.ConnectionOptions, mysql2.ConnectionOptions>,
   Same<facade.Connection, mysql2.Connection>,
   Same<facade.PoolConnection, mysql2.PoolConnection>,
-  Same<facade.PoolCluster, mysql2.PoolCluster>,
+  Same<facade.PoolClusterOptions['restoreNodeTimeout'], mysql2.PoolClusterOptions['restoreNodeTimeout']>,
   Same<facade.PoolClusterOptions, mysql2.PoolClusterOptions>,
   Same<facade.PreparedStatementInfo, mysql2.PreparedStatementInfo>,
   Same<facade.ProcedureCallPacket, mysql2.ProcedureCallPacket>,

@@ -37,7 +37,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function run(file: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
+export function run(file: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(file, [...args], { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${path.basename(file)} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
@@ -46,10 +46,10 @@ function run(file: string, args: readonly string[], timeoutMs = 60_000): Promise
   });
 }
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** The newest installed PostgreSQL's bin directory. */
-function pgBin(): string {
+export function pgBin(): string {
   const base = '/usr/lib/postgresql';
   const versions = existsSync(base) ? readdirSync(base).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
   const version = versions[0];
@@ -58,7 +58,7 @@ function pgBin(): string {
 }
 
 /** Run a PostgreSQL tool as the `postgres` OS user when we are root (initdb and postgres refuse root). */
-function pgTool(tool: string, args: readonly string[], timeoutMs?: number): Promise<string> {
+export function pgTool(tool: string, args: readonly string[], timeoutMs?: number): Promise<string> {
   const file = path.join(pgBin(), tool);
   return isRoot ? run('runuser', ['-u', 'postgres', '--', file, ...args], timeoutMs) : run(file, args, timeoutMs);
 }
@@ -67,7 +67,7 @@ function pgTool(tool: string, args: readonly string[], timeoutMs?: number): Prom
  * Last resort if the process exits without `destroy()` (a test killed by its timeout): stop what
  * is still running, synchronously, so no private server outlives the test run.
  */
-const onExit = new Set<() => void>();
+export const onExit = new Set<() => void>();
 process.once('exit', () => {
   for (const stop of onExit) {
     try {
@@ -78,7 +78,7 @@ process.once('exit', () => {
   }
 });
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
