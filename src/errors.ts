@@ -6,11 +6,24 @@
 /** Base class: `code` is stable across versions; match on it, not on messages. */
 export class LeasepoolError extends Error {
   readonly code: string;
+  /**
+   * True on the error a lease's holder gets when the pool took the lease back (its deadline, or
+   * `close()`) while a statement it had sent outside a transaction was still running: that
+   * statement may have been applied (an autocommit write), as after a lost connection. Inside a
+   * transaction the rollback undoes it, and this stays false.
+   */
+  readonly statementInFlight: boolean = false;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
   }
+}
+
+/** @internal Mark `err` (a revoke reason) as told while a statement outside a transaction was running. */
+export function markStatementInFlight(err: LeasepoolError): void {
+  (err as { statementInFlight: boolean }).statementInFlight = true;
+  err.message += ' while a statement sent outside a transaction was running: it may have been applied';
 }
 
 /** Invalid pool or transaction options. `fields` names every bad field. */

@@ -15,7 +15,7 @@
 import type { Adapter, TxStatus } from './adapter';
 import type { PooledConnection } from './connections';
 import { runCleanups } from './defer';
-import { TxOutcomeUnknownError } from './errors';
+import { LeasepoolError, markStatementInFlight, TxOutcomeUnknownError } from './errors';
 import type { LeaseOwner, LeaseRecord } from './lease-record';
 import type { CloseReason, RecoveryKind } from './metrics';
 import { now, withTimeout } from './time';
@@ -171,6 +171,11 @@ export function reclaimLease<C extends object>(
   budgetMs?: number,
 ): Promise<void> {
   if (record.state !== 'active') return Promise.resolve();
+  // A statement outside a transaction (autocommit) has no rollback to undo it: say it may have landed.
+  if (!record.committing && record.inflight > 0 && reason instanceof LeasepoolError) {
+    const status = transactionStatus(record.owner.adapter, record);
+    if (status === 'idle' || status === 'unknown') markStatementInFlight(reason);
+  }
   record.state = 'revoked';
   record.revokedBy = reason;
   if (record.deadlineTimer !== undefined) clearTimeout(record.deadlineTimer);

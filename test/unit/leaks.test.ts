@@ -286,6 +286,22 @@ describe('lease deadlines', () => {
     expect(raw.closed).toBe(true);
   });
 
+  test('revoked while a statement outside a transaction runs: the error says it may have been applied (statementInFlight); inside a transaction it does not', async () => {
+    const { pool } = setup({ max: 2 });
+    const outside = await rejection(pool.withLease((conn) => conn.query('SLEEP 10000'), { timeoutMs: 20 }));
+    expect(outside).toMatchObject({ code: 'LEASE_TIMEOUT', statementInFlight: true });
+    expect((outside as Error).message).toMatch(/was revoked while a statement sent outside a transaction was running: it may have been applied$/);
+    const inside = await rejection(pool.withTx((conn) => conn.query('SLEEP 10000'), { timeoutMs: 20 }));
+    expect(inside).toMatchObject({ code: 'LEASE_TIMEOUT', statementInFlight: false });
+    const idle = await rejection(pool.withLease(() => new Promise(() => undefined), { timeoutMs: 20 }));
+    expect(idle).toMatchObject({ code: 'LEASE_TIMEOUT', statementInFlight: false });
+    // close() taking back a lease in the middle of an autocommit statement says the same.
+    const running = pool.withLease((conn) => conn.query('SLEEP 10000'));
+    await waitFor('the statement is running', () => pool.stats().active === 1);
+    await pool.close({ timeoutMs: 20 });
+    expect(await rejection(running)).toMatchObject({ code: 'POOL_CLOSED', statementInFlight: true });
+  });
+
   test('a deadline before any leak report: counted as deadline, one info line without a stack, no warning, no reclaim event', async () => {
     const { pool, logs, registry } = setup({ name: 'deadline_quiet', leakDetectionMs: 10_000 });
     const reclaims: ReclaimEvent[] = [];

@@ -585,12 +585,16 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         return;
       }
       case 'plainWrite': {
-        // One autocommit statement outside any transaction: resolved means written.
+        // One autocommit statement outside any transaction: resolved means written. Its outcome is
+        // unknown when its connection died under it (a killed backend), or when the pool took its
+        // lease back while it ran (deadline, close: the error says `statementInFlight`); any
+        // other rejection means it was not written.
         try {
           await pool.withLease((conn) => logOp(conn, op, 1, 1, 0));
           record(op, 'committed');
         } catch (err) {
-          record(op, rejectedKind(err), err);
+          const mayHaveLanded = pool.adapter.isFatal(err) || (err as { statementInFlight?: unknown }).statementInFlight === true;
+          record(op, mayHaveLanded ? 'unknown' : rejectedKind(err), err);
         }
         return;
       }
