@@ -566,9 +566,13 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
         // A deferred cleanup that never settles must not disable the scope's deadline.
         const timeoutMs = dice.int(20, 200);
         const boundMs = timeoutMs + 1_000;
+        // The deadline runs from the lease in hand: the bound too (the acquire may wait behind
+        // leaked leases for a while first).
+        let leasedAt: number | undefined;
         const scope = pool
           .withLease(
             async (conn, lease) => {
+              leasedAt = performance.now();
               lease.defer(() => new Promise<void>(() => undefined));
               await q(conn, 'SELECT 1');
             },
@@ -579,7 +583,14 @@ export async function tortureOnce(target: DbTarget, options: TortureOptions): Pr
             () => 'rejected' as const,
           );
         let timer: ReturnType<typeof setTimeout> | undefined;
-        const outcome = await Promise.race([scope, new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), boundMs)))]);
+        const hung = new Promise<'hung'>((resolve) => {
+          const watch = (): void => {
+            if (leasedAt !== undefined && performance.now() - leasedAt > boundMs) resolve('hung');
+            else timer = setTimeout(watch, 50);
+          };
+          watch();
+        });
+        const outcome = await Promise.race([scope, hung]);
         clearTimeout(timer);
         if (outcome === 'hung') problems.push('hangingDefer: a withLease({ timeoutMs }) whose cleanup never settles was still pending 1 s after its deadline');
         return;
