@@ -183,28 +183,39 @@ export function txScenario(spec: TxSpec): Scenario {
     title: spec.title,
     service: spec.service,
     forks: DB_FORKS,
-    async run(options) {
-      const accounts = await spec.createAccounts();
-      try {
-        let commits = 0;
-        const committed = (): void => {
-          commits++;
-        };
+    run: (options) =>
+      withAccounts(spec, (committed) => {
         const counted = (def: TxVariantDef): VariantDef => ({ name: def.name, open: () => def.open(committed) });
-        const out = await measure(options, {
+        return measure(options, {
           concurrencies: [16],
           variants: [counted({ name: 'leasepool withTx', open: (done) => spec.leasepool(done) }), counted(spec.peer)],
           baseline: spec.peer.name,
           budgets: [{ variant: 'leasepool withTx', baseline: spec.peer.name, at: 16, metric: 'throughput', limit: LIMIT }],
           runMs: TX_RUN_MS,
         });
-        const total = await accounts.total();
-        return asResult(out, [{ label: 'every commit landed once', ok: total === commits, detail: `sum(balance) ${fmt(total)}, commits counted ${fmt(commits)}` }]);
-      } finally {
-        await accounts.dispose();
-      }
-    },
+      }),
   };
+}
+
+/**
+ * Run `measure` on a fresh accounts table, every commit counted through `committed`; then check
+ * that the table holds exactly the commits counted.
+ */
+async function withAccounts(
+  spec: { createAccounts(): Promise<AccountsTable> },
+  measure: (committed: () => void) => Promise<ThroughputResult>,
+): Promise<ScenarioResult> {
+  const accounts = await spec.createAccounts();
+  try {
+    let commits = 0;
+    const out = await measure(() => {
+      commits++;
+    });
+    const total = await accounts.total();
+    return asResult(out, [{ label: 'every commit landed once', ok: total === commits, detail: `sum(balance) ${fmt(total)}, commits counted ${fmt(commits)}` }]);
+  } finally {
+    await accounts.dispose();
+  }
 }
 
 export interface FacadeSpec extends DbScenarioInfo {
@@ -245,20 +256,15 @@ export interface TracingSpec extends DbScenarioInfo {
 
 /** One process: the four variants share it, and the scenario adds a fraction of a full run's time. */
 export function tracingScenario(spec: TracingSpec): Scenario {
+  const budget = (variant: string, baseline: string): Budget => ({ variant, baseline, at: 16, metric: 'throughput', limit: LIMIT, note: 'tracing on vs off' });
   return {
     name: spec.name,
     title: spec.title,
     service: spec.service,
     forks: 1,
-    async run(options) {
-      const accounts = await spec.createAccounts();
-      try {
-        let commits = 0;
-        const committed = (): void => {
-          commits++;
-        };
-        const budget = (variant: string, baseline: string): Budget => ({ variant, baseline, at: 16, metric: 'throughput', limit: LIMIT, note: 'tracing on vs off' });
-        const out = await measure(
+    run: (options) =>
+      withAccounts(spec, (committed) =>
+        measure(
           { ...options, forks: 1 },
           {
             concurrencies: [16],
@@ -272,12 +278,7 @@ export function tracingScenario(spec: TracingSpec): Scenario {
             budgets: [budget('withLease traced', 'withLease'), budget('withTx traced', 'withTx')],
             runMs: TX_RUN_MS,
           },
-        );
-        const total = await accounts.total();
-        return asResult(out, [{ label: 'every commit landed once', ok: total === commits, detail: `sum(balance) ${fmt(total)}, commits counted ${fmt(commits)}` }]);
-      } finally {
-        await accounts.dispose();
-      }
-    },
+        ),
+      ),
   };
 }
