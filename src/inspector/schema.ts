@@ -8,6 +8,7 @@
  * No secret is ever part of it: statements appear as their SQL text as written (never the bound
  * parameter values), targets and messages pass through `redact()`.
  */
+import type { PoolStats } from '../pool-types';
 import type { RecoveryKind } from '../metrics';
 
 /** Version of the schema below. */
@@ -32,15 +33,7 @@ export interface PoolSnapshot {
   /** `host:port/db` (never a password). */
   readonly target: string;
   /** As `pool.stats()`. */
-  readonly stats: {
-    readonly size: number;
-    readonly idle: number;
-    readonly active: number;
-    readonly pending: number;
-    readonly max: number;
-    readonly min: number;
-    readonly closed: boolean;
-  };
+  readonly stats: PoolStats;
   /** The pool's `leakDetectionMs` (0: off; then no acquire stacks are recorded). */
   readonly leakDetectionMs: number;
   /** True while an inspector is attached: statement text and start times are being recorded. */
