@@ -26,14 +26,14 @@ export interface ReportingPool<C extends object> extends Pick<EventEmitter<PoolE
 
 /** What `activeLeases()` and the reports say of a lease. */
 export function describeLease<C extends object>(adapter: Adapter<C>, record: LeaseRecord<C>): ActiveLeaseInfo {
+  return { id: record.id, ageMs: Math.round(now() - record.acquiredAt), inTransaction: inTransaction(adapter, record), stack: formatSite(record.site) };
+}
+
+/** The lease's connection is inside a transaction (open or failed). */
+function inTransaction<C extends object>(adapter: Adapter<C>, record: LeaseRecord<C>): boolean {
   // A revoked lease still owns its connection until the reclaim has destroyed it.
   const status = record.txDepth > 0 ? 'in_tx' : record.state !== 'released' ? (adapter.txStatus?.(record.connection.raw) ?? 'idle') : 'idle';
-  return {
-    id: record.id,
-    ageMs: Math.round(now() - record.acquiredAt),
-    inTransaction: status === 'in_tx' || status === 'failed',
-    stack: formatSite(record.site),
-  };
+  return status === 'in_tx' || status === 'failed';
 }
 
 export function reportLeak<C extends object>(pool: ReportingPool<C>, record: LeaseRecord<C>): void {
@@ -54,19 +54,19 @@ export function reportLeakReturned<C extends object>(pool: ReportingPool<C>, rec
 
 export function reportReclaim<C extends object>(pool: ReportingPool<C>, record: LeaseRecord<C>, kind: RecoveryKind, reason: Error): void {
   pool.metrics.recovery(kind);
-  const info = describeLease(pool.adapter, record);
   if (kind === 'deadline') {
-    // The caller (or the pool's leaseTimeoutMs) asked for this end: no leak stack, no warning.
-    pool.logger.info?.(
-      { pool: pool.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
-      `pool "${pool.name}": lease #${record.id} revoked at its deadline after ${info.ageMs} ms: ${reason.message}`,
-    );
+    // The caller (or the pool's leaseTimeoutMs) asked for this end: no leak stack (none is even
+    // formatted: request timeouts can be frequent), no warning.
+    const ageMs = Math.round(now() - record.acquiredAt);
+    const inTx = inTransaction(pool.adapter, record);
+    pool.logger.info?.({ pool: pool.name, leaseId: record.id, kind, ageMs, inTransaction: inTx }, `pool "${pool.name}": lease #${record.id} revoked at its deadline after ${ageMs} ms: ${reason.message}`);
     if (pool.listenerCount('deadline') > 0) {
       const timeoutMs = reason instanceof LeaseTimeoutError ? reason.timeoutMs : undefined;
-      pool.emit('deadline', { id: info.id, ageMs: info.ageMs, inTransaction: info.inTransaction, timeoutMs, reason });
+      pool.emit('deadline', { id: record.id, ageMs, inTransaction: inTx, timeoutMs, reason });
     }
     return;
   }
+  const info = describeLease(pool.adapter, record);
   pool.logger.warn(
     { pool: pool.name, leaseId: record.id, kind, ageMs: info.ageMs, inTransaction: info.inTransaction },
     `pool "${pool.name}": lease #${record.id} reclaimed (${kind}) after ${info.ageMs} ms: ${reason.message}` +
