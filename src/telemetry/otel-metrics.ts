@@ -61,21 +61,38 @@ export function createOtelMetrics(meter: Api.Meter, source: GaugeSource, attribu
     result.observe(i.pending, g.pending, attributes);
   };
   meter.addBatchObservableCallback(observe, observables);
-  i.timeouts.add(0, attributes); // the series exists from the start, so a rate sees the first timeout
+  try {
+    i.timeouts.add(0, attributes); // the series exists from the start, so a rate sees the first timeout
+  } catch {
+    // a meter that throws on recording: the pool works on without it
+  }
   let attached = true;
   const noop = (): void => {};
+  // Recorded on the pool's own paths (acquire, release): a meter that throws must not break them.
+  const record = (histogram: Api.Histogram, seconds: number): void => {
+    try {
+      histogram.record(seconds, attributes);
+    } catch {
+      // dropped: telemetry never changes what the pool does
+    }
+  };
   return {
     acquired(waitSeconds: number) {
-      i.waitTime.record(waitSeconds, attributes);
+      record(i.waitTime, waitSeconds);
     },
     acquireFailed(outcome: Exclude<AcquireOutcome, 'success'>) {
-      if (outcome === 'timeout') i.timeouts.add(1, attributes);
+      if (outcome !== 'timeout') return;
+      try {
+        i.timeouts.add(1, attributes);
+      } catch {
+        // dropped, as above
+      }
     },
     released(leaseSeconds: number) {
-      i.useTime.record(leaseSeconds, attributes);
+      record(i.useTime, leaseSeconds);
     },
     connectionCreated(createSeconds: number) {
-      i.createTime.record(createSeconds, attributes);
+      record(i.createTime, createSeconds);
     },
     transaction: noop,
     connectionClosed: noop,

@@ -37,7 +37,7 @@ export function createTelemetry(option: OpenTelemetryOptions | boolean | undefin
   const attributes = baseAttributes(host);
   return {
     tracer: tracing ? new OtelTracer(api, tracerOf(api, opts), host, attributes, opts.traceIdleAcquires === true, opts.minAcquireWaitMs ?? 1) : undefined,
-    metrics: metrics ? createOtelMetrics(meterOf(api, opts), host, attributes, min) : undefined,
+    metrics: metrics ? fromProvider('openTelemetry.meterProvider', () => createOtelMetrics(meterOf(api, opts), host, attributes, min)) : undefined,
   };
 }
 
@@ -52,12 +52,20 @@ function loadApi(): typeof Api {
 
 function tracerOf(api: typeof Api, opts: OpenTelemetryOptions): Api.Tracer {
   const provider = (opts.tracerProvider as Api.TracerProvider | undefined) ?? api.trace.getTracerProvider();
-  return provider.getTracer(INSTRUMENTATION);
+  return fromProvider('openTelemetry.tracerProvider', () => provider.getTracer(INSTRUMENTATION));
 }
 
 function meterOf(api: typeof Api, opts: OpenTelemetryOptions): Api.Meter {
   const provider = (opts.meterProvider as Api.MeterProvider | undefined) ?? api.metrics.getMeterProvider();
-  return provider.getMeter(INSTRUMENTATION);
+  return fromProvider('openTelemetry.meterProvider', () => provider.getMeter(INSTRUMENTATION));
+}
+
+function fromProvider<T>(field: string, get: () => T): T {
+  try {
+    return get();
+  } catch (err) {
+    throw new ConfigError([{ field, problem: `threw when asked for leasepool's tracer or meter: ${err instanceof Error ? err.message : String(err)}` }]);
+  }
 }
 
 /** Who the pool talks to, as the database semantic conventions name it. */
@@ -118,10 +126,14 @@ class OtelTracer implements PoolTracer {
     // on a busy pool are hand-offs of a few microseconds.
     const parent = this.api.context.active();
     const span = (outcome: AcquireSpanOutcome, error?: unknown): void => {
-      const attributes: Api.Attributes = { ...this.attributes, 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.waited': true, 'leasepool.acquire.outcome': outcome };
-      const s = this.tracer.startSpan('leasepool.acquire', { attributes, startTime: performance.timeOrigin + startedAt }, parent);
-      if (error !== undefined) fail(this.api, s, error);
-      s.end();
+      try {
+        const attributes: Api.Attributes = { ...this.attributes, 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.waited': true, 'leasepool.acquire.outcome': outcome };
+        const s = this.tracer.startSpan('leasepool.acquire', { attributes, startTime: performance.timeOrigin + startedAt }, parent);
+        if (error !== undefined) fail(this.api, s, error);
+        s.end();
+      } catch {
+        // A tracer that throws must not reject anything of the pool's (this runs in a promise reaction).
+      }
     };
     wait.then(
       () => {
@@ -134,9 +146,13 @@ class OtelTracer implements PoolTracer {
   acquireRejected(error: Error): void {
     const tx = this.#acquiringTx;
     if (tx !== undefined) return tx.waited(now(), 0, 'rejected', 0);
-    const s = this.tracer.startSpan('leasepool.acquire', { attributes: { ...this.attributes, 'leasepool.acquire.waited': false, 'leasepool.acquire.outcome': 'rejected' } });
-    fail(this.api, s, error);
-    s.end();
+    try {
+      const s = this.tracer.startSpan('leasepool.acquire', { attributes: { ...this.attributes, 'leasepool.acquire.waited': false, 'leasepool.acquire.outcome': 'rejected' } });
+      fail(this.api, s, error);
+      s.end();
+    } catch {
+      // The caller is to get the pool's error, not the tracer's.
+    }
   }
 
   /** @internal The transaction whose own acquire is being started (see `TxSpan.acquire`). */
@@ -163,8 +179,15 @@ class OtelTracer implements PoolTracer {
       if (begin.isolation !== undefined) attributes['leasepool.transaction.isolation'] = begin.isolation;
       if (begin.readOnly !== undefined) attributes['leasepool.transaction.read_only'] = begin.readOnly;
     }
-    const span = this.tracer.startSpan('leasepool.transaction', { attributes });
-    const context = api.trace.setSpan(api.context.active(), span);
+    let span: Api.Span;
+    let context: Api.Context;
+    try {
+      span = this.tracer.startSpan('leasepool.transaction', { attributes });
+      context = api.trace.setSpan(api.context.active(), span);
+    } catch {
+      // A tracer that throws costs the transaction its span, nothing else.
+      return run(UNTRACED);
+    }
     const tx = new OtelTxSpan(this, span);
     let running: Promise<R>;
     try {
@@ -191,9 +214,13 @@ class OtelTracer implements PoolTracer {
   }
 
   #instant(name: string, attributes: Api.Attributes, error?: Error): void {
-    const span = this.tracer.startSpan(name, { attributes: { ...this.attributes, ...attributes } });
-    if (error !== undefined) span.setAttribute('leasepool.reason', error.message);
-    span.end();
+    try {
+      const span = this.tracer.startSpan(name, { attributes: { ...this.attributes, ...attributes } });
+      if (error !== undefined) span.setAttribute('leasepool.reason', error.message);
+      span.end();
+    } catch {
+      // Runs in the pool's timers (leak detector, deadlines): a throwing tracer must not crash them.
+    }
   }
 }
 
@@ -210,31 +237,47 @@ class OtelTxSpan implements TxSpan {
   }
 
   /** The transaction's own acquire waited (an event when long enough, or failed). */
+  // Each of these runs inside the transaction's own steps: what the span throws is dropped.
+
   waited(startedAt: number, queuePosition: number, outcome: AcquireSpanOutcome, minMs: number): void {
     const waitMs = now() - startedAt;
     if (outcome === 'success' && waitMs < minMs) return;
-    this.span.addEvent('leasepool.acquire', { 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.wait_ms': waitMs, 'leasepool.acquire.outcome': outcome });
+    quietly(() => this.span.addEvent('leasepool.acquire', { 'leasepool.acquire.queue_position': queuePosition, 'leasepool.acquire.wait_ms': waitMs, 'leasepool.acquire.outcome': outcome }));
   }
 
   retry(attempt: number, error: unknown): void {
     this.#retries++;
-    this.span.addEvent('leasepool.transaction.retry', { 'leasepool.transaction.attempt': attempt, 'error.type': errorType(error) });
+    quietly(() => this.span.addEvent('leasepool.transaction.retry', { 'leasepool.transaction.attempt': attempt, 'error.type': errorType(error) }));
   }
 
   committed(startedAt: number, error?: unknown): void {
     const attributes: Api.Attributes = { 'leasepool.commit.duration_ms': now() - startedAt };
     if (error !== undefined) attributes['error.type'] = errorType(error);
-    this.span.addEvent('leasepool.commit', attributes);
+    quietly(() => this.span.addEvent('leasepool.commit', attributes));
   }
 
   end(outcome: 'commit' | 'release' | 'rollback' | 'unknown', error: unknown): void {
-    this.span.setAttribute('leasepool.transaction.outcome', outcome);
-    if (this.#retries > 0) {
-      this.span.setAttribute('leasepool.transaction.attempts', this.#retries + 1);
-      this.span.setAttribute('leasepool.transaction.retries', this.#retries);
-    }
-    if (error !== undefined) this.owner.fail(this.span, error);
-    this.span.end();
+    quietly(() => {
+      this.span.setAttribute('leasepool.transaction.outcome', outcome);
+      if (this.#retries > 0) {
+        this.span.setAttribute('leasepool.transaction.attempts', this.#retries + 1);
+        this.span.setAttribute('leasepool.transaction.retries', this.#retries);
+      }
+      if (error !== undefined) this.owner.fail(this.span, error);
+      this.span.end();
+    });
+  }
+}
+
+/** What a transaction gets when its span could not be made. */
+const UNTRACED: TxSpan = { acquire: (acquire) => acquire(), retry: () => undefined, committed: () => undefined };
+
+/** Run `fn`, dropping what it throws: telemetry never changes what the pool does. */
+function quietly(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // dropped on purpose
   }
 }
 

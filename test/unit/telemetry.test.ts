@@ -6,10 +6,10 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Registry } from 'prom-client';
-import { ConfigError, createPool } from '../../src';
+import { ConfigError, createPool, type LeakEvent } from '../../src';
 import { fakeAdapter } from '../helpers/fake-adapter';
 import { otelHarness } from '../helpers/otel';
-import { closeAll, metric, setup } from '../helpers/unit';
+import { closeAll, metric, rejection, setup } from '../helpers/unit';
 
 afterEach(closeAll);
 
@@ -100,6 +100,42 @@ describe('openTelemetry option', () => {
     expect(spans.map((s) => s.outcome)).toEqual(['success', 'timeout']);
     expect(spans[0]!.ms).toBeGreaterThanOrEqual(290); // the span covers the wait: it starts when the wait did
     await h.shutdown();
+  });
+
+  test('a tracer and a meter that throw on every call change nothing the pool does; a provider that throws at once is a ConfigError', async () => {
+    const boom = (): never => {
+      throw new Error('telemetry backend failed');
+    };
+    const throwingTracer = { startSpan: boom, startActiveSpan: boom };
+    const throwingInstrument = { record: boom, add: boom, addCallback: boom, removeCallback: boom };
+    const throwingMeter = {
+      createHistogram: () => throwingInstrument,
+      createCounter: () => throwingInstrument,
+      createUpDownCounter: () => throwingInstrument,
+      createGauge: () => throwingInstrument,
+      createObservableGauge: () => throwingInstrument,
+      createObservableCounter: () => throwingInstrument,
+      createObservableUpDownCounter: () => throwingInstrument,
+      addBatchObservableCallback: () => undefined,
+      removeBatchObservableCallback: () => undefined,
+    };
+    const { pool, db } = setup({
+      name: 'otel_throwing',
+      max: 1,
+      leakDetectionMs: 20,
+      openTelemetry: { tracerProvider: { getTracer: () => throwingTracer }, meterProvider: { getMeter: () => throwingMeter }, minAcquireWaitMs: 0, traceIdleAcquires: true },
+    });
+    await expect(pool.withTx(async (c) => (await c.query('INSERT'), 'done'))).resolves.toBe('done');
+    expect(db.connections[0]!.log).toEqual(['BEGIN', 'INSERT', 'COMMIT']);
+    await expect(pool.withTx(() => Promise.reject(new Error('body failed')))).rejects.toThrow('body failed');
+    const held = await pool.acquire();
+    await expect(pool.acquire({ timeoutMs: 5 })).rejects.toMatchObject({ code: 'ACQUIRE_TIMEOUT' });
+    const leaked = await new Promise<LeakEvent>((resolve) => pool.once('leak', resolve)); // the leak detector's timer survived its span
+    expect(leaked.id).toBe(held.id);
+    await held.release();
+    const err = await rejection(pool.withTx(() => new Promise(() => undefined), { timeoutMs: 10 }));
+    expect(err).toMatchObject({ code: 'LEASE_TIMEOUT' });
+    expect(() => createPool(fakeAdapter(), { openTelemetry: { tracerProvider: { getTracer: boom } } })).toThrow(/openTelemetry\.tracerProvider threw when asked/);
   });
 
   test('tracing through the global tracer provider (no SDK registered: the API no-op tracer) changes no result', async () => {
