@@ -96,6 +96,25 @@ interface MetricSet {
 
 const setsByRegistry = new WeakMap<Registry, Map<string, MetricSet>>();
 
+/**
+ * The one set of metric objects of `registry` under `prefix`, made by `create` the first time
+ * (prom-client refuses a second metric of the same name on a registry): pools, and clusters,
+ * sharing a registry share the metrics and differ by their labels.
+ */
+export function metricSetFor<S>(cache: WeakMap<Registry, Map<string, S>>, registry: Registry, prefix: string, create: () => S): S {
+  let byPrefix = cache.get(registry);
+  if (byPrefix === undefined) {
+    byPrefix = new Map();
+    cache.set(registry, byPrefix);
+  }
+  let set = byPrefix.get(prefix);
+  if (set === undefined) {
+    set = create();
+    byPrefix.set(prefix, set);
+  }
+  return set;
+}
+
 type PromClient = typeof import('prom-client');
 export function loadPromClient(): PromClient {
   try {
@@ -189,16 +208,7 @@ export function createPromMetrics(options: MetricsOptions, source: GaugeSource):
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
-  let byPrefix = setsByRegistry.get(options.registry);
-  if (byPrefix === undefined) {
-    byPrefix = new Map();
-    setsByRegistry.set(options.registry, byPrefix);
-  }
-  let set = byPrefix.get(prefix);
-  if (set === undefined) {
-    set = createMetricSet(loadPromClient(), options.registry, prefix, buckets);
-    byPrefix.set(prefix, set);
-  }
+  const set = metricSetFor(setsByRegistry, options.registry, prefix, () => createMetricSet(loadPromClient(), options.registry, prefix, buckets));
   if (set.sources.has(source.name)) {
     throw new ConfigError([{ field: 'name', problem: `"${source.name}" is already used by an open pool on this metrics registry` }]);
   }

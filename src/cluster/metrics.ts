@@ -14,7 +14,7 @@
  */
 import type { Counter, Registry } from 'prom-client';
 import { ConfigError } from '../errors';
-import { loadPromClient, type MetricsOptions } from '../metrics';
+import { loadPromClient, metricSetFor, type MetricsOptions } from '../metrics';
 import type { HostInfo } from './types';
 import type { RouteReason } from './routing';
 
@@ -87,16 +87,7 @@ function createSet(registry: Registry, prefix: string): ClusterMetricSet {
 
 export function createClusterMetrics(options: MetricsOptions, cluster: string, hosts: () => readonly HostInfo[]): ClusterMetricsSink {
   const prefix = options.prefix ?? 'leasepool_';
-  let byPrefix = setsByRegistry.get(options.registry);
-  if (byPrefix === undefined) {
-    byPrefix = new Map();
-    setsByRegistry.set(options.registry, byPrefix);
-  }
-  let set = byPrefix.get(prefix);
-  if (set === undefined) {
-    set = createSet(options.registry, prefix);
-    byPrefix.set(prefix, set);
-  }
+  const set = metricSetFor(setsByRegistry, options.registry, prefix, () => createSet(options.registry, prefix));
   if (set.sources.has(cluster)) throw new ConfigError([{ field: 'name', problem: `"${cluster}" is already used by an open cluster on this metrics registry` }]);
   set.sources.set(cluster, hosts);
   const m = set;
