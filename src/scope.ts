@@ -36,8 +36,8 @@ export async function joinScope<C extends object, R>(fn: (conn: C, lease: Lease<
  * the ambient scope of `pool`, called from here without a closure in between: every frame between
  * the event loop and a driver call costs drivers that capture a stack per statement (mysql2's
  * promise API does, by default) and the sampled acquire stacks of leak detection. For the same
- * reason the reactions that start a withLease scope are this function (or `grantAndRunScope`)
- * bound to their arguments, not an arrow that calls it: a bound function adds no frame.
+ * reason a withLease body is started by `LeasedScope.then` or `grantAndRunScope` (a bound
+ * function, which adds no frame), not by an arrow that calls this.
  */
 function runScope<C extends object, R>(
   lease: Lease<C>,
@@ -109,6 +109,37 @@ function grantAndRunScope<C extends object, R>(this: WaitingScope<C, R>, conn: P
     leaveScope(previous);
   }
   watchScope(lease.record, value, this.resolve, this.reject);
+}
+
+/**
+ * A withLease scope whose connection was idle, leased at once: the scope's promise is
+ * `Promise.resolve()` of this thenable, so V8 calls `then` in the microtask where the body would
+ * start anyway (a job queued when the scope began, as `RESOLVED.then(…)` queues one). That job
+ * needs no promise of its own: with AsyncLocalStorage on (Node < 22), every promise made costs
+ * an async_hooks init call. `then` runs the body as `grantAndRunScope` does (one frame under it,
+ * see `runScope`). Never exposed: only V8 sees it, and calls `then` once.
+ */
+class LeasedScope<C extends object, R> {
+  constructor(
+    readonly lease: Lease<C>,
+    readonly fn: (conn: C, lease: Lease<C>) => R | PromiseLike<R>,
+    readonly pool: object,
+  ) {}
+
+  then(resolve: (value: R) => void, reject: (error: unknown) => void): void {
+    const lease = this.lease;
+    const fn = this.fn;
+    const previous = enterScope(this.pool, lease as Lease<object>, undefined);
+    let value: R | PromiseLike<R>;
+    try {
+      value = fn(lease.conn, lease);
+    } catch (error) {
+      return endScope(lease.record, true, error, resolve, reject);
+    } finally {
+      leaveScope(previous);
+    }
+    watchScope(lease.record, value, resolve, reject);
+  }
 }
 
 /** The rest of a scope once its body has returned `value`: settle with it, or race it with a revoke. */
@@ -249,10 +280,26 @@ export function startScope<C extends object, R>(
   pool: object,
   mapError: ((error: unknown, started: boolean) => unknown) | undefined,
 ): Promise<R> {
+  if (send === undefined && pending.connection instanceof PooledConnection) {
+    let lease: Lease<C> | Promise<Lease<C>>;
+    try {
+      lease = pending.grant(pending.connection);
+    } catch (err) {
+      return Promise.reject(mapError === undefined ? err : mapError(err, false));
+    }
+    // Leased now; the body still starts asynchronously, as it does after a wait (see LeasedScope).
+    if (lease instanceof Lease) return Promise.resolve(new LeasedScope(lease, fn as (conn: C, lease: Lease<C>) => R | PromiseLike<R>, pool) as unknown as PromiseLike<R>);
+    const replacing = lease;
+    // The grant first had to replace a broken connection (rare).
+    return new Promise<R>((resolve, reject) => {
+      replacing.then((granted) => runScope(granted, undefined, fn, pool, resolve, reject), acquireFailure(reject, mapError));
+    });
+  }
   return new Promise<R>((resolve, reject) => {
     const { connection, grant } = pending;
-    // The reactions that start a withLease body are bound functions, not arrows: see runScope.
     if (connection instanceof PooledConnection) {
+      // A callback scope (`send`): an idle withLease one returned above.
+      const sendNow = send as NonNullable<typeof send>;
       // Leased now; the body still starts asynchronously, as it does after a wait (one reaction).
       let lease: Lease<C> | Promise<Lease<C>>;
       try {
@@ -262,13 +309,8 @@ export function startScope<C extends object, R>(
       }
       if (!(lease instanceof Lease)) {
         // The grant first had to replace a broken connection (rare): only then are these reactions made.
-        lease.then(
-          (granted) =>
-            send === undefined ? runScope(granted, undefined, fn, pool, resolve, reject) : runCallbackScope(granted, send, resolve, reject, mapError),
-          acquireFailure(reject, mapError),
-        );
-      } else if (send === undefined) RESOLVED.then((runScope<C, R>).bind(undefined, lease, undefined, fn, pool, resolve, reject));
-      else RESOLVED.then(() => runCallbackScope(lease, send, resolve, reject, mapError));
+        lease.then((granted) => runCallbackScope(granted, sendNow, resolve, reject, mapError), acquireFailure(reject, mapError));
+      } else RESOLVED.then(() => runCallbackScope(lease, sendNow, resolve, reject, mapError));
       return;
     }
     const failAcquire = acquireFailure(reject, mapError);
