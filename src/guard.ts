@@ -32,7 +32,9 @@ class GuardHandler<C extends object> implements ProxyHandler<C> {
       }
       throw record.useError();
     }
-    const value: unknown = Reflect.get(target, prop, target);
+    // A plain keyed read (its receiver is `target`, as Reflect.get's would be): an inline cache
+    // instead of the generic builtin on every access.
+    const value: unknown = (target as Record<PropertyKey, unknown>)[prop];
     if (typeof value !== 'function') {
       // Lifecycle methods the adapter names are lease operations even where the raw connection
       // lacks them (a plain pg.Client has no release(); code written for pg-pool calls it).
