@@ -102,40 +102,60 @@ function wrapMethod<C extends object>(
     };
   }
   // Kept small: V8 inlines it into the caller's frame, and every frame costs a driver that
-  // captures a stack per statement (mysql2's `trace`) and the sampled acquire stacks.
+  // captures a stack per statement (mysql2's `trace`) and the sampled acquire stacks. The stack is
+  // captured here, before the statement's bookkeeping (`sendGuarded`): the capture decodes the
+  // state of every optimized frame it walks, this one included, and here it holds little.
   return function guarded(this: unknown, ...args: unknown[]): unknown {
     if (record.state !== 'active' || record.txLost !== undefined || record.checkScopes) refuseStatement(record);
     const adapter = record.owner.adapter;
     if (record.txDepth > 0 && adapter.controlsTransaction?.(target, prop as string, args[0]) === true) refuseTxControl(record);
-    adapter.observeStatement?.(target, prop as string, args[0]);
-    const tracking = record.owner.guardConfig.trackStatements;
-    if (tracking) noteStatement(record, args[0]);
-    const last = args.length - 1;
-    if (last >= 0 && typeof args[last] === 'function') {
-      // Callback form: track the statement until the callback runs.
-      const tracked = trackCallback(record, target, prop as string, args[last] as AnyFn);
-      args[last] = tracked;
-      try {
-        return callMethod(record, target, prop, method, args, true, proxyRef);
-      } catch (err) {
-        // Refused by the driver before it was sent (mysql2's promise API takes no callback, pg a
-        // missing text): its callback will never run, so it is not in flight.
-        untrack(record, tracked);
-        throw err;
-      }
-    } else if (adapter.sendStatement !== undefined) {
-      let callerStack: CallerStack | undefined;
-      if (adapter.traceStatement?.(target, prop as string) === true) {
-        // Here, not in the adapter: the capture walks every frame down to `guarded` (see Adapter.traceStatement).
-        callerStack = {};
-        Error.captureStackTrace(callerStack, guarded);
-      }
-      const sent = sendThroughAdapter(record, target, prop as string, args, callerStack);
-      if (sent !== undefined) return sent;
-      if (tracking) noteStatement(record, args[0]); // declined: its bookkeeping ended it
+    let callerStack: CallerStack | undefined;
+    if (adapter.sendStatement !== undefined && typeof args[args.length - 1] !== 'function' && adapter.traceStatement?.(target, prop as string) === true) {
+      // Here, not in the adapter: the capture walks every frame down to `guarded` (see Adapter.traceStatement).
+      callerStack = {};
+      Error.captureStackTrace(callerStack, guarded);
     }
-    return callMethod(record, target, prop, method, args, true, proxyRef);
+    return sendGuarded(record, target, prop as string, method, args, proxyRef, callerStack);
   };
+}
+
+/**
+ * A statement `guarded` let through: tell the adapter, then send it (callback form: tracked until
+ * its callback runs; promise form: by the adapter's `sendStatement` when it has one, with the
+ * caller's stack `guarded` captured, else by the driver's own method).
+ */
+function sendGuarded<C extends object>(
+  record: LeaseRecord<C>,
+  target: C,
+  prop: string,
+  method: AnyFn,
+  args: unknown[],
+  proxyRef: { proxy: C | undefined },
+  callerStack: CallerStack | undefined,
+): unknown {
+  const adapter = record.owner.adapter;
+  adapter.observeStatement?.(target, prop, args[0]);
+  const tracking = record.owner.guardConfig.trackStatements;
+  if (tracking) noteStatement(record, args[0]);
+  const last = args.length - 1;
+  if (last >= 0 && typeof args[last] === 'function') {
+    // Callback form: track the statement until the callback runs.
+    const tracked = trackCallback(record, target, prop, args[last] as AnyFn);
+    args[last] = tracked;
+    try {
+      return callMethod(record, target, prop, method, args, true, proxyRef);
+    } catch (err) {
+      // Refused by the driver before it was sent (mysql2's promise API takes no callback, pg a
+      // missing text): its callback will never run, so it is not in flight.
+      untrack(record, tracked);
+      throw err;
+    }
+  } else if (adapter.sendStatement !== undefined) {
+    const sent = sendThroughAdapter(record, target, prop, args, callerStack);
+    if (sent !== undefined) return sent;
+    if (tracking) noteStatement(record, args[0]); // declined: its bookkeeping ended it
+  }
+  return callMethod(record, target, prop, method, args, true, proxyRef);
 }
 
 /**
