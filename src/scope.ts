@@ -116,8 +116,9 @@ function grantAndRunScope<C extends object, R>(this: WaitingScope<C, R>, conn: P
  * `Promise.resolve()` of this thenable, so V8 calls `then` in the microtask where the body would
  * start anyway (a job queued when the scope began, as `RESOLVED.then(…)` queues one). That job
  * needs no promise of its own: with AsyncLocalStorage on (Node < 22), every promise made costs
- * an async_hooks init call. `then` runs the body as `grantAndRunScope` does (one frame under it,
- * see `runScope`). Never exposed: only V8 sees it, and calls `then` once.
+ * an async_hooks init call. `then` runs the body as `grantAndRunScope` does: one frame under it
+ * (see `runScope`), and one that holds little, which is what a stack capture in the body (mysql2's
+ * `trace`) decodes of it. Never exposed: only V8 sees it, and calls `then` once.
  */
 class LeasedScope<C extends object, R> {
   constructor(
