@@ -9,7 +9,7 @@ import type { Adapter } from './adapter';
 import { ConnectError } from './errors';
 import type { CloseReason } from './metrics';
 import { redact, redactError } from './redact';
-import { raceAbort, sleep, withTimeout } from './time';
+import { raceAbort, withTimeout } from './time';
 
 let nextConnectionId = 1;
 
@@ -63,8 +63,20 @@ export interface FactoryOptions {
   readonly connectFailure?: 'all' | 'one' | undefined;
 }
 
+/**
+ * The backoff after a failed connect: doubling from the first step to the cap, each sleep drawn
+ * from its upper half. The cap bounds how late a recovered server is noticed (the attempts that
+ * are sleeping are the pool's probes); the jitter spreads those probes, so that with several
+ * connects failing together one of them tries again soon after the server is back, while a
+ * server that stays down sees a few attempts per connection slot and second, not a storm.
+ */
 const BACKOFF_FIRST_MS = 50;
-const BACKOFF_MAX_MS = 2_000;
+const BACKOFF_MAX_MS = 250;
+
+function backoffAfter(consecutiveFailures: number): number {
+  const step = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1));
+  return step / 2 + Math.random() * (step / 2);
+}
 
 /**
  * The generic-pool factory. `create` never rejects synchronously or before a real wait
@@ -83,6 +95,23 @@ export function createFactory<C extends object>(
   // Each create in flight (and each backoff sleep) listens on it: with max > 5 and a database that
   // is down, Node would print a MaxListenersExceededWarning for what is not a leak.
   setMaxListeners(0, stopping.signal);
+  // Backoffs under way. A connect that succeeds ends them: the server is back, and the slots they
+  // hold (generic-pool counts a sleeping create as one in flight) should try again now, not when
+  // their sleep is over.
+  const backoffs = new Set<() => void>();
+  const backoff = (ms: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        stopping.signal.removeEventListener('abort', end);
+        backoffs.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      timer.unref();
+      stopping.signal.addEventListener('abort', end, { once: true });
+      backoffs.add(end);
+    });
   const state = {
     liveCount: 0,
     async create(): Promise<PooledConnection<C>> {
@@ -121,6 +150,7 @@ export function createFactory<C extends object>(
         const lifetime = options.maxLifetimeMs === Infinity ? Infinity : options.maxLifetimeMs * (1 - Math.random() * 0.025);
         pooled = new PooledConnection(raw, now, now + lifetime);
         consecutiveFailures = 0;
+        for (const end of [...backoffs]) end();
         state.liveCount++;
         events.created(pooled, (now - startedAt) / 1000);
         return pooled;
@@ -133,8 +163,8 @@ export function createFactory<C extends object>(
         events.connectFailed(error, startedAt);
         // Even without backoff the failure reaches generic-pool after a timer, never within the
         // same turn (a create that rejects within microtasks makes generic-pool spin).
-        const backoffMs = options.connectFailure === 'one' ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (consecutiveFailures - 1));
-        await sleep(backoffMs, stopping.signal);
+        const backoffMs = options.connectFailure === 'one' ? 0 : backoffAfter(consecutiveFailures);
+        await backoff(backoffMs);
         throw error;
       } finally {
         clearTimeout(timer);
