@@ -1,4 +1,5 @@
 /**
+ * `connectFailure: 'all'` (the default): how soon a database that comes back is used again.
  * `connectFailure: 'one'` (pg-pool's semantics, used by the pg drop-in): a failed connect fails
  * only the caller it was made for, and the callers still waiting get a new attempt at once; and
  * `retireIdle`, which closes one idle connection with the reason given.
@@ -16,6 +17,21 @@ test("'all' (the default): every caller waiting when a connect fails gets its er
   const [a, b] = [rejection(pool.acquire()), rejection(pool.acquire())];
   expect(await a).toBeInstanceOf(ConnectError);
   expect(await b).toBeInstanceOf(ConnectError);
+});
+
+test("'all': a database that comes back after many failures is used within the backoff cap, and every slot reconnects", async () => {
+  const { pool, db } = setup({ name: 'cf_back', max: 4, acquireTimeoutMs: 5_000 });
+  // Many failures in a row: without a cap the backoffs would have grown past a second.
+  for (let i = 0; i < 200; i++) db.connectFailures.push(refused());
+  const t0 = performance.now();
+  while (performance.now() - t0 < 1_500) expect(await rejection(pool.acquire())).toBeInstanceOf(ConnectError);
+  db.connectFailures.length = 0; // the database is back
+  const back = performance.now();
+  const leases = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire(), pool.acquire()]);
+  // All four slots reconnect: the one that succeeds first ends the other slots' backoffs.
+  expect(performance.now() - back).toBeLessThan(600);
+  expect(pool.stats()).toMatchObject({ size: 4, active: 4 });
+  await Promise.all(leases.map((l) => l.release()));
 });
 
 test("'one': only the longest-waiting caller gets the error; the next caller is served by a new attempt, without backoff", async () => {
