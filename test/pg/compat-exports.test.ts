@@ -4,8 +4,7 @@
  * CommonJS and from ESM; and pg's types through both (checked by the project's `tsc --noEmit`).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import * as pg from 'pg';
@@ -62,7 +61,10 @@ describe('CommonJS', () => {
 describe('ESM (the built package, as Node loads it)', () => {
   let outDir: string;
   beforeAll(async () => {
-    outDir = mkdtempSync(path.join(tmpdir(), 'leasepool-esm-'));
+    // Inside the checkout, as the package sits in an app: its `require('pg')` finds this checkout's
+    // pg, not whatever a node_modules above the system's temp directory holds.
+    mkdirSync(path.join(ROOT, '.tmp'), { recursive: true });
+    outDir = mkdtempSync(path.join(ROOT, '.tmp', 'esm-'));
     await run(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.build.json'), '--outDir', outDir, '--declaration', 'false', '--sourceMap', 'false'], { cwd: ROOT });
   }, 60_000);
   afterAll(() => rmSync(outDir, { recursive: true, force: true }));
