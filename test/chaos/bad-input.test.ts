@@ -20,6 +20,10 @@ import { mysqlAdapter, mysqlDialect } from '../../adapters/mysql2';
 import { pgAdapter } from '../../adapters/pg';
 import { fakeAdapter, type FakeConnection } from '../helpers/fake-adapter';
 
+// Seeded, so a failure replays (FC_SEED=<seed> to try another): unseeded, the share of valid
+// combinations drawn changed from run to run, and once fell to the coverage floor below.
+fc.configureGlobal({ seed: Number(process.env['FC_SEED'] ?? 20_261_208) });
+
 const quiet = { warn: () => undefined, error: () => undefined };
 const pools: Pool<object>[] = [];
 afterEach(async () => {
