@@ -14,17 +14,19 @@
  * starts. What is counted is split three ways (see `splitCount`): V8 compiling, garbage
  * collection, and the rest, the client's work. The budgets hold the work: a compile or a
  * Mark-Compact that falls inside the counted ops is not each op's work, and whether one falls
- * inside decided most of some counts. The other two are shown per op. Run one at a time per server (see `Pair.lane`), two runs of a database child agree within
- * about a percent; the in-memory cycle's agree to the instruction.
+ * inside decided most of some counts. The other two are shown per op. Run one at a time per
+ * server (see `Pair.lane`), two runs of a database child agree within about a percent; the
+ * in-memory cycle's agree to the instruction.
  *
  * Budgets (`--check`): leasepool `withLease` + SELECT 1 ≤ 1.05x the driver pool's
- * connect/query/release instructions per statement (pg, mysql2); the drop-ins' `pool.query` at 16
- * callers ≤ 1.05x the driver pool's (pg, mysql2); the in-memory `withLease` cycle ≤ generic-pool's
- * acquire/release. The peers run as an application without leasepool runs them; the same peers in
- * a process with an AsyncLocalStorage store are shown too: on Node < 22 leasepool's ambient scope
- * turns on the promise hooks such a store costs every promise, and that share of leasepool's count
- * is the platform's, not the pool's. Needs valgrind (with its callgrind_annotate) (/usr/bin/valgrind); without it the scenario fails under
- * `--check` and is skipped otherwise.
+ * connect/query/release work per statement (pg, mysql2); the drop-ins' `pool.query` at 16 callers
+ * ≤ 1.05x the driver pool's (pg, mysql2); the lease inspector served ≤ 1.03x without it; the
+ * in-memory `withLease` cycle ≤ generic-pool's acquire/release. The peers run as an application
+ * without leasepool runs them. The same peers in a process with an AsyncLocalStorage store are
+ * shown too (not under `--check`): on Node < 22 leasepool's ambient scope turns on the promise
+ * hooks such a store costs every promise, and that share of leasepool's count is the platform's,
+ * not the pool's. Needs valgrind and its callgrind_annotate (/usr/bin); without them the scenario
+ * fails under `--check` and is skipped otherwise.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
